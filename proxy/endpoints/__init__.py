@@ -1,0 +1,25 @@
+"""One blueprint per endpoint; each module is the HTTP layer only."""
+
+from __future__ import annotations
+
+from . import authorize
+from . import callback
+from . import consent
+from . import health
+from . import metadata
+from . import register
+from . import resource
+from . import revoke
+from . import token
+
+BLUEPRINTS = [
+    metadata.bp,
+    resource.bp,
+    register.bp,
+    authorize.bp,
+    consent.bp,
+    callback.bp,
+    token.bp,
+    revoke.bp,
+    health.bp,
+]

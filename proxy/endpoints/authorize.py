@@ -1,0 +1,98 @@
+"""GET /oauth2/authorize: OAuth 2.1 §4.1.1, then consent or straight upstream."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint
+from flask import Response
+from flask import redirect
+from flask import render_template
+from flask import request
+
+from .. import authorization
+from .. import browser
+from .. import scopes
+from .. import state
+from ..authorization import AuthorizationRequest
+from ..crypto import random_token
+from ..errors import NO_STORE
+from ..errors import PAGE_HEADERS
+from ..flows import begin_upstream
+from ..redirect_uris import is_loopback_uri
+
+bp = Blueprint("authorize", __name__)
+
+CONSENT_FORM_MAX_AGE_SECONDS = 600
+
+
+@bp.route("/oauth2/authorize", methods=["GET", "POST"])
+def authorize() -> Response:
+    app = state()
+    args = request.args if request.method == "GET" else request.form
+    client_id = authorization.client_id_of(args)
+    client = app.clients.find(client_id)
+    auth_request = authorization.validate(
+        args,
+        client,
+        offered_scopes=app.settings.mcp_scopes,
+        resource=app.settings.resource,
+    )
+    assert client is not None  # noqa: S101 - validate() raised otherwise
+    browser_id = browser.browser_id(request, app.settings) or browser.new_browser_id()
+
+    if _consent_given(auth_request):
+        response = redirect(begin_upstream(app, auth_request, browser_id))
+    else:
+        response = consent_page(auth_request, client.client_name, browser_id)
+    browser.set_browser_cookie(response, app.settings, browser_id)
+    response.headers.update(NO_STORE)
+    return response
+
+
+def _consent_given(auth_request: AuthorizationRequest) -> bool:
+    """Trusted redirect URIs, or this browser approved this client and scope before."""
+    app = state()
+    if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
+        return True
+    approved = browser.remembered_scope(
+        request,
+        app.settings,
+        app.keyring,
+        auth_request.client_id,
+        auth_request.redirect_uri,
+    )
+    # CONSENT-7: a wider scope than was approved asks again.
+    return bool(approved) and scopes.is_subset(
+        scopes.parse(auth_request.scope), approved
+    )
+
+
+def consent_page(
+    auth_request: AuthorizationRequest, client_name: str, browser_id: str
+) -> Response:
+    """The proxy's own consent page (MCP confused-deputy defence, CONSENT-1/2)."""
+    app = state()
+    blob = app.keyring.sign(
+        {**auth_request.to_dict(), "n": random_token(16)},
+        purpose="consent",
+        max_age=CONSENT_FORM_MAX_AGE_SECONDS,
+    )
+    redirect_host = (
+        urlsplit(auth_request.redirect_uri).hostname or auth_request.redirect_uri
+    )
+    html = render_template(
+        "consent.html",
+        client_name=client_name,
+        client_id=auth_request.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        redirect_host=redirect_host,
+        loopback=is_loopback_uri(auth_request.redirect_uri),
+        scopes=scopes.parse(auth_request.scope),
+        resource=auth_request.resource,
+        request_blob=blob,
+        csrf_token=browser.csrf_token(app.keyring, browser_id, blob),
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers.update(PAGE_HEADERS)
+    return response

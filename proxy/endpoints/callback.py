@@ -1,0 +1,130 @@
+"""GET /oauth2/callback: the IdP's answer; mint our one-time code (UP-2..UP-7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint
+from flask import Response
+from flask import redirect
+from flask import request
+
+from .. import browser
+from .. import state
+from ..crypto import equal
+from ..crypto import sha256_hex
+from ..errors import NO_STORE
+from ..errors import AccessDeniedError
+from ..errors import BadRequestPageError
+from ..errors import OAuthError
+from ..errors import ServerError
+from ..errors import TemporarilyUnavailableError
+from ..errors import add_query
+from ..store.records import Grant
+from ..store.records import Transaction
+from ..tokens import new_grant_id
+from ..tokens import new_opaque
+from ..upstream import UpstreamError
+
+bp = Blueprint("callback", __name__)
+log = logging.getLogger(__name__)
+
+# What the client may learn of an upstream error (UP-6: no upstream details).
+_PASSED_ON = {
+    "access_denied": AccessDeniedError,
+    "temporarily_unavailable": TemporarilyUnavailableError,
+}
+
+
+@bp.get("/oauth2/callback")
+def finish_login() -> Response:
+    app = state()
+    proxy_state = request.args.get("state", "")
+    if not proxy_state or len(proxy_state) > 128:
+        raise BadRequestPageError("Missing 'state'.", reason="callback_no_state")
+    # UP-3: the transaction is taken once; a replayed callback finds nothing.
+    txn = app.store.take_txn(proxy_state)
+    if txn is None:
+        raise BadRequestPageError(
+            "This sign-in link expired or was already used. Start again.",
+            reason="callback_unknown_state",
+        )
+    # UP-2: the browser that approved consent must be the one coming back.
+    browser_id = browser.browser_id(request, app.settings)
+    if browser_id is None or not equal(
+        browser.browser_hash(browser_id), txn.browser_hash
+    ):
+        raise BadRequestPageError(
+            "This sign-in did not start in this browser. Start again.",
+            reason="callback_binding",
+        )
+
+    def fail(error: type[OAuthError], reason: str) -> OAuthError:
+        # From here the client's redirect URI is validated: errors go back to it.
+        return error("", reason=reason, redirect_uri=txn.redirect_uri, state=txn.state)
+
+    upstream_error = request.args.get("error")
+    if upstream_error:
+        log.info("upstream returned error=%s", upstream_error[:64])
+        raise fail(
+            _PASSED_ON.get(upstream_error, ServerError),
+            f"upstream_{upstream_error[:32]}",
+        )
+    # RFC 9207 §2.4: a mismatching iss means a mix-up attack; stop here.
+    iss = request.args.get("iss")
+    try:
+        if iss is not None and not app.upstream.issuer_matches(iss):
+            raise fail(ServerError, "upstream_iss_mismatch")
+        code = request.args.get("code")
+        if not code:
+            raise fail(ServerError, "upstream_no_code")
+        tokens, identity = app.upstream.exchange_code(
+            code=code, code_verifier=txn.upstream_verifier, nonce=txn.nonce
+        )
+    except UpstreamError as exc:
+        log.warning("upstream code exchange failed: %s", exc)
+        if exc.kind == "unavailable":
+            raise fail(TemporarilyUnavailableError, "upstream_unavailable") from exc
+        if exc.kind == "access_denied":
+            raise fail(AccessDeniedError, "upstream_denied") from exc
+        raise fail(ServerError, f"upstream_{exc.kind}") from exc
+
+    grant_id = new_grant_id()
+    code_value, code_secret = new_opaque(grant_id)
+    now = int(time.time())
+    key = app.store.keys.grant(grant_id)
+    claims = {
+        k: v for k, v in (("email", identity.email), ("name", identity.name)) if v
+    }
+    grant = Grant(
+        grant_id=grant_id,
+        client_id=txn.client_id,
+        sub=identity.subject,
+        claims=claims,
+        scope=txn.scope,
+        resource=txn.resource,
+        redirect_uri=txn.redirect_uri,
+        redirect_uri_given=txn.redirect_uri_given,
+        code_challenge=txn.code_challenge,
+        code_hash=sha256_hex(code_secret),
+        code_exp=now + app.settings.code_ttl_seconds,
+        created_at=now,
+        expires_at=now + app.settings.refresh_token_max_lifetime_seconds,
+        # UP-9: upstream tokens are stored only as AES-GCM ciphertext.
+        upstream=app.keyring.seal(json.dumps(tokens.as_dict()).encode(), context=key),
+    )
+    app.store.create_grant(grant, ttl=app.settings.code_ttl_seconds)
+    log.info("grant %s created for client %s", grant_id[:8], txn.client_id[:24])
+    response = redirect(_client_redirect(txn, code_value, app.settings.issuer))
+    response.headers.update(NO_STORE)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _client_redirect(txn: Transaction, code: str, issuer: str) -> str:
+    # OAuth 2.1 §4.1.2 + RFC 9207 §2: code, the client's own state, and iss.
+    return add_query(
+        txn.redirect_uri, {"code": code, "state": txn.state, "iss": issuer}
+    )

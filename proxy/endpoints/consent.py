@@ -1,0 +1,79 @@
+"""POST /oauth2/consent: the user's answer to the consent page (CONSENT-3, GEN-3)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import redirect
+from flask import request
+
+from .. import browser
+from .. import state
+from ..authorization import AuthorizationRequest
+from ..errors import NO_STORE
+from ..errors import AccessDeniedError
+from ..errors import BadRequestPageError
+from ..errors import UnknownClientError
+from ..flows import begin_upstream
+
+bp = Blueprint("consent", __name__)
+
+
+class ForbiddenPageError(BadRequestPageError):
+    """A consent answer without this browser's CSRF token (SEC-3)."""
+
+    status_code = 403
+
+
+@bp.post("/oauth2/consent")
+def answer_consent() -> Response:
+    app = state()
+    blob = request.form.get("request", "")
+    payload = app.keyring.unsign(blob, purpose="consent")
+    if payload is None:
+        raise BadRequestPageError(
+            "This consent form expired or was altered. Start the connection again.",
+            reason="consent_blob",
+        )
+    browser_id = browser.browser_id(request, app.settings)
+    token = request.form.get("csrf_token", "")
+    if browser_id is None or not browser.check_csrf(
+        app.keyring, browser_id, blob, token
+    ):
+        raise ForbiddenPageError("The request could not be verified.", reason="csrf")
+    auth_request = AuthorizationRequest.from_dict(payload)
+    if app.clients.find(auth_request.client_id) is None:
+        raise UnknownClientError(
+            "The client is no longer registered.", reason="client_gone"
+        )
+
+    action = request.form.get("action")
+    if action == "deny":
+        # OAuth 2.1 §4.1.2.1: the resource owner denied the request (AUTHZ-13).
+        raise AccessDeniedError(
+            "The user denied the request.",
+            reason="consent_denied",
+            redirect_uri=auth_request.redirect_uri,
+            state=auth_request.state,
+        )
+    if action != "approve":
+        raise BadRequestPageError("Choose approve or deny.", reason="consent_action")
+    upstream_url = begin_upstream(
+        app,
+        auth_request,
+        browser_id,
+        proxy_state=app.keyring.mac(payload["n"], purpose="txn"),
+    )
+    # GEN-3: a redirect answering a form POST is 303, never 307.
+    response = redirect(upstream_url, code=303)
+    browser.remember_consent(
+        request,
+        response,
+        app.settings,
+        app.keyring,
+        auth_request.client_id,
+        auth_request.redirect_uri,
+        auth_request.scope,
+    )
+    response.headers.update(NO_STORE)
+    return response

@@ -1,0 +1,51 @@
+"""GET /.well-known/oauth-protected-resource[/<path>]: RFC 9728 §3."""
+
+from __future__ import annotations
+
+import typing as t
+from urllib.parse import urlsplit
+
+from flask import Blueprint
+from flask import Response
+from flask import jsonify
+
+from .. import state
+from ..cors import allow_cors
+
+bp = Blueprint("resource", __name__)
+allow_cors(bp, "GET")
+
+
+def resource_metadata() -> dict[str, t.Any]:
+    settings = state().settings
+    document: dict[str, t.Any] = {
+        # PRM-3: the canonical MCP URL, exactly as clients use it.
+        "resource": settings.resource,
+        # PRM-4: our issuer first (Claude uses only the first entry).
+        "authorization_servers": [settings.issuer],
+        "bearer_methods_supported": ["header"],
+    }
+    if settings.mcp_scopes:
+        # PRM-5: the baseline scopes only, no offline_access.
+        document["scopes_supported"] = list(settings.mcp_scopes)
+    return document
+
+
+def metadata_url() -> str:
+    """The path-inserted PRM URL of the resource (RFC 9728 §3.1)."""
+    settings = state().settings
+    path = urlsplit(settings.resource).path
+    return settings.url("/.well-known/oauth-protected-resource" + path)
+
+
+@bp.get("/.well-known/oauth-protected-resource")
+@bp.get("/.well-known/oauth-protected-resource/<path:resource_path>")
+def show_resource_metadata(resource_path: str = "") -> Response:
+    own = urlsplit(state().settings.resource).path.strip("/")
+    if resource_path and resource_path.strip("/") != own:
+        response = jsonify({"error": "not_found"})
+        response.status_code = 404
+        return response
+    response = jsonify(resource_metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

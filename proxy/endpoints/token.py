@@ -1,0 +1,39 @@
+"""POST /oauth2/token: OAuth 2.1 §3.2 (authorization_code and refresh_token)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import request
+
+from .. import state
+from ..clients import read_credentials
+from ..clients import single
+from ..cors import allow_cors
+from ..errors import NO_STORE
+from ..errors import InvalidRequestError
+from ..errors import UnsupportedGrantTypeError
+from ..flows import dumps
+from ..grants import GRANTS
+
+bp = Blueprint("token", __name__)
+allow_cors(bp, "POST")
+
+
+@bp.post("/oauth2/token")
+def issue_token() -> Response:
+    # GEN-9: the token endpoint takes form-urlencoded bodies only.
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise InvalidRequestError("The body must be application/x-www-form-urlencoded.")
+    form = request.form
+    grant_type = single(form, "grant_type")
+    if grant_type is None:
+        raise InvalidRequestError("'grant_type' is required.")
+    grant_class = GRANTS.get(grant_type)
+    if grant_class is None:
+        raise UnsupportedGrantTypeError("Supported: authorization_code, refresh_token.")
+    credentials = read_credentials(form, request.headers, request.args)
+    body = grant_class(state()).issue(form, credentials)
+    response = Response(dumps(body), mimetype="application/json")
+    response.headers.update(NO_STORE)
+    return response

@@ -1,0 +1,263 @@
+"""OAuth errors as classes, one per registered code, and the app-wide handlers.
+
+Rules raise; views never catch. An error carries a ``redirect_uri`` only after
+the client and its redirect URI were validated (RFC 6749 §4.1.2.1): the handler
+redirects only then, and otherwise renders JSON or an HTML page, never a Location.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import typing as t
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
+
+import redis.exceptions
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIPTION_OK = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class OAuthError(Exception):
+    """An OAuth error response (RFC 6749 §4.1.2.1, §5.2; RFC 7591 §3.2.2)."""
+
+    error: t.ClassVar[str] = "invalid_request"
+    status_code: t.ClassVar[int] = 400
+
+    def __init__(
+        self,
+        description: str = "",
+        *,
+        reason: str | None = None,
+        redirect_uri: str | None = None,
+        state: str | None = None,
+    ) -> None:
+        if not _DESCRIPTION_OK.match(description):
+            raise ValueError("error_description must be printable ASCII without quotes")
+        super().__init__(description or self.error)
+        self.description = description
+        self.reason = reason or self.error
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+    def headers(self) -> dict[str, str]:
+        return dict(NO_STORE)
+
+    def body(self) -> dict[str, str]:
+        body = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+
+class InvalidRequestError(OAuthError):
+    """Missing, repeated or malformed parameter (RFC 6749 §5.2)."""
+
+    error = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    """Client authentication failed or the client is unknown (RFC 6749 §5.2)."""
+
+    error = "invalid_client"
+    status_code = 401
+
+    def __init__(self, description: str = "", *, basic: bool = False, **kw: t.Any):
+        super().__init__(description, **kw)
+        self.basic = basic
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.basic:
+            # RFC 6749 §5.2: 401 with WWW-Authenticate matching the scheme used.
+            headers["WWW-Authenticate"] = 'Basic realm="oauth"'
+        return headers
+
+
+class UnknownClientError(InvalidClientError):
+    """An authorization request from an unknown client: shown, never redirected."""
+
+    status_code = 400
+
+
+class InvalidGrantError(OAuthError):
+    """Bad, expired, reused or foreign code or refresh token (RFC 6749 §5.2)."""
+
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    """The client is not allowed this grant type (RFC 6749 §5.2)."""
+
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class UnsupportedResponseTypeError(OAuthError):
+    error = "unsupported_response_type"
+
+
+class InvalidScopeError(OAuthError):
+    error = "invalid_scope"
+
+
+class AccessDeniedError(OAuthError):
+    error = "access_denied"
+    status_code = 403
+
+
+class InvalidTargetError(OAuthError):
+    """The `resource` is not this proxy's protected resource (RFC 8707 §2)."""
+
+    error = "invalid_target"
+
+
+class InvalidRedirectUriError(OAuthError):
+    """RFC 7591 §3.2.2, and the authorize page for an unregistered redirect_uri."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadataError(OAuthError):
+    error = "invalid_client_metadata"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    error = "unsupported_token_type"
+
+
+class InvalidTokenError(OAuthError):
+    """Bearer token missing, expired, revoked or for another audience (RFC 6750)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuthError):
+    """The store or the upstream IdP cannot be reached right now."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": "5"}
+
+
+class BadRequestPageError(OAuthError):
+    """A browser-facing failure (consent, callback): a page, never a redirect."""
+
+    error = "invalid_request"
+
+
+def add_query(uri: str, params: dict[str, str | None]) -> str:
+    """Append parameters to a redirect URI, keeping its own query (RFC 6749 §4.1.2)."""
+    parts = urlsplit(uri)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" or not request.accept_mimetypes.accept_html
+
+
+def render_error(exc: OAuthError, issuer: str) -> Response:
+    """Turn an OAuthError into its response: a redirect only when validated."""
+    log.info("oauth error %s (%s) on %s", exc.error, exc.reason, request.path)
+    if exc.redirect_uri:
+        location = add_query(
+            exc.redirect_uri,
+            {
+                "error": exc.error,
+                "error_description": exc.description or None,
+                "state": exc.state,
+                # RFC 9207 §2: iss on every authorization response, errors too.
+                "iss": issuer,
+            },
+        )
+        response = redirect(location, code=303 if request.method == "POST" else 302)
+        response.headers.update(NO_STORE)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+    if request.blueprint in ("authorize", "consent", "callback") and not wants_json():
+        response = Response(
+            render_template("error.html", error=exc.error, description=exc.description),
+            status=exc.status_code,
+            mimetype="text/html",
+        )
+        response.headers.update(PAGE_HEADERS)
+    else:
+        response = jsonify(exc.body())
+        response.status_code = exc.status_code
+    response.headers.update(exc.headers())
+    return response
+
+
+def init_app(app: Flask, issuer: str) -> None:
+    """Register handlers: OAuthError (all subclasses), Redis outages, HTTP errors."""
+
+    @app.errorhandler(OAuthError)
+    def _oauth_error(exc: OAuthError) -> Response:
+        return render_error(exc, issuer)
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def _store_down(exc: Exception) -> Response:
+        log.warning("store unavailable: %s", exc.__class__.__name__)
+        error = TemporarilyUnavailableError(
+            "The service is temporarily unavailable, retry shortly.",
+            reason="redis_unavailable",
+        )
+        return render_error(error, issuer)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        body = {"error": "invalid_request" if code < 500 else "server_error"}
+        if code == 404:
+            body = {"error": "not_found"}
+        elif code == 405:
+            body = {
+                "error": "invalid_request",
+                "error_description": "Method not allowed.",
+            }
+        response = jsonify(body)
+        response.status_code = code
+        response.headers.update(NO_STORE)
+        if code == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.path)
+        return render_error(ServerError("Internal error.", reason="unhandled"), issuer)

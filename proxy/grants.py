@@ -1,0 +1,363 @@
+"""Token grants: authorization_code (OAuth 2.1 §4.1.3), refresh_token (§4.3).
+
+Each grant reads what it needs in one round trip, validates in Python
+(constant-time comparisons), then commits with one atomic script, so a code
+or refresh token is spent exactly once however many workers race for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import typing as t
+
+from . import pkce
+from . import scopes
+from .clients import ClientCredentials
+from .clients import authenticate
+from .clients import single
+from .crypto import SealError
+from .crypto import equal
+from .crypto import sha256_hex
+from .errors import InvalidGrantError
+from .errors import InvalidRequestError
+from .errors import InvalidScopeError
+from .errors import InvalidTargetError
+from .errors import TemporarilyUnavailableError
+from .errors import UnauthorizedClientError
+from .flows import token_response
+from .resources import matches_resource
+from .store import RedeemResult
+from .store import RotateResult
+from .store.records import ClientRecord
+from .store.records import Grant
+from .tokens import new_opaque
+from .tokens import split_opaque
+from .upstream import UpstreamError
+from .upstream import UpstreamTokens
+
+if t.TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
+    from .app_state import AppState
+
+log = logging.getLogger(__name__)
+
+LEASE_SLACK_SECONDS = 5
+LEASE_POLL_SECONDS = 0.05
+
+
+def _client(
+    app: AppState, credentials: ClientCredentials, stored: ClientRecord | None
+) -> ClientRecord:
+    return authenticate(
+        credentials, app.clients.static(credentials.client_id) or stored
+    )
+
+
+def _check_resource(form: MultiDict[str, str], grant: Grant) -> None:
+    # RFC 8707 §2.2: a resource at the token endpoint must be one that was granted.
+    for value in form.getlist("resource"):
+        if value and not matches_resource(value, grant.resource):
+            raise InvalidTargetError(
+                "'resource' was not granted.", reason="res_mismatch"
+            )
+
+
+def _refresh_ttl(app: AppState, grant: Grant, now: int) -> int:
+    """Idle TTL, capped by what is left of the grant's absolute lifetime."""
+    return max(1, min(app.settings.refresh_token_ttl_seconds, grant.expires_at - now))
+
+
+class AuthorizationCodeGrant:
+    GRANT_TYPE = "authorization_code"
+
+    def __init__(self, app: AppState) -> None:
+        self.app = app
+
+    def issue(
+        self, form: MultiDict[str, str], credentials: ClientCredentials
+    ) -> dict[str, t.Any]:
+        app = self.app
+        code = single(form, "code")
+        verifier = single(form, "code_verifier")
+        redirect_uri = single(form, "redirect_uri")
+        if code is None:
+            raise InvalidRequestError("'code' is required.")
+        # OAuth 2.1 §4.1.3 / RFC 7636 §4.5: the verifier is required (CODE-3).
+        if verifier is None:
+            raise InvalidRequestError("'code_verifier' is required.")
+        parts = split_opaque(code)
+        stored_client, grant = (None, None)
+        if parts:
+            stored_client, grant = app.store.load_client_and_grant(
+                credentials.client_id, parts[0], app.settings.client_ttl_seconds
+            )
+        else:
+            stored_client = app.clients.find(credentials.client_id)
+        client = _client(app, credentials, stored_client)
+        if (
+            "authorization_code" not in client.grant_types
+        ):  # pragma: no cover - enforced at DCR
+            raise UnauthorizedClientError("Client may not use this grant.")
+        if parts is None or grant is None:
+            raise InvalidGrantError("Invalid or expired 'code'.", reason="code_unknown")
+        grant_id, secret = parts
+        code_hash = sha256_hex(secret)
+        if not equal(code_hash, grant.code_hash):
+            raise InvalidGrantError("Invalid or expired 'code'.", reason="code_unknown")
+        # OAuth 2.1 §4.1.3: the code was issued to this authenticated client (CODE-2).
+        if grant.client_id != client.client_id:
+            raise InvalidGrantError(
+                "Invalid or expired 'code'.", reason="client_mismatch"
+            )
+        if not pkce.is_valid_verifier(verifier):
+            raise InvalidRequestError(
+                "Malformed 'code_verifier'.", reason="pkce_format"
+            )
+        # RFC 7636 §4.6: if the values are not equal, "invalid_grant" MUST be returned.
+        if not pkce.verify(verifier, grant.code_challenge):
+            raise InvalidGrantError("Invalid 'code_verifier'.", reason="pkce_mismatch")
+        # CODE-9: if sent, redirect_uri must equal the authorization request's.
+        if redirect_uri is not None and redirect_uri != grant.redirect_uri:
+            raise InvalidGrantError(
+                "Invalid 'redirect_uri'.", reason="redirect_mismatch"
+            )
+        _check_resource(form, grant)
+
+        now = int(time.time())
+        refresh_token, refresh_secret = new_opaque(grant_id)
+        result = app.store.redeem_code(
+            grant_id,
+            code_hash=code_hash,
+            now=now,
+            tolerance=app.settings.code_replay_tolerance_seconds,
+            refresh_hash=sha256_hex(refresh_secret),
+            ttl=_refresh_ttl(app, grant, now),
+        )
+        if result is RedeemResult.REPLAYED:
+            # OAuth 2.1 §4.1.3: a reused code SHOULD revoke what it issued (CODE-6).
+            log.warning("code replay: grant %s revoked", grant_id[:8])
+            raise InvalidGrantError(
+                "Invalid or expired 'code'.", reason="code_replayed"
+            )
+        if result is not RedeemResult.OK:
+            raise InvalidGrantError(
+                "Invalid or expired 'code'.", reason=result.value.lower()
+            )
+        issue_refresh = "refresh_token" in client.grant_types
+        if not issue_refresh:
+            app.store.redis.hdel(app.store.keys.grant(grant_id), "rt_hash")
+        return token_response(
+            app,
+            sub=grant.sub,
+            claims=grant.claims,
+            client_id=client.client_id,
+            scope=grant.scope,
+            resource=grant.resource,
+            grant_id=grant_id,
+            refresh_token=refresh_token if issue_refresh else None,
+            now=now,
+        )
+
+
+class RefreshTokenGrant:
+    GRANT_TYPE = "refresh_token"
+
+    def __init__(self, app: AppState) -> None:
+        self.app = app
+
+    def issue(
+        self, form: MultiDict[str, str], credentials: ClientCredentials
+    ) -> dict[str, t.Any]:
+        app = self.app
+        token = single(form, "refresh_token")
+        if token is None:
+            raise InvalidRequestError("'refresh_token' is required.")
+        requested_scope = single(form, "scope")
+        parts = split_opaque(token)
+        now = int(time.time())
+        lease = int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS
+        if parts:
+            stored, grant, leased = app.store.load_client_and_begin_refresh(
+                credentials.client_id,
+                parts[0],
+                presented_hash=sha256_hex(parts[1]),
+                now=now,
+                lease=lease,
+                ttl=app.settings.client_ttl_seconds,
+            )
+        else:
+            stored, grant, leased = app.clients.find(credentials.client_id), None, False
+        client = _client(app, credentials, stored)
+        if "refresh_token" not in client.grant_types:
+            raise UnauthorizedClientError("Client may not use the refresh_token grant.")
+        if parts is None or grant is None or grant.gen == 0:
+            raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
+        grant_id, secret = parts
+        # OAuth 2.1 §4.3.1: the refresh token is bound to the client (RT-4).
+        if grant.client_id != client.client_id:
+            raise InvalidGrantError("Invalid refresh token.", reason="client_mismatch")
+        _check_resource(form, grant)
+        granted = scopes.parse(grant.scope)
+        # OAuth 2.1 §4.3.1: the requested scope MUST NOT exceed the original (RT-5).
+        if requested_scope is not None and not scopes.is_subset(
+            scopes.parse(requested_scope), granted
+        ):
+            raise InvalidScopeError("'scope' exceeds the original grant.")
+        if now >= grant.expires_at:
+            app.store.revoke_grant(grant_id)
+            raise InvalidGrantError(
+                "Invalid refresh token.", reason="rt_absolute_expiry"
+            )
+        return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
+
+    def _answer(
+        self,
+        grant: Grant,
+        secret: str,
+        requested_scope: str | None,
+        leased: bool,
+        now: int,
+        attempts: int,
+    ) -> dict[str, t.Any]:
+        app = self.app
+        presented = sha256_hex(secret)
+        if grant.rt_hash and equal(presented, grant.rt_hash):
+            if not leased:
+                # Another request is refreshing this grant right now: wait for it
+                # and answer from the grace window (J6: concurrent refreshes).
+                return self._after_concurrent(grant, secret, requested_scope, attempts)
+            return self._rotate(grant, secret, requested_scope, now, attempts)
+        if grant.rt_prev_hash and equal(presented, grant.rt_prev_hash):
+            rotated_at = grant.rotated_at or 0
+            if now - rotated_at <= app.settings.refresh_grace_seconds and grant.pending:
+                return self._from_grace(grant, secret)
+            # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated token
+            # revokes the whole grant (RT-2).
+            app.store.revoke_grant(grant.grant_id)
+            log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
+            raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
+        raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
+
+    def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
+        try:
+            plain = self.app.keyring.open_with(
+                secret,
+                grant.pending or "",
+                context=self.app.store.keys.grant(grant.grant_id),
+            )
+        except SealError:
+            raise InvalidGrantError(
+                "Invalid refresh token.", reason="grace_seal"
+            ) from None
+        body: dict[str, t.Any] = json.loads(plain)
+        return body
+
+    def _after_concurrent(
+        self, grant: Grant, secret: str, requested_scope: str | None, attempts: int
+    ) -> dict[str, t.Any]:
+        app = self.app
+        deadline = (
+            time.monotonic()
+            + app.settings.upstream_timeout_seconds
+            + LEASE_SLACK_SECONDS
+        )
+        while time.monotonic() < deadline:
+            time.sleep(LEASE_POLL_SECONDS)
+            fresh = app.store.load_grant(grant.grant_id)
+            if fresh is None:
+                raise InvalidGrantError("Invalid refresh token.", reason="rt_revoked")
+            if fresh.gen != grant.gen:
+                return self._answer(
+                    fresh,
+                    secret,
+                    requested_scope,
+                    False,
+                    int(time.time()),
+                    attempts - 1,
+                )
+        raise TemporarilyUnavailableError(
+            "Refresh in progress, retry shortly.", reason="lease_busy"
+        )
+
+    def _rotate(
+        self,
+        grant: Grant,
+        secret: str,
+        requested_scope: str | None,
+        now: int,
+        attempts: int,
+    ) -> dict[str, t.Any]:
+        app = self.app
+        context = app.store.keys.grant(grant.grant_id)
+        upstream_sealed = None
+        upstream = UpstreamTokens.from_dict(
+            json.loads(app.keyring.open(grant.upstream, context=context))
+        )
+        if upstream.refresh_token:
+            try:
+                renewed = app.upstream.refresh(upstream)
+            except UpstreamError as exc:
+                if exc.kind in ("invalid_grant", "rejected"):
+                    # The user lost access at the IdP: our grant ends with theirs.
+                    app.store.revoke_grant(grant.grant_id)
+                    log.info(
+                        "upstream refused refresh (%s): grant %s ended",
+                        exc.detail,
+                        grant.grant_id[:8],
+                    )
+                    raise InvalidGrantError(
+                        "The grant was revoked upstream.",
+                        reason="upstream_invalid_grant",
+                    ) from exc
+                raise TemporarilyUnavailableError(
+                    "The identity provider is unavailable.",
+                    reason=f"upstream_{exc.kind}",
+                ) from exc
+            upstream_sealed = app.keyring.seal(
+                json.dumps(renewed.as_dict()).encode(), context=context
+            )
+        refresh_token, new_secret = new_opaque(grant.grant_id)
+        scope = requested_scope and scopes.format_scopes(scopes.parse(requested_scope))
+        body = token_response(
+            app,
+            sub=grant.sub,
+            claims=grant.claims,
+            client_id=grant.client_id,
+            scope=scope or grant.scope,
+            resource=grant.resource,
+            grant_id=grant.grant_id,
+            refresh_token=refresh_token,
+            now=now,
+        )
+        pending = app.keyring.seal_with(
+            secret, json.dumps(body).encode(), context=context
+        )
+        result = app.store.rotate_refresh(
+            grant.grant_id,
+            expected_gen=grant.gen,
+            new_hash=sha256_hex(new_secret),
+            now=now,
+            pending=pending,
+            ttl=_refresh_ttl(app, grant, now),
+            upstream=upstream_sealed,
+        )
+        if result is RotateResult.OK:
+            return body
+        if result is RotateResult.CONFLICT and attempts > 0:
+            fresh = app.store.load_grant(grant.grant_id)
+            if fresh is not None:
+                return self._answer(
+                    fresh, secret, requested_scope, False, now, attempts - 1
+                )
+        raise InvalidGrantError(
+            "Invalid refresh token.", reason=f"rotate_{result.value.lower()}"
+        )
+
+
+GRANTS: dict[str, type[AuthorizationCodeGrant] | type[RefreshTokenGrant]] = {
+    AuthorizationCodeGrant.GRANT_TYPE: AuthorizationCodeGrant,
+    RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant,
+}

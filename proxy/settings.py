@@ -1,0 +1,337 @@
+"""Settings: one typed, frozen object built once at start-up from the environment.
+
+Only this module reads ``os.environ``. A missing or malformed value raises
+:class:`ConfigError` naming the variable and what to put there, so a bad deploy
+stops at boot instead of failing on the first login.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from urllib.parse import urlsplit
+
+from .resources import canonical_resource
+
+DEFAULT_UPSTREAM_SCOPES = "openid profile email offline_access"
+DEFAULT_KEY_PREFIX = "mcpoauth:"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaticClient:
+    """A client registered by the operator instead of through DCR."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    client_name: str
+    client_secret_hash: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the proxy is configured with. Built by :meth:`from_env`."""
+
+    public_url: str
+    upstream_issuer: str
+    upstream_client_id: str
+    upstream_client_secret: str
+    resource: str
+    secret_key: bytes
+    upstream_scopes: tuple[str, ...] = tuple(DEFAULT_UPSTREAM_SCOPES.split())
+    upstream_audience: str | None = None
+    upstream_timeout_seconds: float = 10.0
+    dynamic_registration: bool = True
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    mcp_path: str = "/mcp"
+    mcp_scopes: tuple[str, ...] = ("mcp",)
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 30 * 86400
+    refresh_token_max_lifetime_seconds: int = 90 * 86400
+    refresh_grace_seconds: int = 30
+    code_ttl_seconds: int = 120
+    code_replay_tolerance_seconds: int = 3
+    client_ttl_seconds: int = 90 * 86400
+    consent_remember_seconds: int = 30 * 86400
+    trusted_redirect_uris: frozenset[str] = frozenset()
+    allowed_redirect_schemes: frozenset[str] = frozenset()
+    static_clients: tuple[StaticClient, ...] = ()
+    signing_key_pem: str | None = None
+    max_registration_bytes: int = 16 * 1024
+    secret_key_generated: bool = field(default=False, compare=False)
+
+    @property
+    def issuer(self) -> str:
+        """Our issuer: byte-identical in metadata, PRM, `iss` and tokens."""
+        return self.public_url
+
+    @property
+    def insecure_loopback(self) -> bool:
+        """True for an http loopback PUBLIC_URL (development): cookies lose Secure."""
+        return urlsplit(self.public_url).scheme == "http"
+
+    def url(self, path: str) -> str:
+        return self.public_url + path
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and check every setting; raise ConfigError on the first bad one."""
+        env = _Env(environ)
+        public_url = env.url("PUBLIC_URL", required=True)
+        mcp_path = env.str("MCP_PATH", "/mcp")
+        if not mcp_path.startswith("/") or mcp_path.endswith("/") and mcp_path != "/":
+            raise ConfigError(
+                "MCP_PATH must start with '/' and not end with one, e.g. MCP_PATH=/mcp"
+            )
+        audience_set = bool(environ.get("OAUTH_AUDIENCE", "").strip())
+        resource_text = env.url("OAUTH_AUDIENCE") or public_url + mcp_path
+        resource = canonical_resource(resource_text)
+        if resource is None:
+            raise ConfigError(
+                "OAUTH_AUDIENCE must be the absolute URL of the protected MCP "
+                "endpoint, e.g. OAUTH_AUDIENCE=https://mcp.example.com/mcp"
+            )
+        upstream_audience: str | None
+        if "OAUTH_UPSTREAM_AUDIENCE" in environ:
+            upstream_audience = environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
+        else:
+            upstream_audience = resource_text if audience_set else None
+
+        redis_url = env.str("REDIS_URL", "") or None
+        secret_key, generated = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        settings = cls(
+            public_url=public_url,
+            upstream_issuer=env.url("OAUTH_ISSUER", required=True, normalise=False),
+            upstream_client_id=env.str("OAUTH_CLIENT_ID", required=True),
+            upstream_client_secret=env.str("OAUTH_CLIENT_SECRET", required=True),
+            resource=resource,
+            secret_key=secret_key,
+            secret_key_generated=generated,
+            upstream_scopes=tuple(
+                env.str("OAUTH_SCOPES", DEFAULT_UPSTREAM_SCOPES).split()
+            ),
+            upstream_audience=upstream_audience,
+            upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
+            dynamic_registration=env.bool("OAUTH_USE_DYNAMIC_REGISTRATION", True),
+            redis_url=redis_url,
+            key_prefix=env.str("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            mcp_path=mcp_path,
+            mcp_scopes=tuple(env.str("MCP_SCOPES", "mcp").split()),
+            access_token_ttl_seconds=env.int(
+                "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
+            ),
+            refresh_token_ttl_seconds=env.int(
+                "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
+            ),
+            refresh_token_max_lifetime_seconds=env.int(
+                "REFRESH_TOKEN_MAX_LIFETIME_SECONDS", 90 * 86400, 300, 3650 * 86400
+            ),
+            refresh_grace_seconds=env.int("REFRESH_GRACE_SECONDS", 30, 0, 120),
+            code_ttl_seconds=env.int("AUTH_CODE_TTL_SECONDS", 120, 10, 300),
+            code_replay_tolerance_seconds=env.int(
+                "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
+            ),
+            client_ttl_seconds=env.int(
+                "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
+            ),
+            consent_remember_seconds=env.int(
+                "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
+            ),
+            trusted_redirect_uris=frozenset(env.list("TRUSTED_REDIRECT_URIS")),
+            allowed_redirect_schemes=frozenset(
+                s.lower() for s in env.list("ALLOWED_REDIRECT_SCHEMES")
+            ),
+            static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
+            signing_key_pem=env.file_or_value("SIGNING_KEY"),
+        )
+        if (
+            settings.refresh_token_max_lifetime_seconds
+            < settings.refresh_token_ttl_seconds
+        ):
+            raise ConfigError(
+                "REFRESH_TOKEN_MAX_LIFETIME_SECONDS must be at least "
+                "REFRESH_TOKEN_TTL_SECONDS"
+            )
+        return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """RFC 8252 §7.3 loopback hosts, plus `localhost` (see design: J2)."""
+    host = host.lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Env:
+    """Typed readers over the environment; each error names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str:
+        return self._environ.get(name, "").strip()
+
+    def str(self, name: str, default: str = "", *, required: bool = False) -> str:
+        value = self._raw(name)
+        if not value:
+            if required:
+                raise ConfigError(
+                    f"{name} is not set: put it in the environment or .env"
+                )
+            return default
+        return value
+
+    def url(self, name: str, *, required: bool = False, normalise: bool = True) -> str:
+        value = self.str(name, required=required)
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{name}={value!r} is not an absolute http(s) URL, "
+                f"e.g. {name}=https://auth.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{name} must not have a query or fragment")
+        # GEN-1: plain http only for loopback (development).
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ConfigError(
+                f"{name}={value!r} uses http on a non-loopback host; use https "
+                "(http is allowed only for localhost, 127.0.0.1 and [::1])"
+            )
+        if not normalise:
+            # An upstream issuer is compared byte for byte with what it advertises.
+            return value
+        # One spelling of our own URLs everywhere: no trailing slash, lowercase host.
+        return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self._raw(name).lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={value!r} is not a boolean: use true or false")
+
+    def int(self, name: str, default: int, low: int, high: int) -> int:
+        value = self._raw(name)
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name}={number} is out of range: use {low}..{high}")
+        return number
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self._raw(name)
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name}={number} is out of range: use {low}..{high}")
+        return number
+
+    def list(self, name: str) -> list[str]:
+        return [item for item in self._raw(name).replace(",", " ").split() if item]
+
+    def file_or_value(self, name: str) -> str | None:
+        """`NAME` holds the value itself, or `NAME_FILE` a path to it."""
+        value = self._raw(name)
+        path = self._raw(name + "_FILE")
+        if value and path:
+            raise ConfigError(f"set either {name} or {name}_FILE, not both")
+        if path:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    return fh.read()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name}_FILE={path!r} cannot be read: {exc}"
+                ) from None
+        return value.replace("\\n", "\n") or None
+
+    def secret_key(self, name: str, redis_url: str | None) -> tuple[bytes, bool]:
+        value = self._raw(name)
+        hint = (
+            f'generate one with: python -c "import secrets; '
+            f'print(secrets.token_hex(32))" and set {name}'
+        )
+        if not value:
+            if redis_url:
+                # Several processes share the store: they must share the key too.
+                raise ConfigError(f"{name} is required with REDIS_URL; {hint}")
+            return secrets.token_bytes(32), True
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be hex; {hint}") from None
+        if len(key) < 32:
+            raise ConfigError(
+                f"{name} must be at least 32 bytes (64 hex digits); {hint}"
+            )
+        return key, False
+
+    def static_clients(self, name: str) -> tuple[StaticClient, ...]:
+        path = self._raw(name)
+        if not path:
+            return ()
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{name}={path!r} is not a readable JSON file: {exc}"
+            ) from None
+        if not isinstance(data, list):
+            raise ConfigError(f"{name}: the file must hold a JSON list of clients")
+        clients = []
+        for index, item in enumerate(data):
+            where = f"{name}: client #{index}"
+            if not isinstance(item, dict) or not isinstance(item.get("client_id"), str):
+                raise ConfigError(f"{where} needs a string 'client_id'")
+            uris = item.get("redirect_uris")
+            if (
+                not isinstance(uris, list)
+                or not uris
+                or not all(isinstance(u, str) for u in uris)
+            ):
+                raise ConfigError(f"{where} needs a non-empty list 'redirect_uris'")
+            secret_hash = item.get("client_secret_sha256")
+            if secret_hash is not None and not isinstance(secret_hash, str):
+                raise ConfigError(f"{where}: 'client_secret_sha256' must be hex text")
+            clients.append(
+                StaticClient(
+                    client_id=item["client_id"],
+                    redirect_uris=tuple(uris),
+                    client_name=str(item.get("client_name") or item["client_id"]),
+                    client_secret_hash=secret_hash,
+                    scope=item.get("scope"),
+                )
+            )
+        return tuple(clients)

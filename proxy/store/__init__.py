@@ -1,0 +1,198 @@
+"""The store: one typed method per operation on the Redis key schema.
+
+Connection errors are not caught here: they propagate to the app's handler,
+which answers 503 ``temporarily_unavailable``. A transient failure therefore
+never looks like "not found" and never triggers a revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from enum import Enum
+
+import redis
+
+from . import scripts
+from .keys import TXN_TTL_SECONDS
+from .keys import Keys
+from .records import ClientRecord
+from .records import Grant
+from .records import Transaction
+
+log = logging.getLogger(__name__)
+
+
+class RedeemResult(Enum):
+    OK = "OK"
+    NOT_FOUND = "NOT_FOUND"
+    EXPIRED = "EXPIRED"
+    REPLAY_TOLERATED = "REPLAY_TOLERATED"
+    REPLAYED = "REPLAYED"
+
+
+class RotateResult(Enum):
+    OK = "OK"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+
+
+class Store:
+    """Typed access to Redis; one client per app, safe across gunicorn forks."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._redeem_code = client.register_script(scripts.REDEEM_CODE)
+        self._rotate_refresh = client.register_script(scripts.ROTATE_REFRESH)
+        self._take_txn = client.register_script(scripts.TAKE_TXN)
+        self._begin_refresh = client.register_script(scripts.BEGIN_REFRESH)
+
+    # -- health ---------------------------------------------------------------
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # -- clients --------------------------------------------------------------
+    def create_client(self, record: ClientRecord, ttl: int) -> bool:
+        """Store a new client; False if the id exists (never overwrite)."""
+        return bool(
+            self.redis.set(
+                self.keys.client(record.client_id),
+                record.to_json(),
+                nx=True,
+                ex=ttl or None,
+            )
+        )
+
+    def load_client(self, client_id: str, ttl: int) -> ClientRecord | None:
+        """Read a client and slide its TTL in the same command (GETEX)."""
+        key = self.keys.client(client_id)
+        raw = self.redis.getex(key, ex=ttl) if ttl else self.redis.get(key)
+        return ClientRecord.from_json(raw) if raw else None
+
+    def delete_client(self, client_id: str) -> None:
+        self.redis.delete(self.keys.client(client_id))
+
+    def load_client_and_grant(
+        self, client_id: str, grant_id: str, ttl: int
+    ) -> tuple[ClientRecord | None, Grant | None]:
+        """Both records in one round trip (the token endpoint's first read)."""
+        pipe = self.redis.pipeline(transaction=False)
+        key = self.keys.client(client_id)
+        if ttl:
+            pipe.getex(key, ex=ttl)
+        else:
+            pipe.get(key)
+        pipe.hgetall(self.keys.grant(grant_id))
+        raw_client, raw_grant = pipe.execute()
+        client = ClientRecord.from_json(raw_client) if raw_client else None
+        grant = Grant.from_hash(grant_id, raw_grant) if raw_grant else None
+        return client, grant
+
+    # -- transactions ---------------------------------------------------------
+    def create_txn(self, proxy_state: str, txn: Transaction) -> bool:
+        """Store an approved request once; False if this state was used already."""
+        return bool(
+            self.redis.set(
+                self.keys.txn(proxy_state), txn.to_json(), nx=True, ex=TXN_TTL_SECONDS
+            )
+        )
+
+    def take_txn(self, proxy_state: str) -> Transaction | None:
+        """Take a transaction once; later calls (replayed callbacks) get None."""
+        raw = self._take_txn(keys=[self.keys.txn(proxy_state)])
+        return Transaction.from_json(_text(raw)) if raw else None
+
+    # -- grants ---------------------------------------------------------------
+    def create_grant(self, grant: Grant, ttl: int) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            key = self.keys.grant(grant.grant_id)
+            pipe.hset(key, mapping=grant.to_hash())
+            pipe.expire(key, ttl)
+            pipe.execute()
+
+    def load_grant(self, grant_id: str) -> Grant | None:
+        raw = self.redis.hgetall(self.keys.grant(grant_id))
+        return Grant.from_hash(grant_id, raw) if raw else None
+
+    def grant_exists(self, grant_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.grant(grant_id)))
+
+    def revoke_grant(self, grant_id: str) -> bool:
+        return bool(self.redis.delete(self.keys.grant(grant_id)))
+
+    def load_client_and_begin_refresh(
+        self,
+        client_id: str,
+        grant_id: str,
+        *,
+        presented_hash: str,
+        now: int,
+        lease: int,
+        ttl: int,
+    ) -> tuple[ClientRecord | None, Grant | None, bool]:
+        """Client and grant in one round trip; take the refresh lease if free."""
+        pipe = self.redis.pipeline(transaction=False)
+        key = self.keys.client(client_id)
+        if ttl:
+            pipe.getex(key, ex=ttl)
+        else:
+            pipe.get(key)
+        self._begin_refresh(
+            keys=[self.keys.grant(grant_id)],
+            args=[presented_hash, now, lease],
+            client=pipe,
+        )
+        raw_client, flat = pipe.execute()
+        client = ClientRecord.from_json(raw_client) if raw_client else None
+        if not flat:
+            return client, None, False
+        fields = [_text(v) for v in flat]
+        data = dict(zip(fields[::2], fields[1::2], strict=True))
+        leased = data.pop("lease", None) == "1"
+        return client, Grant.from_hash(grant_id, data), leased
+
+    def redeem_code(
+        self,
+        grant_id: str,
+        *,
+        code_hash: str,
+        now: int,
+        tolerance: int,
+        refresh_hash: str,
+        ttl: int,
+    ) -> RedeemResult:
+        result = self._redeem_code(
+            keys=[self.keys.grant(grant_id)],
+            args=[code_hash, now, tolerance, refresh_hash, ttl],
+        )
+        return RedeemResult(_text(result))
+
+    def rotate_refresh(
+        self,
+        grant_id: str,
+        *,
+        expected_gen: int,
+        new_hash: str,
+        now: int,
+        pending: str,
+        ttl: int,
+        upstream: str | None,
+    ) -> RotateResult:
+        result = self._rotate_refresh(
+            keys=[self.keys.grant(grant_id)],
+            args=[expected_gen, new_hash, now, pending, ttl, upstream or ""],
+        )
+        return RotateResult(_text(result))
+
+    # -- signing keys ---------------------------------------------------------
+    def load_signing_keys(self) -> str | None:
+        raw = self.redis.get(self.keys.signing_keys())
+        return t.cast("str | None", raw)
+
+    def create_signing_keys(self, document: str) -> bool:
+        return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
+
+
+def _text(value: t.Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,147 @@
+"""Stored records and their wire form. Every JSON record carries ``v``."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A registered client: RFC 7591 metadata plus the SHA-256 of its secret."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    token_endpoint_auth_method: str
+    grant_types: tuple[str, ...]
+    client_id_issued_at: int
+    client_secret_hash: str | None = None
+    metadata: dict[str, t.Any] = field(default_factory=dict)
+
+    @property
+    def client_name(self) -> str:
+        return str(self.metadata.get("client_name") or self.client_id)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"  # noqa: S105
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["v"] = RECORD_VERSION
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> ClientRecord:
+        data = json.loads(text)
+        data.pop("v", None)
+        data["redirect_uris"] = tuple(data["redirect_uris"])
+        data["grant_types"] = tuple(data["grant_types"])
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An approved authorization request waiting for the upstream callback."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    state: str | None
+    code_challenge: str
+    scope: str
+    resource: str
+    upstream_verifier: str
+    nonce: str
+    browser_hash: str
+    created_at: int
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["v"] = RECORD_VERSION
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Transaction:
+        data = json.loads(text)
+        data.pop("v", None)
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One authorization: a Redis hash, read whole with HGETALL."""
+
+    grant_id: str
+    client_id: str
+    sub: str
+    claims: dict[str, t.Any]
+    scope: str
+    resource: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    code_challenge: str
+    code_hash: str
+    code_exp: int
+    created_at: int
+    expires_at: int
+    upstream: str
+    code_used_at: int | None = None
+    gen: int = 0
+    rt_hash: str | None = None
+    rt_prev_hash: str | None = None
+    rotated_at: int | None = None
+    pending: str | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        """Fields for HSET at creation; the scripts own the refresh fields after."""
+        return {
+            "v": str(RECORD_VERSION),
+            "client_id": self.client_id,
+            "sub": self.sub,
+            "claims": json.dumps(self.claims, separators=(",", ":")),
+            "scope": self.scope,
+            "resource": self.resource,
+            "redirect_uri": self.redirect_uri,
+            "redirect_uri_given": "1" if self.redirect_uri_given else "0",
+            "code_challenge": self.code_challenge,
+            "code_hash": self.code_hash,
+            "code_exp": str(self.code_exp),
+            "created_at": str(self.created_at),
+            "expires_at": str(self.expires_at),
+            "upstream": self.upstream,
+        }
+
+    @classmethod
+    def from_hash(cls, grant_id: str, data: dict[str, str]) -> Grant:
+        def opt_int(name: str) -> int | None:
+            value = data.get(name)
+            return int(value) if value else None
+
+        return cls(
+            grant_id=grant_id,
+            client_id=data["client_id"],
+            sub=data["sub"],
+            claims=json.loads(data["claims"]),
+            scope=data["scope"],
+            resource=data["resource"],
+            redirect_uri=data["redirect_uri"],
+            redirect_uri_given=data.get("redirect_uri_given") == "1",
+            code_challenge=data["code_challenge"],
+            code_hash=data["code_hash"],
+            code_exp=int(data["code_exp"]),
+            created_at=int(data["created_at"]),
+            expires_at=int(data["expires_at"]),
+            upstream=data["upstream"],
+            code_used_at=opt_int("code_used_at"),
+            gen=int(data.get("gen") or 0),
+            rt_hash=data.get("rt_hash"),
+            rt_prev_hash=data.get("rt_prev_hash"),
+            rotated_at=opt_int("rotated_at"),
+            pending=data.get("pending"),
+        )

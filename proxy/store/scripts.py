@@ -1,0 +1,106 @@
+"""Lua scripts: every security-relevant state change happens in one of these.
+
+Each is registered once per app with ``register_script`` (EVALSHA, reloaded on
+NOSCRIPT) and receives every key in ``KEYS``; none builds a key itself.
+"""
+
+from __future__ import annotations
+
+REDEEM_CODE = """
+-- KEYS[1] = grant:{grant_id}
+-- ARGV[1] = sha256 of the presented code secret
+-- ARGV[2] = now (epoch seconds)
+-- ARGV[3] = replay tolerance in seconds
+-- ARGV[4] = sha256 of the first refresh token's secret
+-- ARGV[5] = TTL of the grant once redeemed (seconds)
+-- Returns: "OK" (code spent, refresh token set), "NOT_FOUND", "EXPIRED",
+--   "REPLAY_TOLERATED" (spent within the tolerance: refused, grant kept),
+--   "REPLAYED" (spent earlier: refused and the grant is deleted).
+-- Edge cases: two concurrent redemptions: exactly one sees code_used_at unset.
+local f = redis.call('HMGET', KEYS[1], 'code_hash', 'code_exp', 'code_used_at')
+if not f[1] or f[1] ~= ARGV[1] then
+  return 'NOT_FOUND'
+end
+local now = tonumber(ARGV[2])
+if f[3] then
+  if now - tonumber(f[3]) <= tonumber(ARGV[3]) then
+    return 'REPLAY_TOLERATED'
+  end
+  redis.call('DEL', KEYS[1])
+  return 'REPLAYED'
+end
+if now > tonumber(f[2]) then
+  return 'EXPIRED'
+end
+redis.call('HSET', KEYS[1], 'code_used_at', ARGV[2], 'rt_hash', ARGV[4],
+  'gen', '1', 'rotated_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 'OK'
+"""
+
+ROTATE_REFRESH = """
+-- KEYS[1] = grant:{grant_id}
+-- ARGV[1] = the generation the caller read (compare-and-set)
+-- ARGV[2] = sha256 of the new refresh token's secret
+-- ARGV[3] = now (epoch seconds)
+-- ARGV[4] = the new token response, sealed under the presented token's secret
+-- ARGV[5] = TTL of the grant (seconds)
+-- ARGV[6] = new sealed upstream tokens, or "" to keep them
+-- Returns: "OK", "NOT_FOUND" (revoked or expired), "CONFLICT" (another
+--   request rotated first: re-read and answer from the grace window).
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then
+  return 'NOT_FOUND'
+end
+if gen ~= ARGV[1] then
+  return 'CONFLICT'
+end
+local current = redis.call('HGET', KEYS[1], 'rt_hash')
+redis.call('HSET', KEYS[1], 'rt_prev_hash', current, 'rt_hash', ARGV[2],
+  'gen', tostring(tonumber(gen) + 1), 'rotated_at', ARGV[3], 'pending', ARGV[4],
+  'lease_until', '0')
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'upstream', ARGV[6])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 'OK'
+"""
+
+TAKE_TXN = """
+-- KEYS[1] = txn:{proxy_state}
+-- Returns: the stored transaction JSON the first time, nil afterwards.
+-- The key is left as a "used" tombstone until its TTL ends, so the consent
+-- form that created it cannot create it again (SET NX fails): the form and
+-- the upstream state are each usable once.
+local value = redis.call('GET', KEYS[1])
+if not value or value == 'used' then
+  return false
+end
+redis.call('SET', KEYS[1], 'used', 'KEEPTTL')
+return value
+"""
+
+BEGIN_REFRESH = """
+-- KEYS[1] = grant:{grant_id}
+-- ARGV[1] = sha256 of the presented refresh token's secret
+-- ARGV[2] = now (epoch seconds)
+-- ARGV[3] = lease length in seconds
+-- Returns: the grant as a flat HGETALL list, plus "lease" then "1" when the
+--   caller now holds the short lease that lets exactly one request refresh
+--   the upstream tokens of this grant. Empty list: no such grant.
+-- Edge cases: a presented token that is not the current one never takes the
+--   lease (it is answered from the grace window or refused by the caller).
+local data = redis.call('HGETALL', KEYS[1])
+if #data == 0 then
+  return data
+end
+local current = redis.call('HGET', KEYS[1], 'rt_hash')
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if current == ARGV[1] and lease < tonumber(ARGV[2]) then
+  local until = tonumber(ARGV[2]) + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'lease_until', tostring(until))
+  table.insert(data, 'lease')
+  table.insert(data, '1')
+end
+return data
+"""

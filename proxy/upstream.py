@@ -1,0 +1,404 @@
+"""The upstream leg: the proxy as one confidential OIDC client of the real IdP.
+
+:class:`UpstreamProvider` is the whole interface the endpoints use (authorize
+URL, code exchange with identity, refresh, revoke). :class:`OIDCProvider` is
+the discovery-driven implementation; provider presets build on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+from urllib.parse import urlencode
+
+import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from requests.adapters import HTTPAdapter
+
+from .crypto import equal
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_TTL_SECONDS = 3600
+JWKS_MIN_REFRESH_SECONDS = 10
+ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+
+
+class UpstreamError(Exception):
+    """The IdP said no, or could not be reached. ``kind`` drives the response.
+
+    kinds: ``unavailable`` (network, 5xx, bad JSON: retryable), ``invalid_grant``
+    (the upstream grant is dead: end ours), ``access_denied`` (the user or
+    policy refused), ``invalid_response`` (an ID token that does not verify).
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTokens:
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: int | None = None
+    id_token: str | None = None
+    scope: str | None = None
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at,
+            "scope": self.scope,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, t.Any]) -> UpstreamTokens:
+        return cls(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token"),
+            expires_at=data.get("expires_at"),
+            scope=data.get("scope"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who logged in, as the IdP vouched for it."""
+
+    subject: str
+    email: str | None = None
+    name: str | None = None
+    claims: dict[str, t.Any] = field(default_factory=dict)
+
+
+class UpstreamProvider(t.Protocol):
+    """What the endpoints need from an identity provider."""
+
+    name: str
+
+    def authorization_url(self, *, state: str, code_challenge: str, nonce: str) -> str:
+        """Where to send the browser to log in."""
+        ...
+
+    def exchange_code(
+        self, *, code: str, code_verifier: str, nonce: str
+    ) -> tuple[UpstreamTokens, Identity]:
+        """Redeem the upstream code and establish the user's identity."""
+        ...
+
+    def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
+        """Renew the upstream tokens; raise UpstreamError("invalid_grant") if dead."""
+        ...
+
+    def issuer_matches(self, iss: str) -> bool:
+        """RFC 9207: does an `iss` on the callback name this IdP?"""
+        ...
+
+
+def pooled_session(user_agent: str = "mcp-oauth-proxy") -> requests.Session:
+    """One keep-alive session per process: no TLS handshake per upstream call."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+class OIDCProvider:
+    """A generic OpenID Connect provider, configured by its discovery document."""
+
+    name = "oidc"
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...],
+        audience: str | None = None,
+        timeout: float = 10.0,
+        extra_authorize_params: dict[str, str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.scopes = scopes
+        self.audience = audience
+        self.timeout = timeout
+        self.extra_authorize_params = dict(extra_authorize_params or {})
+        self.session = session or pooled_session()
+        self._lock = threading.Lock()
+        self._discovery: dict[str, t.Any] | None = None
+        self._discovered_at = 0.0
+        self._jwks: KeySet | None = None
+        self._jwks_at = 0.0
+
+    # -- discovery ------------------------------------------------------------
+    @property
+    def discovery_url(self) -> str:
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+    def metadata(self) -> dict[str, t.Any]:
+        """The discovery document, cached for an hour, re-fetched on failure."""
+        now = time.monotonic()
+        if self._discovery and now - self._discovered_at < DISCOVERY_TTL_SECONDS:
+            return self._discovery
+        with self._lock:
+            if self._discovery and now - self._discovered_at < DISCOVERY_TTL_SECONDS:
+                return self._discovery
+            document = self._get_json(self.discovery_url)
+            issuer = document.get("issuer")
+            if not isinstance(issuer, str) or issuer.rstrip("/") != self.issuer.rstrip(
+                "/"
+            ):
+                raise UpstreamError(
+                    "invalid_response",
+                    f"discovery issuer {issuer!r} does not match OAUTH_ISSUER",
+                )
+            for name in ("authorization_endpoint", "token_endpoint"):
+                if not isinstance(document.get(name), str):
+                    raise UpstreamError("invalid_response", f"discovery lacks {name}")
+            self._discovery = document
+            self._discovered_at = now
+            return document
+
+    def issuer_matches(self, iss: str) -> bool:
+        return equal(iss, self.metadata()["issuer"])
+
+    # -- the authorize leg ----------------------------------------------------
+    def authorization_url(self, *, state: str, code_challenge: str, nonce: str) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": " ".join(self.scopes),
+            "state": state,
+            "nonce": nonce,
+            # UP-4: the proxy's own PKCE toward the IdP, always S256.
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        }
+        if self.audience:
+            params["audience"] = self.audience
+        params.update(self.extra_authorize_params)
+        endpoint = self.metadata()["authorization_endpoint"]
+        separator = "&" if "?" in endpoint else "?"
+        return f"{endpoint}{separator}{urlencode(params)}"
+
+    def exchange_code(
+        self, *, code: str, code_verifier: str, nonce: str
+    ) -> tuple[UpstreamTokens, Identity]:
+        data = self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.redirect_uri,
+                "code_verifier": code_verifier,
+            }
+        )
+        tokens = _tokens_from(data, previous_refresh=None)
+        if tokens.id_token:
+            claims = self.verify_id_token(tokens.id_token, nonce=nonce)
+        else:
+            claims = self.userinfo(tokens.access_token)
+        return tokens, self.identity_from_claims(claims)
+
+    def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
+        if not tokens.refresh_token:
+            raise UpstreamError("invalid_grant", "no upstream refresh token")
+        data = self._token_request(
+            {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+        )
+        return _tokens_from(data, previous_refresh=tokens.refresh_token)
+
+    # -- identity -------------------------------------------------------------
+    def identity_from_claims(self, claims: dict[str, t.Any]) -> Identity:
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise UpstreamError("invalid_response", "the IdP returned no 'sub'")
+        email = claims.get("email")
+        name = claims.get("name") or claims.get("preferred_username")
+        return Identity(
+            subject=subject,
+            email=email if isinstance(email, str) else None,
+            name=name if isinstance(name, str) else None,
+            claims=claims,
+        )
+
+    def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, t.Any]:
+        """OIDC Core §3.1.3.7: signature, iss, aud, azp, exp, nonce."""
+        try:
+            decoded = jwt.decode(
+                id_token, self._keyset_for(id_token), algorithms=ID_TOKEN_ALGORITHMS
+            )
+        except (JoseError, ValueError) as exc:
+            raise UpstreamError("invalid_response", f"id_token: {exc}") from exc
+        claims = decoded.claims
+        now = time.time()
+        if claims.get("iss") != self.metadata()["issuer"]:
+            raise UpstreamError("invalid_response", "id_token iss mismatch")
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if self.client_id not in audiences:
+            raise UpstreamError("invalid_response", "id_token aud mismatch")
+        if len(audiences) > 1 and claims.get("azp") != self.client_id:
+            raise UpstreamError("invalid_response", "id_token azp mismatch")
+        exp = claims.get("exp")
+        if not isinstance(exp, (int, float)) or exp + 60 < now:
+            raise UpstreamError("invalid_response", "id_token expired")
+        if "nonce" in claims or nonce:
+            if not isinstance(claims.get("nonce"), str) or not equal(
+                claims["nonce"], nonce
+            ):
+                raise UpstreamError("invalid_response", "id_token nonce mismatch")
+        return dict(claims)
+
+    def userinfo(self, access_token: str) -> dict[str, t.Any]:
+        endpoint = self.metadata().get("userinfo_endpoint")
+        if not isinstance(endpoint, str):
+            raise UpstreamError(
+                "invalid_response", "no id_token and no userinfo endpoint"
+            )
+        return self._get_json(
+            endpoint, headers={"Authorization": f"Bearer {access_token}"}
+        )
+
+    def _keyset_for(self, id_token: str) -> KeySet:
+        """The IdP's JWKS, re-fetched when the token names a kid we lack."""
+        kid = _unverified_kid(id_token)
+        now = time.monotonic()
+        known = self._jwks is not None and (
+            kid is None or any(k.kid == kid for k in self._jwks.keys)
+        )
+        fresh = now - self._jwks_at < DISCOVERY_TTL_SECONDS
+        if (
+            self._jwks is None
+            or (not known and now - self._jwks_at > JWKS_MIN_REFRESH_SECONDS)
+            or not fresh
+        ):
+            uri = self.metadata().get("jwks_uri")
+            if not isinstance(uri, str):
+                raise UpstreamError("invalid_response", "discovery lacks jwks_uri")
+            self._jwks = KeySet.import_key_set(self._get_json(uri))
+            self._jwks_at = now
+        return self._jwks
+
+    # -- HTTP -----------------------------------------------------------------
+    def _token_request(self, form: dict[str, str]) -> dict[str, t.Any]:
+        endpoint = self.metadata()["token_endpoint"]
+        methods = self.metadata().get(
+            "token_endpoint_auth_methods_supported", ["client_secret_basic"]
+        )
+        auth = None
+        if "client_secret_basic" in methods:
+            auth = requests.auth.HTTPBasicAuth(
+                _form_encode(self.client_id), _form_encode(self._client_secret)
+            )
+        else:
+            form = dict(
+                form, client_id=self.client_id, client_secret=self._client_secret
+            )
+        try:
+            response = self.session.post(
+                endpoint,
+                data=form,
+                auth=auth,
+                headers={"Accept": "application/json"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                "unavailable", f"token endpoint: {exc.__class__.__name__}"
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 500 or not isinstance(body, dict):
+            raise UpstreamError(
+                "unavailable", f"token endpoint answered {response.status_code}"
+            )
+        if response.status_code != 200 or "error" in body:
+            error = str(body.get("error", "invalid_response"))
+            kind = "invalid_grant" if error == "invalid_grant" else "rejected"
+            raise UpstreamError(kind, f"token endpoint: {error}")
+        if not isinstance(body.get("access_token"), str):
+            raise UpstreamError("invalid_response", "token response lacks access_token")
+        return body
+
+    def _get_json(
+        self, url: str, headers: dict[str, str] | None = None
+    ) -> dict[str, t.Any]:
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                "unavailable", f"{url}: {exc.__class__.__name__}"
+            ) from exc
+        if response.status_code != 200:
+            kind = "unavailable" if response.status_code >= 500 else "invalid_response"
+            raise UpstreamError(kind, f"{url} answered {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise UpstreamError("unavailable", f"{url}: not JSON") from exc
+        if not isinstance(body, dict):
+            raise UpstreamError("invalid_response", f"{url}: not a JSON object")
+        return body
+
+
+def _tokens_from(
+    data: dict[str, t.Any], previous_refresh: str | None
+) -> UpstreamTokens:
+    expires_in = data.get("expires_in")
+    expires_at = (
+        int(time.time() + float(expires_in))
+        if isinstance(expires_in, (int, float, str))
+        and str(expires_in).replace(".", "", 1).isdigit()
+        else None
+    )
+    refresh = data.get("refresh_token")
+    id_token = data.get("id_token")
+    scope = data.get("scope")
+    return UpstreamTokens(
+        access_token=data["access_token"],
+        # An IdP that does not rotate keeps the refresh token we had.
+        refresh_token=refresh if isinstance(refresh, str) else previous_refresh,
+        expires_at=expires_at,
+        id_token=id_token if isinstance(id_token, str) else None,
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+def _unverified_kid(token: str) -> str | None:
+    import json
+
+    from .crypto import b64url_decode
+
+    try:
+        header = json.loads(b64url_decode(token.split(".", 1)[0]))
+    except (ValueError, IndexError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+def _form_encode(value: str) -> str:
+    """RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64."""
+    from urllib.parse import quote_plus
+
+    return quote_plus(value)
