@@ -22,6 +22,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
+# Several proxies (and tests) may run on one host: no shared control socket.
+control_socket_disable = True
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -11,9 +11,9 @@ from .crypto import random_token
 
 SUPPORTED_METHODS = ("S256",)
 # RFC 7636 §4.1: code_verifier = 43*128unreserved.
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is exactly 43 characters.
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 def s256(verifier: str) -> str:
@@ -21,11 +21,11 @@ def s256(verifier: str) -> str:
 
 
 def is_valid_verifier(verifier: str) -> bool:
-    return bool(_VERIFIER.match(verifier))
+    return bool(_VERIFIER.fullmatch(verifier))
 
 
 def is_valid_challenge(challenge: str) -> bool:
-    return bool(_S256_CHALLENGE.match(challenge))
+    return bool(_S256_CHALLENGE.fullmatch(challenge))
 
 
 def verify(verifier: str, challenge: str) -> bool:

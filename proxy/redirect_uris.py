@@ -56,6 +56,13 @@ def matches(requested: str, registered: str) -> bool:
     if not (is_loopback_uri(requested) and is_loopback_uri(registered)):
         return False
     req, reg = urlsplit(requested), urlsplit(registered)
+    try:
+        req.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    # Only the port may differ: no userinfo smuggled in front of the host.
+    if req.username is not None or req.password is not None:
+        return False
     # RFC 8252 §7.3: "MUST allow any port to be specified at the time of the
     # request for loopback IP redirect URIs"; extended to localhost (J2).
     return (

@@ -11,7 +11,7 @@ import re
 
 OFFLINE_ACCESS = "offline_access"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def parse(value: str | None) -> list[str]:
@@ -24,7 +24,7 @@ def parse(value: str | None) -> list[str]:
 
 
 def is_well_formed(value: str) -> bool:
-    return all(_SCOPE_TOKEN.match(token) for token in parse(value))
+    return all(_SCOPE_TOKEN.fullmatch(token) for token in parse(value))
 
 
 def format_scopes(scopes: list[str] | tuple[str, ...]) -> str:

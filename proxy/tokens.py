@@ -21,7 +21,7 @@ from .errors import InvalidTokenError
 from .signing_keys import ALGORITHM
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105
-_OPAQUE = re.compile(r"^([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})$")
+_OPAQUE = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})")
 CLOCK_SKEW_SECONDS = 30
 
 
@@ -37,7 +37,7 @@ def new_opaque(grant_id: str) -> tuple[str, str]:
 
 def split_opaque(token: str) -> tuple[str, str] | None:
     """(grant_id, secret) of a well-formed opaque token, else None."""
-    match = _OPAQUE.match(token)
+    match = _OPAQUE.fullmatch(token)
     return (match.group(1), match.group(2)) if match else None
 
 

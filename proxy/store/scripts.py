@@ -14,7 +14,8 @@ REDEEM_CODE = """
 -- ARGV[4] = sha256 of the first refresh token's secret
 -- ARGV[5] = TTL of the grant once redeemed (seconds)
 -- Returns: "OK" (code spent, refresh token set), "NOT_FOUND", "EXPIRED",
---   "REPLAY_TOLERATED" (spent within the tolerance: refused, grant kept),
+--   "REPLAY_TOLERATED" (spent less than ARGV[3] seconds ago: refused, grant
+--   kept; a tolerance of 0 tolerates nothing),
 --   "REPLAYED" (spent earlier: refused and the grant is deleted).
 -- Edge cases: two concurrent redemptions: exactly one sees code_used_at unset.
 local f = redis.call('HMGET', KEYS[1], 'code_hash', 'code_exp', 'code_used_at')
@@ -23,7 +24,7 @@ if not f[1] or f[1] ~= ARGV[1] then
 end
 local now = tonumber(ARGV[2])
 if f[3] then
-  if now - tonumber(f[3]) <= tonumber(ARGV[3]) then
+  if now - tonumber(f[3]) < tonumber(ARGV[3]) then
     return 'REPLAY_TOLERATED'
   end
   redis.call('DEL', KEYS[1])
@@ -97,8 +98,8 @@ end
 local current = redis.call('HGET', KEYS[1], 'rt_hash')
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
 if current == ARGV[1] and lease < tonumber(ARGV[2]) then
-  local until = tonumber(ARGV[2]) + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'lease_until', tostring(until))
+  local lease_end = tonumber(ARGV[2]) + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'lease_until', tostring(lease_end))
   table.insert(data, 'lease')
   table.insert(data, '1')
 end

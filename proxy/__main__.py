@@ -1,0 +1,139 @@
+"""`python -m proxy`: run the proxy (and, with nothing configured, a demo IdP).
+
+With no OAUTH_ISSUER set, a local demo identity provider (oidc-provider-mock)
+is started on loopback and the proxy is pointed at it, so the first command in
+the README works on a fresh machine. The proxy itself runs under gunicorn
+with config/gunicorn.conf.py, exactly as the Procfile runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing as t
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+from .settings import is_loopback_host
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLIENT_ID = "mcp-oauth-proxy-demo"
+DEMO_USER = "alice@example.com"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m proxy")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    load_dotenv()
+    return serve_forever(args.port, args.workers)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
+
+
+def serve_forever(port: int, workers: int | None) -> int:
+    env = dict(os.environ)
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    children: list[subprocess.Popen[bytes]] = []
+    if not env.get("OAUTH_ISSUER"):
+        host = urlsplit(env["PUBLIC_URL"]).hostname or ""
+        if not is_loopback_host(host):
+            sys.stderr.write(
+                "error: OAUTH_ISSUER is not set, and the demo identity provider runs "
+                f"only for a loopback PUBLIC_URL (got {env['PUBLIC_URL']}). Set "
+                "OAUTH_ISSUER, OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET for your IdP.\n"
+            )
+            return 2
+        idp_port = free_port()
+        children.append(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "oidc_provider_mock", "-p", str(idp_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        issuer = f"http://127.0.0.1:{idp_port}"
+        wait_for(issuer + "/.well-known/openid-configuration")
+        env.update(
+            OAUTH_ISSUER=issuer,
+            OAUTH_CLIENT_ID=DEMO_CLIENT_ID,
+            OAUTH_CLIENT_SECRET="demo-secret",  # noqa: S106 - the demo IdP takes any
+        )
+        print(
+            f"demo identity provider: {issuer} (log in as any user, e.g. {DEMO_USER})"
+        )
+    if workers is None:
+        workers = 1 if not env.get("REDIS_URL") else None
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(ROOT / "config" / "gunicorn.conf.py"),
+        "--chdir",
+        str(ROOT),
+        "--bind",
+        f"127.0.0.1:{port}" if not env.get("HOST") else f"{env['HOST']}:{port}",
+    ]
+    if workers:
+        command += ["--workers", str(workers)]
+    command.append("wsgi:app")
+    children.append(subprocess.Popen(command, env=env))  # noqa: S603
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    print(f"proxy issuer: {env['PUBLIC_URL']}")
+    print(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
+    print("press Ctrl-C to stop")
+    return _wait(children)
+
+
+def _wait(children: list[subprocess.Popen[bytes]]) -> int:
+    def stop(*_: t.Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        code = next((c.returncode for c in children if c.returncode), 0) or 0
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Tests that drive the proxy's pages in a real headless Chromium."""
