@@ -1,8 +1,16 @@
 """gunicorn settings for the proxy (PaaS-friendly: $PORT, $WEB_CONCURRENCY).
 
-Workers are separate processes sharing nothing but Redis. `gthread` gives each
-worker a few threads so one slow upstream call (the IdP's token endpoint)
-does not block the other requests that worker holds.
+Workers are separate processes sharing nothing but Redis. The worker class is
+`gthread`: each request, including a long-lived MCP SSE stream relayed by the
+gateway, holds one thread while it waits on the network, and the other threads
+of the same worker keep serving. Capacity is workers x threads concurrent
+requests (default: cores x 32, so 64 open streams on 2 cores) before a request
+queues. We chose threads over gevent: no monkey-patching of redis-py,
+requests and cryptography, and an idle thread costs little memory. Raise
+GUNICORN_THREADS for many simultaneous SSE clients.
+
+On shutdown (SIGTERM), workers stop accepting, and in-flight requests and
+streams get `graceful_timeout` seconds to finish before they are cut.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ load_dotenv()
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+# A worker is restarted only if it stops answering the arbiter; threads that
+# relay long SSE streams do not count against it.
 timeout = 60
 graceful_timeout = 30
 keepalive = 5

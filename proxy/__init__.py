@@ -32,6 +32,7 @@ def create_app(
     from .clients import ClientRegistry
     from .crypto import Keyring
     from .endpoints import BLUEPRINTS
+    from .endpoints.gateway import backend_session
     from .settings import Settings
     from .signing_keys import SigningKeys
     from .store import Store
@@ -66,10 +67,15 @@ def create_app(
         upstream=upstream,
         clients=ClientRegistry(store, settings),
         embedded_store=embedded,
+        backend=backend_session() if settings.gateway else None,
     )
     errors.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    if settings.gateway:
+        from .endpoints import gateway
+
+        app.register_blueprint(gateway.create_blueprint(settings))
     return app
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import requests
+
 from .clients import ClientRegistry
 from .crypto import Keyring
 from .settings import Settings
@@ -21,3 +23,5 @@ class AppState:
     upstream: UpstreamProvider
     clients: ClientRegistry
     embedded_store: bool
+    #: Pooled HTTP session to the MCP backend (gateway mode only).
+    backend: requests.Session | None = None

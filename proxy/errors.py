@@ -154,6 +154,33 @@ class InvalidTokenError(OAuthError):
 
     error = "invalid_token"
     status_code = 401
+    #: The WWW-Authenticate value; set by the resource side before raising.
+    challenge: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.challenge:
+            headers["WWW-Authenticate"] = self.challenge
+        return headers
+
+
+class InsufficientScopeError(InvalidTokenError):
+    """A valid token without the scope this request needs (RFC 6750 §3.1)."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+
+class BadGatewayError(OAuthError):
+    """The MCP backend did not answer (gateway mode)."""
+
+    error = "bad_gateway"
+    status_code = 502
+
+
+class GatewayTimeoutError(OAuthError):
+    error = "gateway_timeout"
+    status_code = 504
 
 
 class ServerError(OAuthError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ class Settings:
     static_clients: tuple[StaticClient, ...] = ()
     signing_key_pem: str | None = None
     max_registration_bytes: int = 16 * 1024
+    # Gateway mode: the proxy serves MCP_PATH itself and forwards to this URL.
+    backend_url: str | None = None
+    required_scopes: tuple[str, ...] = ()
+    allowed_origins: frozenset[str] = frozenset()
+    forward_user_header: str = "X-Forwarded-User"
+    forward_email_header: str = "X-Forwarded-Email"
+    forward_upstream_token: bool = False
+    backend_connect_timeout_seconds: float = 5.0
+    backend_read_timeout_seconds: float = 300.0
+    max_mcp_body_bytes: int = 10 * 1024 * 1024
     secret_key_generated: bool = field(default=False, compare=False)
 
     @property
@@ -83,6 +94,20 @@ class Settings:
 
     def url(self, path: str) -> str:
         return self.public_url + path
+
+    @property
+    def gateway(self) -> bool:
+        return self.backend_url is not None
+
+    def origin_allowed(self, origin: str) -> bool:
+        """PRM-15: our own origin, loopback origins, and MCP_ALLOWED_ORIGINS."""
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        own = urlsplit(self.public_url)
+        if (parts.scheme, parts.netloc) == (own.scheme, own.netloc):
+            return True
+        return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -157,6 +182,21 @@ class Settings:
             ),
             static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
             signing_key_pem=env.file_or_value("SIGNING_KEY"),
+            backend_url=env.url("MCP_BACKEND_URL", normalise=False, private_http=True)
+            or None,
+            required_scopes=tuple(env.str("MCP_REQUIRED_SCOPES", "").split()),
+            allowed_origins=frozenset(env.list("MCP_ALLOWED_ORIGINS")),
+            forward_user_header=env.header("FORWARD_USER_HEADER", "X-Forwarded-User"),
+            forward_email_header=env.header(
+                "FORWARD_EMAIL_HEADER", "X-Forwarded-Email"
+            ),
+            forward_upstream_token=env.bool("FORWARD_UPSTREAM_TOKEN", False),
+            backend_connect_timeout_seconds=env.number(
+                "MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 60
+            ),
+            backend_read_timeout_seconds=env.number(
+                "MCP_BACKEND_READ_TIMEOUT_SECONDS", 300, 1, 86400
+            ),
         )
         if (
             settings.refresh_token_max_lifetime_seconds
@@ -199,7 +239,14 @@ class _Env:
             return default
         return value
 
-    def url(self, name: str, *, required: bool = False, normalise: bool = True) -> str:
+    def url(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        normalise: bool = True,
+        private_http: bool = False,
+    ) -> str:
         value = self.str(name, required=required)
         if not value:
             return ""
@@ -212,7 +259,12 @@ class _Env:
         if parts.query or parts.fragment:
             raise ConfigError(f"{name} must not have a query or fragment")
         # GEN-1: plain http only for loopback (development).
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        # A gateway backend usually sits on a private network: http is fine there.
+        if (
+            parts.scheme == "http"
+            and not private_http
+            and not is_loopback_host(parts.hostname)
+        ):
             raise ConfigError(
                 f"{name}={value!r} uses http on a non-loopback host; use https "
                 "(http is allowed only for localhost, 127.0.0.1 and [::1])"
@@ -222,6 +274,12 @@ class _Env:
             return value
         # One spelling of our own URLs everywhere: no trailing slash, lowercase host.
         return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+    def header(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ConfigError(f"{name}={value!r} is not an HTTP header name")
+        return value
 
     def bool(self, name: str, default: bool) -> bool:
         value = self._raw(name).lower()

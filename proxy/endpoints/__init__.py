@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import authorize
 from . import callback
 from . import consent
+from . import forward_auth
 from . import health
 from . import metadata
 from . import register
@@ -22,4 +23,5 @@ BLUEPRINTS = [
     token.bp,
     revoke.bp,
     health.bp,
+    forward_auth.bp,
 ]

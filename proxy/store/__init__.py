@@ -7,12 +7,14 @@ never looks like "not found" and never triggers a revocation.
 
 from __future__ import annotations
 
+import json
 import logging
 import typing as t
 from enum import Enum
 
 import redis
 
+from ..crypto import Keyring
 from . import scripts
 from .keys import TXN_TTL_SECONDS
 from .keys import Keys
@@ -114,6 +116,16 @@ class Store:
     def load_grant(self, grant_id: str) -> Grant | None:
         raw = self.redis.hgetall(self.keys.grant(grant_id))
         return Grant.from_hash(grant_id, raw) if raw else None
+
+    def load_upstream_access_token(self, grant_id: str, keyring: Keyring) -> str | None:
+        """The grant's upstream access token (gateway forwarding, when enabled)."""
+        key = self.keys.grant(grant_id)
+        sealed = self.redis.hget(key, "upstream")
+        if not sealed:
+            return None
+        tokens = json.loads(keyring.open(_text(sealed), context=key))
+        token = tokens.get("access_token")
+        return token if isinstance(token, str) else None
 
     def grant_exists(self, grant_id: str) -> bool:
         return bool(self.redis.exists(self.keys.grant(grant_id)))

@@ -1,0 +1,33 @@
+"""GET /oauth2/forward-auth: token check for nginx auth_request, Traefik, Caddy.
+
+200 with the identity headers for a good token; 401 (or 403) with the same
+`WWW-Authenticate` challenge as the gateway otherwise. The original request's
+headers arrive on this subrequest, so the Authorization header is checked as is.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import request
+
+from .. import state
+from ..errors import NO_STORE
+from ..gatekeeper import verify_request
+
+bp = Blueprint("forward_auth", __name__)
+
+
+@bp.route("/oauth2/forward-auth", methods=["GET", "POST", "HEAD"])
+def check_token() -> Response:
+    app = state()
+    claims = verify_request(app, request)
+    response = Response(status=200)
+    response.headers[app.settings.forward_user_header] = claims.sub
+    email = claims.extra.get("email")
+    if isinstance(email, str):
+        response.headers[app.settings.forward_email_header] = email
+    response.headers["X-Forwarded-Scope"] = claims.scope
+    response.headers["X-Forwarded-Client-Id"] = claims.client_id
+    response.headers.update(NO_STORE)
+    return response

@@ -1,0 +1,77 @@
+"""The resource side: is this request's bearer token good for the MCP server?
+
+Shared by the gateway (`/mcp`) and the forward-auth endpoint. Checks, in
+order: a bearer token in the Authorization header (never the query, PRM-14;
+never two methods, PRM-12), our signature, `typ`, `iss`, `aud` = the resource,
+`exp`, that the grant is still alive in the store (revocation takes effect on
+the next request), and the required scopes.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from . import scopes
+from .bearer import challenge
+from .bearer import token_from_header
+from .errors import InsufficientScopeError
+from .errors import InvalidRequestError
+from .errors import InvalidTokenError
+from .tokens import AccessClaims
+from .tokens import verify_access_token
+
+if t.TYPE_CHECKING:
+    from flask import Request
+
+    from .app_state import AppState
+
+
+def resource_metadata_url(app: AppState) -> str:
+    from urllib.parse import urlsplit
+
+    path = urlsplit(app.settings.resource).path
+    return app.settings.url("/.well-known/oauth-protected-resource" + path)
+
+
+def challenge_scope(app: AppState) -> str | None:
+    needed = app.settings.required_scopes or app.settings.mcp_scopes
+    return " ".join(needed) or None
+
+
+def verify_request(app: AppState, request: Request) -> AccessClaims:
+    """The verified claims of the request's access token, or an InvalidTokenError."""
+    metadata = resource_metadata_url(app)
+    scope = challenge_scope(app)
+    header_token = token_from_header(request.headers.get("Authorization"))
+    if header_token and request.mimetype == "application/x-www-form-urlencoded":
+        if "access_token" in request.form:
+            # RFC 6750 §3.1: more than one method is invalid_request (PRM-12).
+            raise InvalidRequestError("Send the token in one place only.")
+    if header_token is None:
+        error = InvalidTokenError("Authorization required.", reason="no_token")
+        error.challenge = challenge(metadata, scope=scope)
+        raise error
+    try:
+        claims = verify_access_token(
+            header_token,
+            app.signing_keys.keyset(),
+            issuer=app.settings.issuer,
+            audience=app.settings.resource,
+            now=int(time.time()),
+        )
+        if not app.store.grant_exists(claims.grant_id):
+            raise InvalidTokenError("The access token was revoked.", reason="revoked")
+    except InvalidTokenError as exc:
+        exc.challenge = challenge(
+            metadata, scope=scope, error="invalid_token", description=exc.description
+        )
+        raise
+    required = app.settings.required_scopes
+    if required and not scopes.is_subset(list(required), scopes.parse(claims.scope)):
+        error = InsufficientScopeError("The token lacks a required scope.")
+        error.challenge = challenge(
+            metadata, scope=" ".join(required), error="insufficient_scope"
+        )
+        raise error
+    return claims
