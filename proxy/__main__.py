@@ -85,8 +85,27 @@ def serve_forever(port: int, workers: int | None) -> int:
             OAUTH_CLIENT_SECRET="demo-secret",  # noqa: S106 - the demo IdP takes any
         )
         print(
-            f"demo identity provider: {issuer} (log in as any user, e.g. {DEMO_USER})"
+            f"demo identity provider: {issuer} (log in as any name, e.g. {DEMO_USER})"
         )
+        if not env.get("MCP_BACKEND_URL"):
+            backend_port = free_port()
+            children.append(
+                subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    [
+                        sys.executable,
+                        "-m",
+                        "proxy.demo_mcp_server",
+                        "--port",
+                        str(backend_port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            env["MCP_BACKEND_URL"] = f"http://127.0.0.1:{backend_port}/mcp"
+            print(
+                f"demo MCP server:        {env['MCP_BACKEND_URL']} (behind the gateway)"
+            )
     if workers is None:
         workers = 1 if not env.get("REDIS_URL") else None
     command = [
@@ -106,6 +125,20 @@ def serve_forever(port: int, workers: int | None) -> int:
     children.append(subprocess.Popen(command, env=env))  # noqa: S603
     wait_for(f"http://127.0.0.1:{port}/healthz")
     print(f"proxy issuer: {env['PUBLIC_URL']}")
+    if env.get("MCP_BACKEND_URL"):
+        mcp_url = env["PUBLIC_URL"] + env.get("MCP_PATH", "/mcp")
+        print(f"MCP URL:      {mcp_url}")
+        print(
+            f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})"
+        )
+        print(f"   or: npx mcp-remote {mcp_url}")
+    if env.get("MCP_BACKEND_URL"):
+        mcp_url = env["PUBLIC_URL"] + env.get("MCP_PATH", "/mcp")
+        print(f"MCP URL:      {mcp_url}")
+        print(
+            f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})"
+        )
+        print(f"   or: npx mcp-remote {mcp_url}")
     print(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
     print("press Ctrl-C to stop")
     return _wait(children)
