@@ -132,13 +132,6 @@ def serve_forever(port: int, workers: int | None) -> int:
             f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})"
         )
         print(f"   or: npx mcp-remote {mcp_url}")
-    if env.get("MCP_BACKEND_URL"):
-        mcp_url = env["PUBLIC_URL"] + env.get("MCP_PATH", "/mcp")
-        print(f"MCP URL:      {mcp_url}")
-        print(
-            f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})"
-        )
-        print(f"   or: npx mcp-remote {mcp_url}")
     print(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
     print("press Ctrl-C to stop")
     return _wait(children)
