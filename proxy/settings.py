@@ -37,6 +37,8 @@ class StaticClient:
     client_name: str
     client_secret_hash: str | None = None
     scope: str | None = None
+    #: A resource server allowed to call /oauth2/introspect (RFC 7662 §4).
+    can_introspect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +385,10 @@ class _Env:
             secret_hash = item.get("client_secret_sha256")
             if secret_hash is not None and not isinstance(secret_hash, str):
                 raise ConfigError(f"{where}: 'client_secret_sha256' must be hex text")
+            if item.get("introspection") is True and not secret_hash:
+                raise ConfigError(
+                    f"{where}: an introspection client needs 'client_secret_sha256'"
+                )
             clients.append(
                 StaticClient(
                     client_id=item["client_id"],
@@ -390,6 +396,7 @@ class _Env:
                     client_name=str(item.get("client_name") or item["client_id"]),
                     client_secret_hash=secret_hash,
                     scope=item.get("scope"),
+                    can_introspect=item.get("introspection") is True,
                 )
             )
         return tuple(clients)

@@ -7,6 +7,7 @@ from . import callback
 from . import consent
 from . import forward_auth
 from . import health
+from . import introspect
 from . import metadata
 from . import register
 from . import resource
@@ -22,6 +23,7 @@ BLUEPRINTS = [
     callback.bp,
     token.bp,
     revoke.bp,
+    introspect.bp,
     health.bp,
     forward_auth.bp,
 ]

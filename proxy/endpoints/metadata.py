@@ -31,6 +31,13 @@ def server_metadata() -> dict[str, t.Any]:
     }
     if settings.dynamic_registration:
         document["registration_endpoint"] = settings.url("/oauth2/register")
+    if any(client.can_introspect for client in settings.static_clients):
+        # DISC-11: advertised only when someone may use it.
+        document["introspection_endpoint"] = settings.url("/oauth2/introspect")
+        document["introspection_endpoint_auth_methods_supported"] = [
+            "client_secret_basic",
+            "client_secret_post",
+        ]
     document.update(
         {
             "revocation_endpoint": settings.url("/oauth2/revoke"),
