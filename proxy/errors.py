@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 _DESCRIPTION_OK = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# No form-action: Chromium applies it to the redirect after the consent POST,
+# which would block "Deny" for a client with a private-use redirect scheme.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
