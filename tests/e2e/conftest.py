@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Iterator
 from collections.abc import Mapping
 
 import pytest
-from processes import Stack
-from processes import running_stack
+
+from .processes import Stack
+from .processes import running_stack
 
 
 def require_redis_server() -> None:
@@ -34,7 +34,29 @@ def e2e_stack() -> Iterator[Stack]:
         yield stack
 
 
-StackFactory = Callable[..., Stack]
+class StackFactory:
+    """Starts extra stacks and remembers them, so their logs can be dumped."""
+
+    def __init__(self, stacks: contextlib.ExitStack) -> None:
+        self._stacks = stacks
+        self.started: list[Stack] = []
+
+    def __call__(
+        self,
+        *,
+        proxy_overrides: Mapping[str, str] | None = None,
+        workers: int = 2,
+        proxy_args: list[str] | None = None,
+    ) -> Stack:
+        stack = self._stacks.enter_context(
+            running_stack(
+                proxy_overrides=proxy_overrides,
+                workers=workers,
+                proxy_args=proxy_args,
+            )
+        )
+        self.started.append(stack)
+        return stack
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +64,7 @@ def make_e2e_stack() -> Iterator[StackFactory]:
     """Start extra stacks (e.g. with proxy env overrides); all stop at module end."""
     require_redis_server()
     with contextlib.ExitStack() as stacks:
-
-        def make(
-            *, proxy_overrides: Mapping[str, str] | None = None, workers: int = 2
-        ) -> Stack:
-            return stacks.enter_context(
-                running_stack(proxy_overrides=proxy_overrides, workers=workers)
-            )
-
-        yield make
+        yield StackFactory(stacks)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -70,6 +84,8 @@ def _dump_stack_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None
     report = getattr(request.node, "e2e_report_call", None)
     if report is None or not report.failed:
         return
-    for name in ("e2e_stack",):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).dump_logs()
+    if "e2e_stack" in request.fixturenames:
+        request.getfixturevalue("e2e_stack").dump_logs()
+    if "make_e2e_stack" in request.fixturenames:
+        for stack in request.getfixturevalue("make_e2e_stack").started:
+            stack.dump_logs()

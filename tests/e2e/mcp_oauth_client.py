@@ -369,7 +369,7 @@ class BrowserUser:
 def make_provider(
     mcp_url: str,
     storage: InMemoryTokenStorage,
-    user: BrowserUser,
+    browser_user: BrowserUser,
     *,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
     token_endpoint_auth_method: str | None = PUBLIC_CLIENT,
@@ -388,8 +388,8 @@ def make_provider(
         server_url=mcp_url,
         client_metadata=metadata,
         storage=storage,
-        redirect_handler=user.redirect_handler,
-        callback_handler=user.callback_handler,
+        redirect_handler=browser_user.redirect_handler,
+        callback_handler=browser_user.callback_handler,
     )
 
 
@@ -428,8 +428,13 @@ async def connect_and_call(
     idp_login: IdpLogin = mock_idp_login,
     timeout: float = 30.0,
 ) -> FlowReport:
-    """Connect from scratch, call ``whoami`` and ``echo``, optionally refresh and
-    call again in the same session. Returns what happened at every step."""
+    """Connect, call ``whoami`` and ``echo``, optionally refresh and call again.
+
+    With a fresh ``storage`` (the default) this is a first connection: 401,
+    discovery, registration, browser login. The refresh happens in the same MCP
+    session, on the next request after the access token is marked expired.
+    Returns what happened at every step.
+    """
     storage = storage or InMemoryTokenStorage()
     browser_user = BrowserUser(user, idp_login=idp_login)
     provider = make_provider(

@@ -32,6 +32,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESOURCE_SERVER_SCRIPT = Path(__file__).with_name("mcp_resource_server.py")
 DEFAULT_TIMEOUT = 20.0
+#: Set to keep the children's log files after teardown (they are printed on failure).
+KEEP_LOGS_ENV = "E2E_KEEP_LOGS"
 
 
 class ProcessStartError(RuntimeError):
@@ -68,20 +70,41 @@ class ManagedProcess:
         return self.popen.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left after ``grace``."""
-        if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.popen.wait(timeout=grace)
-        # Workers may outlive a master that died on its own; sweep the group.
+        """SIGTERM the whole group, SIGKILL what is left after ``grace``, then reap.
+
+        The leader is left a zombie until the end (``WNOWAIT``) so its pid, and so
+        the group id, cannot be reused by an unrelated process while we signal it.
+        """
+        if self.popen.returncode is not None:
+            return
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while not self._leader_exited() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Also sweeps workers that outlived their master.
         self._signal_group(signal.SIGKILL)
+        self.popen.wait(timeout=grace)
+
+    def _leader_exited(self) -> bool:
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        try:
+            return os.waitid(os.P_PID, self.popen.pid, flags) is not None
+        except ChildProcessError:
+            return True
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
+
+    def discard_log(self) -> None:
+        """Remove the log file, unless E2E_KEEP_LOGS is set."""
+        if not os.environ.get(KEEP_LOGS_ENV):
+            self.log_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop the process and discard its log."""
+        self.stop()
+        self.discard_log()
 
     def dump(self) -> None:
         """Print the child's log (pytest shows it for failing tests)."""
@@ -130,8 +153,9 @@ def start_process(
     else:
         last_error = f"not ready after {timeout:.0f}s ({last_error})"
     proc.dump()
-    proc.stop()
-    raise ProcessStartError(f"{name} failed to start: {last_error}\n{proc.output()}")
+    output = proc.output()
+    proc.close()
+    raise ProcessStartError(f"{name} failed to start: {last_error}\n{output}")
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
@@ -191,7 +215,7 @@ def start_idp(
         "issuer"
     ]
     if issuer != url:
-        proc.stop()
+        proc.close()
         raise ProcessStartError(f"idp advertises issuer {issuer!r}, expected {url!r}")
     return proc
 
@@ -219,11 +243,19 @@ def proxy_env(
     return env
 
 
+def _proxy_setting(name: str) -> bool:
+    """Whether an inherited variable could change the proxy's or gunicorn's setup."""
+    prefixes = ("OAUTH_", "MCP_", "PROXY_", "REDIS_", "GUNICORN_")
+    named = {"PUBLIC_URL", "PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS"}
+    return name.startswith(prefixes) or name in named
+
+
 def start_proxy(
     env: Mapping[str, str],
     *,
     port: int,
     workers: int = 2,
+    extra_args: list[str] | None = None,
     timeout: float = 30.0,
 ) -> ManagedProcess:
     """The proxy under gunicorn, exactly as deployed, bound to ``port``.
@@ -233,9 +265,12 @@ def start_proxy(
     """
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"]
-    argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "wsgi:app"]
-    # Explicit variables win over any .env file (python-dotenv does not override).
-    child_env = {**os.environ, **env}
+    argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+    argv += [*(extra_args or []), "wsgi:app"]
+    # The developer's shell must not configure the proxy behind the test's back;
+    # explicit variables also win over a .env file (python-dotenv does not override).
+    inherited = {k: v for k, v in os.environ.items() if not _proxy_setting(k)}
+    child_env = {**inherited, **env}
     return start_process(
         "proxy",
         argv,
@@ -288,12 +323,15 @@ class Stack:
     def stop(self) -> None:
         # Reverse start order: clients of a service go before the service.
         for proc in reversed(list(self.processes.values())):
-            proc.stop()
+            proc.close()
 
 
 @contextlib.contextmanager
 def running_stack(
-    *, proxy_overrides: Mapping[str, str] | None = None, workers: int = 2
+    *,
+    proxy_overrides: Mapping[str, str] | None = None,
+    workers: int = 2,
+    proxy_args: list[str] | None = None,
 ) -> Iterator[Stack]:
     """redis-server + IdP + proxy (gunicorn) + resource server, torn down on exit."""
     processes: dict[str, ManagedProcess] = {}
@@ -310,7 +348,9 @@ def running_stack(
             redis_url=processes["redis"].url,
             overrides=proxy_overrides,
         )
-        processes["proxy"] = start_proxy(env, port=proxy_port, workers=workers)
+        processes["proxy"] = start_proxy(
+            env, port=proxy_port, workers=workers, extra_args=proxy_args
+        )
         processes["resource-server"] = start_resource_server(
             issuer=proxy_url, port=rs_port
         )
@@ -324,4 +364,4 @@ def running_stack(
         )
     finally:
         for proc in reversed(list(processes.values())):
-            proc.stop()
+            proc.close()

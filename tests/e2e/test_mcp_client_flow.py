@@ -1,8 +1,8 @@
 """The official MCP SDK client, from nothing to tool calls through the proxy.
 
-Real processes only: redis-server, the proxy under gunicorn with two workers (so
-one flow crosses workers through Redis), oidc-provider-mock as the upstream IdP,
-and an MCP resource server that verifies the proxy's JWTs offline.
+Real processes only: redis-server, the proxy under gunicorn with two workers (a
+flow may hop between workers, which share only Redis), oidc-provider-mock as the
+upstream IdP, and an MCP resource server that verifies the proxy's JWTs offline.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import json
 
 import anyio
 from joserfc import jws
-from mcp_oauth_client import DEFAULT_REDIRECT_URI
-from mcp_oauth_client import FlowReport
-from mcp_oauth_client import connect_and_call
-from processes import Stack
+
+from .mcp_oauth_client import DEFAULT_REDIRECT_URI
+from .mcp_oauth_client import FlowReport
+from .mcp_oauth_client import connect_and_call
+from .processes import Stack
 
 USER = "alice-e2e@example.com"
 

@@ -1,0 +1,1 @@
+"""End-to-end tests: real processes (redis-server, gunicorn, IdP, MCP server)."""
