@@ -9,6 +9,8 @@ import typing as t
 import redis
 from flask import Flask
 from flask import current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .app_state import AppState
 
@@ -28,7 +30,7 @@ def create_app(
     upstream: UpstreamProvider | None = None,
 ) -> Flask:
     """Build the WSGI app. Nothing touches Redis or the IdP until a request needs it."""
-    from . import errors
+    from . import error_handlers
     from .clients import ClientRegistry
     from .crypto import Keyring
     from .endpoints import BLUEPRINTS
@@ -36,7 +38,6 @@ def create_app(
     from .settings import Settings
     from .signing_keys import SigningKeys
     from .store import Store
-    from .upstream import OIDCProvider
 
     if settings is None:
         settings = Settings.from_env(os.environ)
@@ -46,15 +47,10 @@ def create_app(
     store = Store(redis_client, settings.key_prefix)
     keyring = Keyring(settings.secret_key)
     if upstream is None:
-        upstream = OIDCProvider(
-            issuer=settings.upstream_issuer,
-            client_id=settings.upstream_client_id,
-            client_secret=settings.upstream_client_secret,
-            redirect_uri=settings.url("/oauth2/callback"),
-            scopes=settings.upstream_scopes,
-            audience=settings.upstream_audience,
-            timeout=settings.upstream_timeout_seconds,
-        )
+        from .providers import build_provider
+
+        # OAUTH_PROVIDER picks the implementation (proxy/providers/).
+        upstream = build_provider(settings)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -69,7 +65,7 @@ def create_app(
         embedded_store=embedded,
         backend=backend_session() if settings.gateway else None,
     )
-    errors.init_app(app, settings.issuer)
+    error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     if settings.gateway:
@@ -92,7 +88,10 @@ def _redis_for(settings: Settings) -> tuple[redis.Redis, bool]:
             socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
             health_check_interval=30,
-            retry_on_timeout=False,
+            # One immediate retry (a connection dropped by a Redis restart),
+            # not redis-py's default backoff, which holds a worker for seconds
+            # before the 503 during an outage.
+            retry=Retry(NoBackoff(), 1),
         )
         return client, False
     import fakeredis

@@ -1,29 +1,18 @@
-"""OAuth errors as classes, one per registered code, and the app-wide handlers.
+"""OAuth errors as classes, one per registered code (RFC 6749 §5.2, RFC 7591 §3.2.2).
 
 Rules raise; views never catch. An error carries a ``redirect_uri`` only after
-the client and its redirect URI were validated (RFC 6749 §4.1.2.1): the handler
-redirects only then, and otherwise renders JSON or an HTML page, never a Location.
+the client and its redirect URI were validated (RFC 6749 §4.1.2.1); the
+handlers in ``error_handlers.py`` redirect only then. This module imports
+neither Flask nor Redis, so the rule modules can raise these errors.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import typing as t
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
-
-import redis.exceptions
-from flask import Flask
-from flask import Response
-from flask import jsonify
-from flask import redirect
-from flask import render_template
-from flask import request
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
 
 # RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
 _DESCRIPTION_OK = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
@@ -212,81 +201,3 @@ def add_query(uri: str, params: dict[str, str | None]) -> str:
     extra = urlencode({k: v for k, v in params.items() if v is not None})
     query = f"{parts.query}&{extra}" if parts.query else extra
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-
-
-def wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" or not request.accept_mimetypes.accept_html
-
-
-def render_error(exc: OAuthError, issuer: str) -> Response:
-    """Turn an OAuthError into its response: a redirect only when validated."""
-    log.info("oauth error %s (%s) on %s", exc.error, exc.reason, request.path)
-    if exc.redirect_uri:
-        location = add_query(
-            exc.redirect_uri,
-            {
-                "error": exc.error,
-                "error_description": exc.description or None,
-                "state": exc.state,
-                # RFC 9207 §2: iss on every authorization response, errors too.
-                "iss": issuer,
-            },
-        )
-        response = redirect(location, code=303 if request.method == "POST" else 302)
-        response.headers.update(NO_STORE)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-    if request.blueprint in ("authorize", "consent", "callback") and not wants_json():
-        response = Response(
-            render_template("error.html", error=exc.error, description=exc.description),
-            status=exc.status_code,
-            mimetype="text/html",
-        )
-        response.headers.update(PAGE_HEADERS)
-    else:
-        response = jsonify(exc.body())
-        response.status_code = exc.status_code
-    response.headers.update(exc.headers())
-    return response
-
-
-def init_app(app: Flask, issuer: str) -> None:
-    """Register handlers: OAuthError (all subclasses), Redis outages, HTTP errors."""
-
-    @app.errorhandler(OAuthError)
-    def _oauth_error(exc: OAuthError) -> Response:
-        return render_error(exc, issuer)
-
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
-    def _store_down(exc: Exception) -> Response:
-        log.warning("store unavailable: %s", exc.__class__.__name__)
-        error = TemporarilyUnavailableError(
-            "The service is temporarily unavailable, retry shortly.",
-            reason="redis_unavailable",
-        )
-        return render_error(error, issuer)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        code = exc.code or 500
-        body = {"error": "invalid_request" if code < 500 else "server_error"}
-        if code == 404:
-            body = {"error": "not_found"}
-        elif code == 405:
-            body = {
-                "error": "invalid_request",
-                "error_description": "Method not allowed.",
-            }
-        response = jsonify(body)
-        response.status_code = code
-        response.headers.update(NO_STORE)
-        if code == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.path)
-        return render_error(ServerError("Internal error.", reason="unhandled"), issuer)

@@ -45,8 +45,10 @@ def is_allowed_redirect_uri(uri: str, private_schemes: frozenset[str]) -> bool:
     if scheme == "http":
         # MCP: redirect URIs MUST be either localhost or HTTPS (SEC-1).
         return is_loopback_host(parts.hostname or "")
-    # Private-use schemes (RFC 8252 §7.1): reverse-DNS, and only when allowlisted.
-    return "." in scheme and scheme in private_schemes
+    # Private-use schemes (RFC 8252 §7.1) only when the operator allowlisted
+    # them (design J1). The operator's explicit choice is the control, so a
+    # dotless scheme such as Cursor's `cursor` can be allowed too.
+    return scheme in private_schemes
 
 
 def matches(requested: str, registered: str) -> bool:

@@ -97,11 +97,6 @@ def transitive_forbidden_imports(path: pathlib.Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("module", ["client_metadata", "tokens"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG proxy/errors.py holds the error classes and the Flask/Redis "
-    "handlers together, so client_metadata and tokens pull in flask and redis",
-)
 def test_rule_module_does_not_reach_flask_or_redis_through_errors(module: str) -> None:
     assert transitive_forbidden_imports(PROXY / f"{module}.py") == {}
 

@@ -160,10 +160,6 @@ def test_readyz_during_an_outage(
     assert client.get("/readyz").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG proxy/endpoints/health.py: /readyz 503 has no Cache-Control: no-store",
-)
 def test_readyz_outage_answer_is_not_cached(
     client: t.Any, fake_server: fakeredis.FakeServer
 ) -> None:

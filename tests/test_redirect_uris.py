@@ -114,11 +114,12 @@ def test_private_use_scheme_needs_the_allowlist() -> None:
     assert not is_allowed_redirect_uri(uri, frozenset({"com.example.other"}))
 
 
-def test_private_use_scheme_without_a_dot_is_refused() -> None:
-    """DCR-9: schemes without a '.' are rejected (Cursor's is not allowlisted)."""
+def test_dotless_private_use_scheme_only_when_the_operator_allowlists_it() -> None:
+    """DCR-9 / J1: Cursor's `cursor://` is refused unless explicitly allowlisted."""
     uri = "cursor://anysphere.cursor-mcp/oauth/callback"
     assert not is_allowed_redirect_uri(uri, NO_SCHEMES)
-    assert not is_allowed_redirect_uri("myapp://cb", frozenset({"myapp"}))
+    assert not is_allowed_redirect_uri(uri, frozenset({"com.example.app"}))
+    assert is_allowed_redirect_uri(uri, frozenset({"cursor"}))
 
 
 @pytest.mark.parametrize(

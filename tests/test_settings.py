@@ -90,11 +90,6 @@ def test_malformed_value_is_named(name: str, value: str) -> None:
     assert name in _config_error(**{name: value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG settings._Env.url does not check the port: a bad PUBLIC_URL "
-    "port is reported as OAUTH_AUDIENCE",
-)
 def test_bad_public_url_port_is_named() -> None:
     assert "PUBLIC_URL" in _config_error(PUBLIC_URL="https://mcp.example.com:99999")
 

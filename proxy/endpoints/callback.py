@@ -13,7 +13,6 @@ from flask import request
 
 from .. import browser
 from .. import state
-from ..crypto import equal
 from ..crypto import sha256_hex
 from ..errors import NO_STORE
 from ..errors import AccessDeniedError
@@ -22,6 +21,7 @@ from ..errors import OAuthError
 from ..errors import ServerError
 from ..errors import TemporarilyUnavailableError
 from ..errors import add_query
+from ..store import BindingMismatchError
 from ..store.records import Grant
 from ..store.records import Transaction
 from ..tokens import new_grant_id
@@ -44,21 +44,25 @@ def finish_login() -> Response:
     proxy_state = request.args.get("state", "")
     if not proxy_state or len(proxy_state) > 128:
         raise BadRequestPageError("Missing 'state'.", reason="callback_no_state")
-    # UP-3: the transaction is taken once; a replayed callback finds nothing.
-    txn = app.store.take_txn(proxy_state)
+    # UP-2: the browser that approved consent must be the one coming back.
+    browser_id = browser.browser_id(request, app.settings)
+    if browser_id is None:
+        raise BadRequestPageError(
+            "This sign-in did not start in this browser. Start again.",
+            reason="callback_no_binding",
+        )
+    # UP-3: the transaction is taken once, and only by its own browser.
+    try:
+        txn = app.store.take_txn(proxy_state, browser.browser_hash(browser_id))
+    except BindingMismatchError:
+        raise BadRequestPageError(
+            "This sign-in did not start in this browser. Start again.",
+            reason="callback_binding",
+        ) from None
     if txn is None:
         raise BadRequestPageError(
             "This sign-in link expired or was already used. Start again.",
             reason="callback_unknown_state",
-        )
-    # UP-2: the browser that approved consent must be the one coming back.
-    browser_id = browser.browser_id(request, app.settings)
-    if browser_id is None or not equal(
-        browser.browser_hash(browser_id), txn.browser_hash
-    ):
-        raise BadRequestPageError(
-            "This sign-in did not start in this browser. Start again.",
-            reason="callback_binding",
         )
 
     def fail(error: type[OAuthError], reason: str) -> OAuthError:

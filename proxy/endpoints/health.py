@@ -8,6 +8,7 @@ from flask import Response
 from flask import jsonify
 
 from .. import state
+from ..errors import NO_STORE
 
 bp = Blueprint("health", __name__)
 
@@ -25,5 +26,8 @@ def show_readiness() -> Response:
         response = jsonify({"status": "unavailable", "store": "down"})
         response.status_code = 503
         response.headers["Retry-After"] = "5"
+        response.headers.update(NO_STORE)
         return response
-    return jsonify({"status": "ok", "store": "up"})
+    response = jsonify({"status": "ok", "store": "up"})
+    response.headers.update(NO_STORE)
+    return response

@@ -25,6 +25,10 @@ from .records import Transaction
 log = logging.getLogger(__name__)
 
 
+class BindingMismatchError(Exception):
+    """A transaction was claimed by a browser other than the one bound to it."""
+
+
 class RedeemResult(Enum):
     OK = "OK"
     NOT_FOUND = "NOT_FOUND"
@@ -93,17 +97,31 @@ class Store:
 
     # -- transactions ---------------------------------------------------------
     def create_txn(self, proxy_state: str, txn: Transaction) -> bool:
-        """Store an approved request once; False if this state was used already."""
+        """Store an approved request once; False if this state was used already.
+
+        The value starts with the browser binding hash, so TAKE_TXN can refuse a
+        foreign browser without parsing JSON in Lua.
+        """
+        value = f"{txn.browser_hash}|{txn.to_json()}"
         return bool(
             self.redis.set(
-                self.keys.txn(proxy_state), txn.to_json(), nx=True, ex=TXN_TTL_SECONDS
+                self.keys.txn(proxy_state), value, nx=True, ex=TXN_TTL_SECONDS
             )
         )
 
-    def take_txn(self, proxy_state: str) -> Transaction | None:
-        """Take a transaction once; later calls (replayed callbacks) get None."""
-        raw = self._take_txn(keys=[self.keys.txn(proxy_state)])
-        return Transaction.from_json(_text(raw)) if raw else None
+    def take_txn(self, proxy_state: str, browser_hash: str) -> Transaction | None:
+        """Take a transaction once, only for the browser bound to it.
+
+        Returns None when unknown, expired or already taken; raises
+        BindingMismatchError, consuming nothing, for another browser.
+        """
+        raw = self._take_txn(keys=[self.keys.txn(proxy_state)], args=[browser_hash])
+        if not raw:
+            return None
+        text = _text(raw)
+        if text == "MISMATCH":
+            raise BindingMismatchError(proxy_state[:8])
+        return Transaction.from_json(text.split("|", 1)[1])
 
     # -- grants ---------------------------------------------------------------
     def create_grant(self, grant: Grant, ttl: int) -> None:

@@ -69,13 +69,20 @@ return 'OK'
 
 TAKE_TXN = """
 -- KEYS[1] = txn:{proxy_state}
--- Returns: the stored transaction JSON the first time, nil afterwards.
+-- ARGV[1] = hash of the browser binding presented at the callback
+-- Returns: the stored "<binding hash>|<transaction JSON>" the first time the
+--   right browser comes back; "MISMATCH" (nothing consumed) for another
+--   browser; false when unknown or already used.
 -- The key is left as a "used" tombstone until its TTL ends, so the consent
 -- form that created it cannot create it again (SET NX fails): the form and
--- the upstream state are each usable once.
+-- the upstream state are each usable once. A foreign browser cannot spoil the
+-- transaction for the user's own browser, since a mismatch consumes nothing.
 local value = redis.call('GET', KEYS[1])
 if not value or value == 'used' then
   return false
+end
+if string.sub(value, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then
+  return 'MISMATCH'
 end
 redis.call('SET', KEYS[1], 'used', 'KEEPTTL')
 return value

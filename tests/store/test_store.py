@@ -10,6 +10,7 @@ import uuid
 import pytest
 import redis
 
+from proxy.store import BindingMismatchError
 from proxy.store import RedeemResult
 from proxy.store import RotateResult
 from proxy.store import Store
@@ -42,6 +43,9 @@ def _client(client_id: str = "mcp_abc", **override: t.Any) -> ClientRecord:
     return ClientRecord(**fields)
 
 
+BROWSER = "b" * 64
+
+
 def _txn(**override: t.Any) -> Transaction:
     fields: dict[str, t.Any] = {
         "client_id": "mcp_abc",
@@ -53,7 +57,7 @@ def _txn(**override: t.Any) -> Transaction:
         "resource": "https://mcp.example.com/mcp",
         "upstream_verifier": "v" * 64,
         "nonce": "n" * 22,
-        "browser_hash": "b" * 64,
+        "browser_hash": BROWSER,
         "created_at": NOW,
     }
     fields.update(override)
@@ -199,7 +203,7 @@ def test_load_client_and_grant_when_missing(store: Store) -> None:
 
 def test_create_then_take_txn(store: Store) -> None:
     assert store.create_txn("state1", _txn()) is True
-    assert store.take_txn("state1") == _txn()
+    assert store.take_txn("state1", BROWSER) == _txn()
 
 
 def test_txn_key_has_a_ten_minute_ttl(store: Store) -> None:
@@ -208,33 +212,41 @@ def test_txn_key_has_a_ten_minute_ttl(store: Store) -> None:
     assert 0 < store.redis.ttl(store.keys.txn("state1")) <= 600
 
 
+def test_take_txn_by_another_browser_consumes_nothing(store: Store) -> None:
+    """UP-2: a foreign browser is refused, and the right one can still finish."""
+    store.create_txn("state1", _txn())
+    with pytest.raises(BindingMismatchError):
+        store.take_txn("state1", "c" * 64)
+    assert store.take_txn("state1", BROWSER) == _txn()
+
+
 def test_take_txn_works_once(store: Store) -> None:
     """UP-3: the upstream state is single-use."""
     store.create_txn("state1", _txn())
-    assert store.take_txn("state1") is not None
-    assert store.take_txn("state1") is None
-    assert store.take_txn("state1") is None
+    assert store.take_txn("state1", BROWSER) is not None
+    assert store.take_txn("state1", BROWSER) is None
+    assert store.take_txn("state1", BROWSER) is None
 
 
 def test_taken_txn_cannot_be_created_again(store: Store) -> None:
     """CONSENT-3: the tombstone keeps the form's state from being reused."""
     store.create_txn("state1", _txn())
-    store.take_txn("state1")
+    store.take_txn("state1", BROWSER)
     assert store.create_txn("state1", _txn()) is False
-    assert store.take_txn("state1") is None
+    assert store.take_txn("state1", BROWSER) is None
     assert 0 < store.redis.ttl(store.keys.txn("state1")) <= 600
 
 
 def test_create_txn_never_overwrites(store: Store) -> None:
     store.create_txn("state1", _txn(state="first"))
     assert store.create_txn("state1", _txn(state="second")) is False
-    taken = store.take_txn("state1")
+    taken = store.take_txn("state1", BROWSER)
     assert taken is not None
     assert taken.state == "first"
 
 
 def test_unknown_txn_is_none(store: Store) -> None:
-    assert store.take_txn("nope") is None
+    assert store.take_txn("nope", BROWSER) is None
     assert store.redis.exists(store.keys.txn("nope")) == 0
 
 
@@ -535,7 +547,7 @@ def test_racing_rotations_of_one_generation_succeed_once(real_store: Store) -> N
 def test_racing_takes_of_one_txn_succeed_once(real_store: Store) -> None:
     """UP-3: N callbacks with one state → exactly one gets the transaction."""
     real_store.create_txn("state1", _txn())
-    results = _race(RACERS, lambda i: real_store.take_txn("state1"))
+    results = _race(RACERS, lambda i: real_store.take_txn("state1", BROWSER))
     taken = [r for r in results if r is not None]
     assert taken == [_txn()]
 
