@@ -31,11 +31,21 @@ DEMO_USER = "alice@example.com"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxy")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "check"],
+        help="serve (default) runs the proxy; check verifies the IdP set-up",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     load_dotenv()
+    if args.command == "check":
+        from .check import main as check
+
+        return check(os.environ, sys.stdout)
     return serve_forever(args.port, args.workers)
 
 
@@ -60,7 +70,7 @@ def serve_forever(port: int, workers: int | None) -> int:
     env = dict(os.environ)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     children: list[subprocess.Popen[bytes]] = []
-    if not env.get("OAUTH_ISSUER"):
+    if not env.get("OAUTH_ISSUER") and (env.get("OAUTH_PROVIDER") or "oidc") == "oidc":
         host = urlsplit(env["PUBLIC_URL"]).hostname or ""
         if not is_loopback_host(host):
             sys.stderr.write(

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from urllib.parse import urlsplit
 
 from .resources import canonical_resource
@@ -82,6 +83,18 @@ class Settings:
     backend_connect_timeout_seconds: float = 5.0
     backend_read_timeout_seconds: float = 300.0
     max_mcp_body_bytes: int = 10 * 1024 * 1024
+    # The upstream provider (proxy/providers/): which kind, who may log in, and
+    # which upstream claims are copied into access tokens.
+    upstream_provider: str = "oidc"
+    #: None = the provider's default (raw `sub` for oidc, "<provider>|" otherwise).
+    subject_prefix: str | None = None
+    allowed_emails: frozenset[str] = frozenset()
+    allowed_email_domains: frozenset[str] = frozenset()
+    token_extra_claims: tuple[str, ...] = ()
+    github_allowed_orgs: tuple[str, ...] = ()
+    github_api_url: str | None = None
+    google_hosted_domain: str | None = None
+    entra_allowed_tenants: frozenset[str] = frozenset()
     secret_key_generated: bool = field(default=False, compare=False)
 
     @property
@@ -136,21 +149,21 @@ class Settings:
         if "OAUTH_UPSTREAM_AUDIENCE" in environ:
             upstream_audience = environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
         else:
-            upstream_audience = resource_text if audience_set else None
+            # Sent as typed: Auth0 compares API identifiers byte for byte.
+            raw_audience = environ.get("OAUTH_AUDIENCE", "").strip()
+            upstream_audience = raw_audience if audience_set else None
 
         redis_url = env.str("REDIS_URL", "") or None
         secret_key, generated = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        provider = _provider_settings(env, environ)
         settings = cls(
             public_url=public_url,
-            upstream_issuer=env.url("OAUTH_ISSUER", required=True, normalise=False),
             upstream_client_id=env.str("OAUTH_CLIENT_ID", required=True),
             upstream_client_secret=env.str("OAUTH_CLIENT_SECRET", required=True),
             resource=resource,
             secret_key=secret_key,
             secret_key_generated=generated,
-            upstream_scopes=tuple(
-                env.str("OAUTH_SCOPES", DEFAULT_UPSTREAM_SCOPES).split()
-            ),
+            **provider,
             upstream_audience=upstream_audience,
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
             dynamic_registration=env.bool("OAUTH_USE_DYNAMIC_REGISTRATION", True),
@@ -211,6 +224,88 @@ class Settings:
         return settings
 
 
+PROVIDERS = ("oidc", "github", "google", "auth0", "okta", "keycloak", "entra")
+#: Providers whose OAUTH_ISSUER may be left out (GitHub: its web URL).
+_DEFAULT_ISSUERS = {
+    "github": "https://github.com",
+    "google": "https://accounts.google.com",
+}
+_DEFAULT_SCOPES = {
+    # GitHub is not OIDC: its scopes are API permissions.
+    "github": "read:user user:email",
+    # Google refuses `offline_access`; access_type=offline asks for refresh tokens.
+    "google": "openid email profile",
+}
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+
+
+def _provider_settings(env: _Env, environ: Mapping[str, str]) -> dict[str, Any]:
+    """OAUTH_PROVIDER and the variables that go with it (config/providers/)."""
+    from .upstream import RESERVED_CLAIMS
+
+    provider = env.str("OAUTH_PROVIDER", "oidc").lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            f"OAUTH_PROVIDER={provider!r} is not known: use one of "
+            + ", ".join(PROVIDERS)
+        )
+    issuer = env.url(
+        "OAUTH_ISSUER",
+        required=provider not in _DEFAULT_ISSUERS and provider != "entra",
+        normalise=False,
+    )
+    if not issuer and provider == "entra":
+        tenant = env.str("ENTRA_TENANT_ID")
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", tenant):
+            raise ConfigError(
+                "OAUTH_PROVIDER=entra needs ENTRA_TENANT_ID (the Directory (tenant) "
+                "ID, or organizations / common) or OAUTH_ISSUER="
+                "https://login.microsoftonline.com/<tenant>/v2.0"
+            )
+        issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    claims = tuple(env.list("TOKEN_EXTRA_CLAIMS"))
+    for claim in claims:
+        if claim in RESERVED_CLAIMS or not _CLAIM_NAME.fullmatch(claim):
+            raise ConfigError(
+                f"TOKEN_EXTRA_CLAIMS: {claim!r} cannot be copied into access tokens "
+                "(the proxy sets " + ", ".join(sorted(RESERVED_CLAIMS)) + " itself)"
+            )
+    only_for = {
+        "GITHUB_ALLOWED_ORGS": "github",
+        "GITHUB_API_URL": "github",
+        "GOOGLE_HOSTED_DOMAIN": "google",
+        "ENTRA_ALLOWED_TENANTS": "entra",
+    }
+    for name, owner in only_for.items():
+        if env.str(name) and provider != owner:
+            # An allow-list silently ignored would let everyone in.
+            raise ConfigError(f"{name} works only with OAUTH_PROVIDER={owner}")
+    domains = frozenset(
+        d.lower().lstrip("@") for d in env.list("ALLOWED_EMAIL_DOMAINS")
+    )
+    return {
+        "upstream_provider": provider,
+        "upstream_issuer": issuer or _DEFAULT_ISSUERS[provider],
+        "upstream_scopes": tuple(
+            env.str(
+                "OAUTH_SCOPES", _DEFAULT_SCOPES.get(provider, DEFAULT_UPSTREAM_SCOPES)
+            ).split()
+        ),
+        "subject_prefix": environ["OAUTH_SUBJECT_PREFIX"].strip()
+        if "OAUTH_SUBJECT_PREFIX" in environ
+        else None,
+        "allowed_emails": frozenset(e.lower() for e in env.list("ALLOWED_EMAILS")),
+        "allowed_email_domains": frozenset(d.lower().lstrip("@") for d in domains),
+        "token_extra_claims": claims,
+        "github_allowed_orgs": tuple(env.list("GITHUB_ALLOWED_ORGS")),
+        "github_api_url": env.url("GITHUB_API_URL") or None,
+        "google_hosted_domain": env.str("GOOGLE_HOSTED_DOMAIN").lower() or None,
+        "entra_allowed_tenants": frozenset(
+            tid.lower() for tid in env.list("ENTRA_ALLOWED_TENANTS")
+        ),
+    }
+
+
 def is_loopback_host(host: str) -> bool:
     """RFC 8252 §7.3 loopback hosts, plus `localhost` (see design: J2)."""
     host = host.lower()
@@ -260,6 +355,12 @@ class _Env:
             )
         if parts.query or parts.fragment:
             raise ConfigError(f"{name} must not have a query or fragment")
+        if parts.username or parts.password:
+            raise ConfigError(f"{name} must not contain a user name or password")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} has an invalid port") from None
         # GEN-1: plain http only for loopback (development).
         # A gateway backend usually sits on a private network: http is fine there.
         if (
@@ -383,8 +484,14 @@ class _Env:
             ):
                 raise ConfigError(f"{where} needs a non-empty list 'redirect_uris'")
             secret_hash = item.get("client_secret_sha256")
-            if secret_hash is not None and not isinstance(secret_hash, str):
-                raise ConfigError(f"{where}: 'client_secret_sha256' must be hex text")
+            if secret_hash is not None and not (
+                isinstance(secret_hash, str)
+                and re.fullmatch(r"[0-9a-f]{64}", secret_hash)
+            ):
+                raise ConfigError(
+                    f"{where}: 'client_secret_sha256' must be 64 lowercase hex digits "
+                    "(the SHA-256 of the secret)"
+                )
             if item.get("introspection") is True and not secret_hash:
                 raise ConfigError(
                     f"{where}: an introspection client needs 'client_secret_sha256'"

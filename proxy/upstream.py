@@ -35,13 +35,17 @@ class UpstreamError(Exception):
 
     kinds: ``unavailable`` (network, 5xx, bad JSON: retryable), ``invalid_grant``
     (the upstream grant is dead: end ours), ``access_denied`` (the user or
-    policy refused), ``invalid_response`` (an ID token that does not verify).
+    policy refused), ``invalid_response`` (an ID token that does not verify),
+    ``invalid_client`` (the IdP refused OUR credentials: an operator problem,
+    never a reason to end a user's grant), ``rejected`` (any other refusal).
     """
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, *, error: str = "") -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        #: The IdP's own error code, when it sent one (``invalid_client``, ...).
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +74,70 @@ class UpstreamTokens:
         )
 
 
+#: Claims the proxy sets itself in an access token; TOKEN_EXTRA_CLAIMS never
+#: copies these from upstream (RFC 9068 §2.2 plus ours: sid, and email/name,
+#: which come only from the verified identity).
+RESERVED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "sid",
+        "cnf",
+        "email",
+        "email_verified",
+        "name",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who logged in, as the IdP vouched for it."""
+    """Who logged in, as the IdP vouched for it.
+
+    ``subject`` is namespaced per provider (``github|12345``; raw ``sub`` for
+    the generic ``oidc`` provider). ``email_verified`` is True only when the
+    IdP vouches for the address; allow-lists use verified addresses only.
+    ``claims`` is everything the IdP said (never stored); ``extra`` holds the
+    TOKEN_EXTRA_CLAIMS copied into access tokens.
+    """
 
     subject: str
     email: str | None = None
     name: str | None = None
+    email_verified: bool = False
     claims: dict[str, t.Any] = field(default_factory=dict)
+    extra: dict[str, t.Any] = field(default_factory=dict)
+
+    def token_claims(self) -> dict[str, t.Any]:
+        """The identity claims stored in the grant and copied into access tokens."""
+        claims = {k: v for k, v in self.extra.items() if k not in RESERVED_CLAIMS}
+        if self.email:
+            claims["email"] = self.email
+            claims["email_verified"] = self.email_verified
+        if self.name:
+            claims["name"] = self.name
+        return claims
+
+
+def pick_claims(claims: dict[str, t.Any], names: t.Iterable[str]) -> dict[str, t.Any]:
+    """The named upstream claims that are present, minus the reserved ones."""
+    return {
+        name: claims[name]
+        for name in names
+        if name in claims and name not in RESERVED_CLAIMS and claims[name] is not None
+    }
+
+
+def is_true(value: object) -> bool:
+    """A boolean claim: some IdPs send ``"true"`` as a string."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 class UpstreamProvider(t.Protocol):
@@ -115,7 +175,12 @@ def pooled_session(user_agent: str = "mcp-oauth-proxy") -> requests.Session:
 
 
 class OIDCProvider:
-    """A generic OpenID Connect provider, configured by its discovery document."""
+    """A generic OpenID Connect provider, configured by its discovery document.
+
+    Presets subclass it and override the small hooks below (``accepts_issuer``,
+    ``id_token_issuer_ok``, ``subject_of``, ``email_of``, ``check_claims``)
+    rather than the protocol steps.
+    """
 
     name = "oidc"
 
@@ -131,6 +196,9 @@ class OIDCProvider:
         timeout: float = 10.0,
         extra_authorize_params: dict[str, str] | None = None,
         session: requests.Session | None = None,
+        subject_prefix: str = "",
+        extra_claims: tuple[str, ...] = (),
+        policy: t.Callable[[Identity], None] | None = None,
     ) -> None:
         self.issuer = issuer
         self.client_id = client_id
@@ -141,6 +209,9 @@ class OIDCProvider:
         self.timeout = timeout
         self.extra_authorize_params = dict(extra_authorize_params or {})
         self.session = session or pooled_session()
+        self.subject_prefix = subject_prefix
+        self.extra_claims = extra_claims
+        self.policy = policy
         self._lock = threading.Lock()
         self._discovery: dict[str, t.Any] | None = None
         self._discovered_at = 0.0
@@ -152,6 +223,10 @@ class OIDCProvider:
     def discovery_url(self) -> str:
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
+    def accepts_issuer(self, advertised: str) -> bool:
+        """OIDC Discovery §4.3: the advertised issuer MUST equal the configured one."""
+        return advertised.rstrip("/") == self.issuer.rstrip("/")
+
     def metadata(self) -> dict[str, t.Any]:
         """The discovery document, cached for an hour, re-fetched on failure."""
         now = time.monotonic()
@@ -162,9 +237,7 @@ class OIDCProvider:
                 return self._discovery
             document = self._get_json(self.discovery_url)
             issuer = document.get("issuer")
-            if not isinstance(issuer, str) or issuer.rstrip("/") != self.issuer.rstrip(
-                "/"
-            ):
+            if not isinstance(issuer, str) or not self.accepts_issuer(issuer):
                 raise UpstreamError(
                     "invalid_response",
                     f"discovery issuer {issuer!r} does not match OAUTH_ISSUER",
@@ -210,12 +283,16 @@ class OIDCProvider:
                 "code_verifier": code_verifier,
             }
         )
-        tokens = _tokens_from(data, previous_refresh=None)
+        tokens = tokens_from(data, previous_refresh=None)
         if tokens.id_token:
             claims = self.verify_id_token(tokens.id_token, nonce=nonce)
         else:
             claims = self.userinfo(tokens.access_token)
-        return tokens, self.identity_from_claims(claims)
+        self.check_claims(claims)
+        identity = self.identity_from_claims(claims)
+        if self.policy is not None:
+            self.policy(identity)
+        return tokens, identity
 
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
         if not tokens.refresh_token:
@@ -223,21 +300,41 @@ class OIDCProvider:
         data = self._token_request(
             {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
         )
-        return _tokens_from(data, previous_refresh=tokens.refresh_token)
+        return tokens_from(data, previous_refresh=tokens.refresh_token)
 
     # -- identity -------------------------------------------------------------
-    def identity_from_claims(self, claims: dict[str, t.Any]) -> Identity:
+    def subject_of(self, claims: dict[str, t.Any]) -> str:
+        """The provider's stable user id (before the namespace prefix)."""
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise UpstreamError("invalid_response", "the IdP returned no 'sub'")
+        return subject
+
+    def email_of(self, claims: dict[str, t.Any]) -> tuple[str | None, bool]:
+        """The email and whether it is verified (OIDC Core §5.1 ``email_verified``)."""
         email = claims.get("email")
+        if not isinstance(email, str) or not email:
+            return None, False
+        return email, is_true(claims.get("email_verified"))
+
+    def check_claims(self, claims: dict[str, t.Any]) -> None:
+        """Provider rules on the verified claims (Google's ``hd``, Entra's tenant)."""
+
+    def identity_from_claims(self, claims: dict[str, t.Any]) -> Identity:
         name = claims.get("name") or claims.get("preferred_username")
+        email, verified = self.email_of(claims)
         return Identity(
-            subject=subject,
-            email=email if isinstance(email, str) else None,
+            subject=self.subject_prefix + self.subject_of(claims),
+            email=email,
+            email_verified=verified,
             name=name if isinstance(name, str) else None,
             claims=claims,
+            extra=pick_claims(claims, self.extra_claims),
         )
+
+    def id_token_issuer_ok(self, iss: object, claims: dict[str, t.Any]) -> bool:
+        """OIDC Core §3.1.3.7 (2): iss MUST exactly match the discovery issuer."""
+        return bool(iss == self.metadata()["issuer"])
 
     def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, t.Any]:
         """OIDC Core §3.1.3.7: signature, iss, aud, azp, exp, nonce."""
@@ -249,7 +346,7 @@ class OIDCProvider:
             raise UpstreamError("invalid_response", f"id_token: {exc}") from exc
         claims = decoded.claims
         now = time.time()
-        if claims.get("iss") != self.metadata()["issuer"]:
+        if not self.id_token_issuer_ok(claims.get("iss"), claims):
             raise UpstreamError("invalid_response", "id_token iss mismatch")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
@@ -277,6 +374,10 @@ class OIDCProvider:
             endpoint, headers={"Authorization": f"Bearer {access_token}"}
         )
 
+    def jwks(self) -> KeySet:
+        """The IdP's signing keys (cached; ``python -m proxy check`` calls it)."""
+        return self._keyset_for("")
+
     def _keyset_for(self, id_token: str) -> KeySet:
         """The IdP's JWKS, re-fetched when the token names a kid we lack."""
         kid = _unverified_kid(id_token)
@@ -293,11 +394,35 @@ class OIDCProvider:
             uri = self.metadata().get("jwks_uri")
             if not isinstance(uri, str):
                 raise UpstreamError("invalid_response", "discovery lacks jwks_uri")
-            self._jwks = KeySet.import_key_set(self._get_json(uri))
+            try:
+                self._jwks = KeySet.import_key_set(t.cast(t.Any, self._get_json(uri)))
+            except (JoseError, ValueError, KeyError, TypeError) as exc:
+                raise UpstreamError("invalid_response", f"{uri}: bad JWKS") from exc
             self._jwks_at = now
         return self._jwks
 
     # -- HTTP -----------------------------------------------------------------
+    def probe_client(self) -> str:
+        """Redeem a made-up code; return the IdP's error code (``check`` reads it).
+
+        ``invalid_grant`` means the client credentials were accepted and only
+        the code was refused; ``invalid_client`` means they were not.
+        """
+        try:
+            self._token_request(
+                {
+                    "grant_type": "authorization_code",
+                    "code": "mcp-oauth-proxy-check-" + "0" * 20,
+                    "redirect_uri": self.redirect_uri,
+                    "code_verifier": "0" * 43,
+                }
+            )
+        except UpstreamError as exc:
+            if exc.kind == "unavailable":
+                raise
+            return exc.error or exc.kind
+        return "accepted"
+
     def _token_request(self, form: dict[str, str]) -> dict[str, t.Any]:
         endpoint = self.metadata()["token_endpoint"]
         methods = self.metadata().get(
@@ -333,9 +458,7 @@ class OIDCProvider:
                 "unavailable", f"token endpoint answered {response.status_code}"
             )
         if response.status_code != 200 or "error" in body:
-            error = str(body.get("error", "invalid_response"))
-            kind = "invalid_grant" if error == "invalid_grant" else "rejected"
-            raise UpstreamError(kind, f"token endpoint: {error}")
+            raise token_error(str(body.get("error") or f"http_{response.status_code}"))
         if not isinstance(body.get("access_token"), str):
             raise UpstreamError("invalid_response", "token response lacks access_token")
         return body
@@ -361,9 +484,22 @@ class OIDCProvider:
         return body
 
 
-def _tokens_from(
-    data: dict[str, t.Any], previous_refresh: str | None
-) -> UpstreamTokens:
+#: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+
+
+def token_error(error: str) -> UpstreamError:
+    """The UpstreamError for an RFC 6749 §5.2 error from the token endpoint."""
+    if error == "invalid_grant":
+        kind = "invalid_grant"
+    elif error in CLIENT_ERRORS:
+        kind = "invalid_client"
+    else:
+        kind = "rejected"
+    return UpstreamError(kind, f"token endpoint: {error[:64]}", error=error[:64])
+
+
+def tokens_from(data: dict[str, t.Any], previous_refresh: str | None) -> UpstreamTokens:
     expires_in = data.get("expires_in")
     expires_at = (
         int(time.time() + float(expires_in))
@@ -382,6 +518,9 @@ def _tokens_from(
         id_token=id_token if isinstance(id_token, str) else None,
         scope=scope if isinstance(scope, str) else None,
     )
+
+
+_tokens_from = tokens_from  # the name it had before the providers package
 
 
 def _unverified_kid(token: str) -> str | None:

@@ -99,9 +99,7 @@ def finish_login() -> Response:
     code_value, code_secret = new_opaque(grant_id)
     now = int(time.time())
     key = app.store.keys.grant(grant_id)
-    claims = {
-        k: v for k, v in (("email", identity.email), ("name", identity.name)) if v
-    }
+    claims = identity.token_claims()
     grant = Grant(
         grant_id=grant_id,
         client_id=txn.client_id,
