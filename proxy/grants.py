@@ -178,18 +178,15 @@ class RefreshTokenGrant:
         requested_scope = single(form, "scope")
         parts = split_opaque(token)
         now = int(time.time())
-        lease = int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS
+        # Read and check everything first; only a request that passes every
+        # check may take the refresh lease, or a foreign client (or a bad
+        # scope or resource) would hold the rightful client off for the lease.
         if parts:
-            stored, grant, leased = app.store.load_client_and_begin_refresh(
-                credentials.client_id,
-                parts[0],
-                presented_hash=sha256_hex(parts[1]),
-                now=now,
-                lease=lease,
-                ttl=app.settings.client_ttl_seconds,
+            stored, grant = app.store.load_client_and_grant(
+                credentials.client_id, parts[0], app.settings.client_ttl_seconds
             )
         else:
-            stored, grant, leased = app.clients.find(credentials.client_id), None, False
+            stored, grant = app.clients.find(credentials.client_id), None
         client = _client(app, credentials, stored)
         if "refresh_token" not in client.grant_types:
             raise UnauthorizedClientError("Client may not use the refresh_token grant.")
@@ -211,6 +208,16 @@ class RefreshTokenGrant:
             raise InvalidGrantError(
                 "Invalid refresh token.", reason="rt_absolute_expiry"
             )
+        _, grant, leased = app.store.load_client_and_begin_refresh(
+            credentials.client_id,
+            grant_id,
+            presented_hash=sha256_hex(secret),
+            now=now,
+            lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
+            ttl=app.settings.client_ttl_seconds,
+        )
+        if grant is None:
+            raise InvalidGrantError("Invalid refresh token.", reason="rt_revoked")
         return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
 
     def _answer(
@@ -232,7 +239,8 @@ class RefreshTokenGrant:
             return self._rotate(grant, secret, requested_scope, now, attempts)
         if grant.rt_prev_hash and equal(presented, grant.rt_prev_hash):
             rotated_at = grant.rotated_at or 0
-            if now - rotated_at <= app.settings.refresh_grace_seconds and grant.pending:
+            # Within the grace window: "less than N seconds ago", so 0 is off.
+            if now - rotated_at < app.settings.refresh_grace_seconds and grant.pending:
                 return self._from_grace(grant, secret)
             # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated token
             # revokes the whole grant (RT-2).

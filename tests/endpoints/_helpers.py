@@ -64,3 +64,31 @@ def decode_access_token(client: t.Any, token: str) -> t.Any:
     """Verify a token against the served JWKS, as any MCP server would."""
     jwks = client.get("/.well-known/jwks.json").get_json()
     return jwt.decode(token, KeySet.import_key_set(jwks))
+
+
+class ShiftedClock:
+    """Stands in for the `time` module of one proxy module, `offset` s ahead."""
+
+    def __init__(self, offset: float) -> None:
+        import time
+
+        self._time = time
+        self.offset = offset
+
+    def time(self) -> float:
+        return self._time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self._time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self._time.sleep(seconds)
+
+
+def resource_status(client: t.Any, access_token: str) -> int:
+    """What the resource side says of a token (forward-auth shares the gateway's
+    check: signature, audience, expiry, and that the grant is still alive)."""
+    response = client.get(
+        "/oauth2/forward-auth", headers={"Authorization": f"Bearer {access_token}"}
+    )
+    return int(response.status_code)
