@@ -141,7 +141,9 @@ def validate(
     scope_text = single(args, "scope")
     if scope_text is not None and not scopes.is_well_formed(scope_text):
         raise fail(InvalidScopeError, "Malformed 'scope'.", "scope_format")
-    granted = scopes.grant(scope_text or client_scope(client), offered_scopes)
+    granted = scopes.grant(
+        scope_text or client_scope(client), offered_for(client, offered_scopes)
+    )
 
     # RFC 8707 §2: resource may repeat; each must name our protected resource.
     for value in args.getlist("resource"):
@@ -163,6 +165,17 @@ def validate(
         scope=scopes.format_scopes(granted),
         resource=resource,
     )
+
+
+def offered_for(client: ClientRecord, offered: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 7591 §2: a registered `scope` is the most the client may ask for.
+
+    A registration naming none of our scopes (only OIDC ones, say) limits
+    nothing: the client would otherwise be left with no scope at all.
+    """
+    registered = scopes.parse(client_scope(client))
+    limited = tuple(s for s in offered if s in registered)
+    return limited or offered
 
 
 def client_scope(client: ClientRecord) -> str | None:

@@ -87,7 +87,10 @@ def init_app(app: Flask, issuer: str) -> None:
     def _http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
         body = {"error": "invalid_request" if code < 500 else "server_error"}
-        if code == 404:
+        if code == 413 and request.blueprint == "register":
+            # RFC 7591 §3.2.2: a registration error is invalid_client_metadata.
+            code, body = 400, {"error": "invalid_client_metadata"}
+        elif code == 404:
             body = {"error": "not_found"}
         elif code == 405:
             body = {

@@ -51,6 +51,9 @@ LEASE_POLL_SECONDS = 0.05
 def _client(
     app: AppState, credentials: ClientCredentials, stored: ClientRecord | None
 ) -> ClientRecord:
+    """Authenticate the caller against its static or stored registration."""
+    if not app.settings.dynamic_registration:
+        stored = None  # with DCR off, earlier dynamic clients are not honoured
     return authenticate(
         credentials, app.clients.static(credentials.client_id) or stored
     )
@@ -148,7 +151,7 @@ class AuthorizationCodeGrant:
             )
         issue_refresh = "refresh_token" in client.grant_types
         if not issue_refresh:
-            app.store.redis.hdel(app.store.keys.grant(grant_id), "rt_hash")
+            app.store.forget_refresh_token(grant_id)
         return token_response(
             app,
             sub=grant.sub,
@@ -178,37 +181,15 @@ class RefreshTokenGrant:
         requested_scope = single(form, "scope")
         parts = split_opaque(token)
         now = int(time.time())
-        # Read and check everything first; only a request that passes every
-        # check may take the refresh lease, or a foreign client (or a bad
-        # scope or resource) would hold the rightful client off for the lease.
-        if parts:
-            stored, grant = app.store.load_client_and_grant(
-                credentials.client_id, parts[0], app.settings.client_ttl_seconds
-            )
-        else:
-            stored, grant = app.clients.find(credentials.client_id), None
-        client = _client(app, credentials, stored)
-        if "refresh_token" not in client.grant_types:
-            raise UnauthorizedClientError("Client may not use the refresh_token grant.")
-        if parts is None or grant is None or grant.gen == 0:
-            raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
+        if parts is None:
+            authenticate_only = app.clients.find(credentials.client_id)
+            _client(app, credentials, authenticate_only)
+            raise InvalidGrantError("Invalid refresh token.", reason="rt_malformed")
         grant_id, secret = parts
-        # OAuth 2.1 §4.3.1: the refresh token is bound to the client (RT-4).
-        if grant.client_id != client.client_id:
-            raise InvalidGrantError("Invalid refresh token.", reason="client_mismatch")
-        _check_resource(form, grant)
-        granted = scopes.parse(grant.scope)
-        # OAuth 2.1 §4.3.1: the requested scope MUST NOT exceed the original (RT-5).
-        if requested_scope is not None and not scopes.is_subset(
-            scopes.parse(requested_scope), granted
-        ):
-            raise InvalidScopeError("'scope' exceeds the original grant.")
-        if now >= grant.expires_at:
-            app.store.revoke_grant(grant_id)
-            raise InvalidGrantError(
-                "Invalid refresh token.", reason="rt_absolute_expiry"
-            )
-        _, grant, leased = app.store.load_client_and_begin_refresh(
+        # One round trip: the client, the grant, and the upstream-refresh lease,
+        # which Lua grants only to the grant's own client presenting the
+        # current token. Any refusal below gives the lease straight back.
+        stored, grant, leased = app.store.load_client_and_begin_refresh(
             credentials.client_id,
             grant_id,
             presented_hash=sha256_hex(secret),
@@ -216,9 +197,44 @@ class RefreshTokenGrant:
             lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
             ttl=app.settings.client_ttl_seconds,
         )
-        if grant is None:
-            raise InvalidGrantError("Invalid refresh token.", reason="rt_revoked")
-        return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
+        try:
+            self._check(form, credentials, stored, grant, requested_scope, now)
+            assert grant is not None  # noqa: S101 - _check raised otherwise
+            return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
+        except Exception:
+            if leased:
+                app.store.release_refresh_lease(grant_id)
+            raise
+
+    def _check(
+        self,
+        form: MultiDict[str, str],
+        credentials: ClientCredentials,
+        stored: ClientRecord | None,
+        grant: Grant | None,
+        requested_scope: str | None,
+        now: int,
+    ) -> None:
+        app = self.app
+        client = _client(app, credentials, stored)
+        if "refresh_token" not in client.grant_types:
+            raise UnauthorizedClientError("Client may not use the refresh_token grant.")
+        if grant is None or grant.gen == 0:
+            raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
+        # OAuth 2.1 §4.3.1: the refresh token is bound to the client (RT-4).
+        if grant.client_id != client.client_id:
+            raise InvalidGrantError("Invalid refresh token.", reason="client_mismatch")
+        _check_resource(form, grant)
+        # OAuth 2.1 §4.3.1: the requested scope MUST NOT exceed the original (RT-5).
+        if requested_scope is not None and not scopes.is_subset(
+            scopes.parse(requested_scope), scopes.parse(grant.scope)
+        ):
+            raise InvalidScopeError("'scope' exceeds the original grant.")
+        if now >= grant.expires_at:
+            app.store.revoke_grant(grant.grant_id)
+            raise InvalidGrantError(
+                "Invalid refresh token.", reason="rt_absolute_expiry"
+            )
 
     def _answer(
         self,
@@ -244,10 +260,16 @@ class RefreshTokenGrant:
                 return self._from_grace(grant, secret)
             # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated token
             # revokes the whole grant (RT-2).
-            app.store.revoke_grant(grant.grant_id)
-            log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
-            raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
+            self._revoke_for_reuse(grant)
+        # RFC 9700 §4.14.2: an older generation is reuse too.
+        if presented[:16] in grant.rt_old:
+            self._revoke_for_reuse(grant)
         raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
+
+    def _revoke_for_reuse(self, grant: Grant) -> t.NoReturn:
+        self.app.store.revoke_grant(grant.grant_id)
+        log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
+        raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
 
     def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
         try:

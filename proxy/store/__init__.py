@@ -53,6 +53,7 @@ class Store:
         self._rotate_refresh = client.register_script(scripts.ROTATE_REFRESH)
         self._take_txn = client.register_script(scripts.TAKE_TXN)
         self._begin_refresh = client.register_script(scripts.BEGIN_REFRESH)
+        self._release_lease = client.register_script(scripts.RELEASE_LEASE)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
@@ -161,7 +162,11 @@ class Store:
         lease: int,
         ttl: int,
     ) -> tuple[ClientRecord | None, Grant | None, bool]:
-        """Client and grant in one round trip; take the refresh lease if free."""
+        """Client and grant in one round trip; take the refresh lease if due.
+
+        The lease is taken only for the grant's own client presenting the
+        current token; the caller must `release_refresh_lease` if it refuses.
+        """
         pipe = self.redis.pipeline(transaction=False)
         key = self.keys.client(client_id)
         if ttl:
@@ -170,7 +175,7 @@ class Store:
             pipe.get(key)
         self._begin_refresh(
             keys=[self.keys.grant(grant_id)],
-            args=[presented_hash, now, lease],
+            args=[presented_hash, now, lease, client_id],
             client=pipe,
         )
         raw_client, flat = pipe.execute()
@@ -181,6 +186,13 @@ class Store:
         data = dict(zip(fields[::2], fields[1::2], strict=True))
         leased = data.pop("lease", None) == "1"
         return client, Grant.from_hash(grant_id, data), leased
+
+    def release_refresh_lease(self, grant_id: str) -> None:
+        self._release_lease(keys=[self.keys.grant(grant_id)])
+
+    def forget_refresh_token(self, grant_id: str) -> None:
+        """A client without the refresh_token grant gets no usable refresh token."""
+        self.redis.hdel(self.keys.grant(grant_id), "rt_hash")
 
     def redeem_code(
         self,

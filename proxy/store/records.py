@@ -97,6 +97,8 @@ class Grant:
     rt_prev_hash: str | None = None
     rotated_at: int | None = None
     pending: str | None = None
+    #: 16-hex-digit prefixes of older generations' hashes (reuse detection).
+    rt_old: tuple[str, ...] = ()
 
     def to_hash(self) -> dict[str, str]:
         """Fields for HSET at creation; the scripts own the refresh fields after."""
@@ -144,4 +146,5 @@ class Grant:
             rt_prev_hash=data.get("rt_prev_hash"),
             rotated_at=opt_int("rotated_at"),
             pending=data.get("pending"),
+            rt_old=tuple(data.get("rt_old", "").split()),
         )

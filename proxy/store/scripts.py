@@ -57,6 +57,17 @@ if gen ~= ARGV[1] then
   return 'CONFLICT'
 end
 local current = redis.call('HGET', KEYS[1], 'rt_hash')
+-- Older generations, as 16-hex-digit prefixes of their hashes (the last 16),
+-- so a token older than the previous one is still recognised as reused.
+local previous = redis.call('HGET', KEYS[1], 'rt_prev_hash')
+if previous then
+  local old = redis.call('HGET', KEYS[1], 'rt_old') or ''
+  old = old .. string.sub(previous, 1, 16) .. ' '
+  if string.len(old) > 17 * 16 then
+    old = string.sub(old, string.len(old) - 17 * 16 + 1)
+  end
+  redis.call('HSET', KEYS[1], 'rt_old', old)
+end
 redis.call('HSET', KEYS[1], 'rt_prev_hash', current, 'rt_hash', ARGV[2],
   'gen', tostring(tonumber(gen) + 1), 'rotated_at', ARGV[3], 'pending', ARGV[4],
   'lease_until', '0')
@@ -93,22 +104,36 @@ BEGIN_REFRESH = """
 -- ARGV[1] = sha256 of the presented refresh token's secret
 -- ARGV[2] = now (epoch seconds)
 -- ARGV[3] = lease length in seconds
+-- ARGV[4] = the client_id presenting the token
 -- Returns: the grant as a flat HGETALL list, plus "lease" then "1" when the
 --   caller now holds the short lease that lets exactly one request refresh
 --   the upstream tokens of this grant. Empty list: no such grant.
--- Edge cases: a presented token that is not the current one never takes the
---   lease (it is answered from the grace window or refused by the caller).
+-- Edge cases: the lease goes only to the grant's own client presenting the
+--   current token; anything else (an old token, another client) is answered
+--   from the returned data by the caller, and never holds the grant up.
+--   The caller releases the lease (RELEASE_LEASE) if it then refuses.
 local data = redis.call('HGETALL', KEYS[1])
 if #data == 0 then
   return data
 end
-local current = redis.call('HGET', KEYS[1], 'rt_hash')
-local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-if current == ARGV[1] and lease < tonumber(ARGV[2]) then
+local f = redis.call('HMGET', KEYS[1], 'rt_hash', 'lease_until', 'client_id')
+local lease = tonumber(f[2] or '0')
+if f[1] == ARGV[1] and f[3] == ARGV[4] and lease < tonumber(ARGV[2]) then
   local lease_end = tonumber(ARGV[2]) + tonumber(ARGV[3])
   redis.call('HSET', KEYS[1], 'lease_until', tostring(lease_end))
   table.insert(data, 'lease')
   table.insert(data, '1')
 end
 return data
+"""
+
+RELEASE_LEASE = """
+-- KEYS[1] = grant:{grant_id}
+-- Returns: 1 if the grant exists and its refresh lease is now free, else 0.
+-- Never creates the key (a revoked grant stays revoked).
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'lease_until', '0')
+return 1
 """

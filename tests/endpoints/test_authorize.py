@@ -400,3 +400,22 @@ def test_post_authorize_is_also_accepted(client: t.Any, client_id: str) -> None:
     """GEN-8: GET is required; POST is optional and, when accepted, validated."""
     response = client.post("/oauth2/authorize", data=_params(client_id))
     assert _is_consent_page(response)
+
+
+def test_registered_scope_is_the_most_a_client_may_get(
+    oauth: OAuthTestClient,
+) -> None:
+    """RFC 7591 §2: a client registered for `mcp` cannot obtain `mcp:write`."""
+    client_id = oauth.register(scope="mcp")["client_id"]
+    flow = oauth.login(client_id, scope="mcp mcp:write")
+    body = oauth.token(flow).get_json()
+    assert body["scope"] == "mcp"
+
+
+def test_registration_with_only_foreign_scopes_limits_nothing(
+    oauth: OAuthTestClient,
+) -> None:
+    """SCOPE-5: a client registered for `openid email` still gets our scopes."""
+    client_id = oauth.register(scope="openid email")["client_id"]
+    flow = oauth.login(client_id, scope="mcp:write")
+    assert oauth.token(flow).get_json()["scope"] == "mcp:write"

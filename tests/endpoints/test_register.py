@@ -350,3 +350,12 @@ def test_huge_body_is_not_a_500(client: t.Any) -> None:
     )
     assert 400 <= response.status_code < 500
     assert response.mimetype == "application/json"
+
+
+def test_body_over_the_request_limit_is_invalid_client_metadata(client: t.Any) -> None:
+    """DCR-12 / RATE-2: even a body past the server's request limit is a JSON 400."""
+    body = json.dumps({"redirect_uris": ["https://a.example/cb"], "x": "y" * 70_000})
+    response = client.post(
+        "/oauth2/register", data=body, content_type="application/json"
+    )
+    assert_json_error(response, 400, "invalid_client_metadata")

@@ -394,6 +394,41 @@ def test_a_stale_token_never_takes_the_lease(store: Store) -> None:
     assert leased is False
 
 
+def test_another_client_never_takes_the_lease(store: Store) -> None:
+    """A foreign client presenting a stolen current token holds nothing up."""
+    _redeemed_grant(store)
+    assert _begin(store, "r1" * 32, NOW + 5, client_id="mcp_other")[2] is False
+    assert _begin(store, "r1" * 32, NOW + 5)[2] is True
+
+
+def test_released_lease_can_be_taken_again_at_once(store: Store) -> None:
+    _redeemed_grant(store)
+    assert _begin(store, "r1" * 32, NOW + 5)[2] is True
+    store.release_refresh_lease("g" * 22)
+    assert _begin(store, "r1" * 32, NOW + 5)[2] is True
+
+
+def test_releasing_a_lease_never_recreates_a_revoked_grant(store: Store) -> None:
+    _redeemed_grant(store)
+    store.revoke_grant("g" * 22)
+    store.release_refresh_lease("g" * 22)
+    assert store.grant_exists("g" * 22) is False
+
+
+def test_rotation_remembers_older_generations(store: Store) -> None:
+    """RT-2: prefixes of every generation before the previous one are kept."""
+    _redeemed_grant(store)
+    hashes = [f"{n:02d}" * 32 for n in range(2, 22)]
+    for gen, new_hash in enumerate(hashes, start=1):
+        assert _rotate(store, expected_gen=gen, new_hash=new_hash) is RotateResult.OK
+    grant = store.load_grant("g" * 22)
+    assert grant is not None
+    assert grant.rt_hash == hashes[-1]
+    assert grant.rt_prev_hash == hashes[-2]
+    # The last 16 older generations, oldest dropped first.
+    assert grant.rt_old == tuple(h[:16] for h in hashes[-18:-2])
+
+
 def test_begin_refresh_on_a_missing_grant(store: Store) -> None:
     store.create_client(_client(), ttl=0)
     client, grant, leased = _begin(store, "r1" * 32, NOW)
