@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import typing as t
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,27 +50,55 @@ def main(argv: list[str] | None = None) -> int:
     return serve_forever(args.port, args.workers)
 
 
+def say(*parts: object) -> None:
+    """Print at once: the URLs matter to whoever reads a pipe or a log."""
+    print(*parts, flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, timeout: float = 20.0) -> None:
+def wait_for(url: str, timeout: float = 20.0, *, any_status: bool = False) -> None:
+    """Poll until `url` answers (with any HTTP status, if `any_status`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
                 return
+        except urllib.error.HTTPError:
+            if any_status:
+                return
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
 
 
 def serve_forever(port: int, workers: int | None) -> int:
+    """Start the demo services (if needed) and the proxy; stop them all on exit."""
+    # Started from a script in the background, Python inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        code = _start(port, workers, children)
+    except BaseException:
+        _stop(children)
+        raise
+    if code:
+        _stop(children)
+        return code
+    return _wait(children)
+
+
+def _start(
+    port: int, workers: int | None, children: list[subprocess.Popen[bytes]]
+) -> int:
     env = dict(os.environ)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-    children: list[subprocess.Popen[bytes]] = []
     if not env.get("OAUTH_ISSUER") and (env.get("OAUTH_PROVIDER") or "oidc") == "oidc":
         host = urlsplit(env["PUBLIC_URL"]).hostname or ""
         if not is_loopback_host(host):
@@ -94,9 +123,7 @@ def serve_forever(port: int, workers: int | None) -> int:
             OAUTH_CLIENT_ID=DEMO_CLIENT_ID,
             OAUTH_CLIENT_SECRET="demo-secret",  # noqa: S106 - the demo IdP takes any
         )
-        print(
-            f"demo identity provider: {issuer} (log in as any name, e.g. {DEMO_USER})"
-        )
+        say(f"demo identity provider: {issuer} (log in as any name, e.g. {DEMO_USER})")
         if not env.get("MCP_BACKEND_URL"):
             backend_port = free_port()
             children.append(
@@ -113,7 +140,9 @@ def serve_forever(port: int, workers: int | None) -> int:
                 )
             )
             env["MCP_BACKEND_URL"] = f"http://127.0.0.1:{backend_port}/mcp"
-            print(
+            # The MCP URL is printed only once the server behind it answers.
+            wait_for(env["MCP_BACKEND_URL"], any_status=True)
+            say(
                 f"demo MCP server:        {env['MCP_BACKEND_URL']} (behind the gateway)"
             )
     if workers is None:
@@ -134,24 +163,18 @@ def serve_forever(port: int, workers: int | None) -> int:
     command.append("wsgi:app")
     children.append(subprocess.Popen(command, env=env))  # noqa: S603
     wait_for(f"http://127.0.0.1:{port}/healthz")
-    print(f"proxy issuer: {env['PUBLIC_URL']}")
+    say(f"proxy issuer: {env['PUBLIC_URL']}")
     if env.get("MCP_BACKEND_URL"):
         mcp_url = env["PUBLIC_URL"] + env.get("MCP_PATH", "/mcp")
-        print(f"MCP URL:      {mcp_url}")
-        print(
-            f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})"
-        )
-        print(f"   or: npx mcp-remote {mcp_url}")
-    print(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
-    print("press Ctrl-C to stop")
-    return _wait(children)
+        say(f"MCP URL:      {mcp_url}")
+        say(f"  try: npx @modelcontextprotocol/inspector  (Streamable HTTP, {mcp_url})")
+        say(f"   or: npx mcp-remote {mcp_url}")
+    say(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
+    say("press Ctrl-C to stop")
+    return 0
 
 
 def _wait(children: list[subprocess.Popen[bytes]]) -> int:
-    def stop(*_: t.Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
         while all(child.poll() is None for child in children):
@@ -160,15 +183,23 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop(children)
     return code
+
+
+def _interrupt(*_: t.Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 if __name__ == "__main__":

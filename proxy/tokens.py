@@ -23,6 +23,8 @@ from .signing_keys import ALGORITHM
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105
 _OPAQUE = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})")
 CLOCK_SKEW_SECONDS = 30
+#: Identity claims a resource reads back from a verified token.
+IDENTITY_CLAIMS = ("email", "email_verified", "name")
 
 
 def new_grant_id() -> str:
@@ -124,7 +126,7 @@ def verify_access_token(
             expires_at=exp,
             issued_at=int(claims.get("iat", 0)),
             jti=str(claims.get("jti", "")),
-            extra={k: v for k, v in claims.items() if k in ("email", "name")},
+            extra={k: v for k, v in claims.items() if k in IDENTITY_CLAIMS},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidTokenError(

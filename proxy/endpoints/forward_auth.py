@@ -25,7 +25,7 @@ def check_token() -> Response:
     response = Response(status=200)
     response.headers[app.settings.forward_user_header] = claims.sub
     email = claims.extra.get("email")
-    if isinstance(email, str):
+    if isinstance(email, str) and claims.extra.get("email_verified") is True:
         response.headers[app.settings.forward_email_header] = email
     response.headers["X-Forwarded-Scope"] = claims.scope
     response.headers["X-Forwarded-Client-Id"] = claims.client_id

@@ -65,6 +65,10 @@ def backend_session(pool_size: int = 64) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False
+    # No defaults of our own: requests would add `Accept-Encoding: gzip, deflate`,
+    # and the backend's compressed bytes would reach a client that never offered
+    # it (the body is relayed raw). Only the client's own headers go through.
+    session.headers.clear()
     return session
 
 
@@ -79,20 +83,18 @@ def forward() -> Response:
         return _preflight()
     claims = verify_request(app, request)
 
+    # Identity headers come only from us: a client's own copies are dropped.
+    dropped = _HOP_BY_HOP | _NEVER_FORWARDED | _identity_headers(settings)
     headers = {
         name: value
         for name, value in request.headers.items()
-        if name.lower() not in _HOP_BY_HOP
-        and name.lower() not in _NEVER_FORWARDED
-        and name.lower()
-        not in (
-            settings.forward_user_header.lower(),
-            settings.forward_email_header.lower(),
-        )
+        if name.lower() not in dropped
     }
     headers[settings.forward_user_header] = claims.sub
     email = claims.extra.get("email")
-    if isinstance(email, str):
+    # Only an address the IdP verified is an identity (a user can type any
+    # unverified address into some IdPs).
+    if isinstance(email, str) and claims.extra.get("email_verified") is True:
         headers[settings.forward_email_header] = email
     if request.remote_addr:
         headers["X-Forwarded-For"] = request.remote_addr
