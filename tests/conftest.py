@@ -52,8 +52,19 @@ def _start_redis() -> Iterator[str]:
     workdir = tempfile.mkdtemp(prefix="redis-test-")
     sock = os.path.join(workdir, "redis.sock")
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            "0",
+            "--unixsocket",
+            sock,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

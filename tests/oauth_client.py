@@ -58,7 +58,9 @@ class OAuthTestClient:
         return t.cast(dict[str, t.Any], response.get_json())
 
     # -- the front channel ----------------------------------------------------
-    def authorize_params(self, client_id: str, flow: Flow, **extra: t.Any) -> dict[str, t.Any]:
+    def authorize_params(
+        self, client_id: str, flow: Flow, **extra: t.Any
+    ) -> dict[str, t.Any]:
         params: dict[str, t.Any] = {
             "response_type": "code",
             "client_id": client_id,
@@ -72,16 +74,26 @@ class OAuthTestClient:
         params.update(extra)
         return {k: v for k, v in params.items() if v is not None}
 
-    def authorize(self, client_id: str, *, state: str | None = "client-state",
-                  redirect_uri: str = REDIRECT_URI, **extra: t.Any) -> tuple[Flow, t.Any]:
+    def authorize(
+        self,
+        client_id: str,
+        *,
+        state: str | None = "client-state",
+        redirect_uri: str = REDIRECT_URI,
+        **extra: t.Any,
+    ) -> tuple[Flow, t.Any]:
         flow = Flow(client_id, secrets.token_urlsafe(48), state, redirect_uri)
         response = self.client.get(
-            "/oauth2/authorize", query_string=self.authorize_params(client_id, flow, **extra)
+            "/oauth2/authorize",
+            query_string=self.authorize_params(client_id, flow, **extra),
         )
         if response.status_code == 200:
             page = response.get_data(as_text=True)
             flow.consent_form = {k: html.unescape(v) for k, v in _HIDDEN.findall(page)}
-        elif response.status_code == 302 and "/oauth2/authorize" in response.headers["Location"]:
+        elif (
+            response.status_code == 302
+            and "/oauth2/authorize" in response.headers["Location"]
+        ):
             flow.upstream_url = response.headers["Location"]
         return flow, response
 
@@ -94,7 +106,9 @@ class OAuthTestClient:
 
     def upstream_login(self, flow: Flow, user: str = "alice@example.com") -> str:
         """Log in at the real IdP; return the callback URL it redirects to."""
-        response = self.idp.post(flow.upstream_url, data={"sub": user}, allow_redirects=False)
+        response = self.idp.post(
+            flow.upstream_url, data={"sub": user}, allow_redirects=False
+        )
         assert response.status_code == 302, response.text
         flow.callback_url = response.headers["Location"]
         return flow.callback_url
@@ -107,7 +121,9 @@ class OAuthTestClient:
             flow.code = query_of(flow.location).get("code", [""])[0]
         return response
 
-    def login(self, client_id: str, user: str = "alice@example.com", **extra: t.Any) -> Flow:
+    def login(
+        self, client_id: str, user: str = "alice@example.com", **extra: t.Any
+    ) -> Flow:
         """register-less full front channel: authorize → consent → IdP → callback."""
         flow, response = self.authorize(client_id, **extra)
         if not flow.upstream_url:
@@ -134,14 +150,19 @@ class OAuthTestClient:
         )
 
     def refresh(self, client_id: str, refresh_token: str, **override: t.Any) -> t.Any:
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": client_id}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+        }
         form.update(override)
         return self.client.post(
             "/oauth2/token", data={k: v for k, v in form.items() if v is not None}
         )
 
-    def tokens(self, user: str = "alice@example.com", **register: t.Any) -> tuple[str, dict[str, t.Any]]:
+    def tokens(
+        self, user: str = "alice@example.com", **register: t.Any
+    ) -> tuple[str, dict[str, t.Any]]:
         """Register, log in, redeem: (client_id, token response)."""
         client_id = self.register(**register)["client_id"]
         flow = self.login(client_id, user)
