@@ -102,15 +102,22 @@ class ProxyFixtures:
         """A grant after one refresh (its largest steady state); returns its id."""
         refresh, grant_id = self.redeemed(client_id, upstream)
         old_secret = refresh.split(".", 1)[1]
-        _new, new_secret = new_opaque(grant_id)
+        new, new_secret = new_opaque(grant_id)
         key = self.store.keys.grant(grant_id)
-        upstream_sealed = self.keyring.seal(json.dumps(upstream).encode(), context=key)
+        # As the proxy stores them: no upstream access token unless forwarded,
+        # and only the new refresh token kept for the grace window.
+        kept_upstream = {**upstream, "access_token": ""}
+        upstream_sealed = self.keyring.seal(
+            json.dumps(kept_upstream).encode(), context=key
+        )
+        scope = json.loads(token_response).get("scope", "mcp")
+        pending = json.dumps({"refresh_token": new, "scope": scope}).encode()
         result = self.store.rotate_refresh(
             grant_id,
             expected_gen=1,
             new_hash=sha256_hex(new_secret),
             now=int(time.time()),
-            pending=self.keyring.seal_with(old_secret, token_response, context=key),
+            pending=self.keyring.seal_with(old_secret, pending, context=key),
             ttl=self.settings.refresh_token_ttl_seconds,
             upstream=upstream_sealed,
         )
@@ -120,7 +127,7 @@ class ProxyFixtures:
 
     def open_upstream(self, grant_id: str) -> dict[str, t.Any]:
         key = self.store.keys.grant(grant_id)
-        sealed = self.client.hget(key, "upstream")
+        sealed = json.loads(str(self.client.get(key)))["upstream"]
         return t.cast(
             dict[str, t.Any], json.loads(self.keyring.open(str(sealed), context=key))
         )

@@ -15,6 +15,7 @@ from .errors import TemporarilyUnavailableError
 from .store.records import Transaction
 from .tokens import mint_access_token
 from .upstream import UpstreamError
+from .upstream import UpstreamTokens
 
 if t.TYPE_CHECKING:
     from .app_state import AppState
@@ -105,6 +106,20 @@ def token_response(
     if refresh_token:
         body["refresh_token"] = refresh_token
     return body
+
+
+def seal_upstream(app: AppState, tokens: UpstreamTokens, context: str) -> str:
+    """Upstream tokens as stored in a grant: AES-GCM, bound to the grant's key.
+
+    The upstream access token is kept only when it is forwarded to the MCP
+    backend (FORWARD_UPSTREAM_TOKEN); refreshing needs only the refresh token.
+    """
+    data = tokens.as_dict()
+    if not app.settings.forward_upstream_token:
+        data["access_token"] = ""
+    return app.keyring.seal(
+        json.dumps(data, separators=(",", ":")).encode(), context=context
+    )
 
 
 def dumps(body: dict[str, t.Any]) -> bytes:

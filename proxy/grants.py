@@ -26,6 +26,7 @@ from .errors import InvalidScopeError
 from .errors import InvalidTargetError
 from .errors import TemporarilyUnavailableError
 from .errors import UnauthorizedClientError
+from .flows import seal_upstream
 from .flows import token_response
 from .resources import matches_resource
 from .store import RedeemResult
@@ -130,13 +131,14 @@ class AuthorizationCodeGrant:
         _check_resource(form, grant)
 
         now = int(time.time())
+        issue_refresh = "refresh_token" in client.grant_types
         refresh_token, refresh_secret = new_opaque(grant_id)
         result = app.store.redeem_code(
             grant_id,
             code_hash=code_hash,
             now=now,
             tolerance=app.settings.code_replay_tolerance_seconds,
-            refresh_hash=sha256_hex(refresh_secret),
+            refresh_hash=sha256_hex(refresh_secret) if issue_refresh else None,
             ttl=_refresh_ttl(app, grant, now),
         )
         if result is RedeemResult.REPLAYED:
@@ -149,9 +151,6 @@ class AuthorizationCodeGrant:
             raise InvalidGrantError(
                 "Invalid or expired 'code'.", reason=result.value.lower()
             )
-        issue_refresh = "refresh_token" in client.grant_types
-        if not issue_refresh:
-            app.store.forget_refresh_token(grant_id)
         return token_response(
             app,
             sub=grant.sub,
@@ -262,7 +261,7 @@ class RefreshTokenGrant:
             # revokes the whole grant (RT-2).
             self._revoke_for_reuse(grant)
         # RFC 9700 §4.14.2: an older generation is reuse too.
-        if presented[:16] in grant.rt_old:
+        if presented[:12] in grant.rt_old:
             self._revoke_for_reuse(grant)
         raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
 
@@ -272,6 +271,12 @@ class RefreshTokenGrant:
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
 
     def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
+        """The refresh token the rotation issued, with a fresh access token.
+
+        Only the new refresh token is kept (sealed under a key derived from
+        the previous one): re-signing an access token on this rare path costs
+        less than keeping a whole token response in every grant.
+        """
         try:
             plain = self.app.keyring.open_with(
                 secret,
@@ -282,8 +287,18 @@ class RefreshTokenGrant:
             raise InvalidGrantError(
                 "Invalid refresh token.", reason="grace_seal"
             ) from None
-        body: dict[str, t.Any] = json.loads(plain)
-        return body
+        pending = json.loads(plain)
+        return token_response(
+            self.app,
+            sub=grant.sub,
+            claims=grant.claims,
+            client_id=grant.client_id,
+            scope=pending["scope"],
+            resource=grant.resource,
+            grant_id=grant.grant_id,
+            refresh_token=pending["refresh_token"],
+            now=int(time.time()),
+        )
 
     def _after_concurrent(
         self, grant: Grant, secret: str, requested_scope: str | None, attempts: int
@@ -346,9 +361,7 @@ class RefreshTokenGrant:
                     "The identity provider is unavailable.",
                     reason=f"upstream_{exc.kind}",
                 ) from exc
-            upstream_sealed = app.keyring.seal(
-                json.dumps(renewed.as_dict()).encode(), context=context
-            )
+            upstream_sealed = seal_upstream(app, renewed, context)
         refresh_token, new_secret = new_opaque(grant.grant_id)
         scope = requested_scope and scopes.format_scopes(scopes.parse(requested_scope))
         body = token_response(
@@ -363,7 +376,11 @@ class RefreshTokenGrant:
             now=now,
         )
         pending = app.keyring.seal_with(
-            secret, json.dumps(body).encode(), context=context
+            secret,
+            json.dumps(
+                {"refresh_token": refresh_token, "scope": body["scope"]}
+            ).encode(),
+            context=context,
         )
         result = app.store.rotate_refresh(
             grant.grant_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -21,6 +20,7 @@ from ..errors import OAuthError
 from ..errors import ServerError
 from ..errors import TemporarilyUnavailableError
 from ..errors import add_query
+from ..flows import seal_upstream
 from ..store import BindingMismatchError
 from ..store.records import Grant
 from ..store.records import Transaction
@@ -115,7 +115,7 @@ def finish_login() -> Response:
         created_at=now,
         expires_at=now + app.settings.refresh_token_max_lifetime_seconds,
         # UP-9: upstream tokens are stored only as AES-GCM ciphertext.
-        upstream=app.keyring.seal(json.dumps(tokens.as_dict()).encode(), context=key),
+        upstream=seal_upstream(app, tokens, key),
     )
     app.store.create_grant(grant, ttl=app.settings.code_ttl_seconds)
     log.info("grant %s created for client %s", grant_id[:8], txn.client_id[:24])

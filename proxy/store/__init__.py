@@ -13,6 +13,7 @@ import typing as t
 from enum import Enum
 
 import redis
+import redis.exceptions
 
 from ..crypto import Keyring
 from . import scripts
@@ -90,10 +91,10 @@ class Store:
             pipe.getex(key, ex=ttl)
         else:
             pipe.get(key)
-        pipe.hgetall(self.keys.grant(grant_id))
+        pipe.get(self.keys.grant(grant_id))
         raw_client, raw_grant = pipe.execute()
         client = ClientRecord.from_json(raw_client) if raw_client else None
-        grant = Grant.from_hash(grant_id, raw_grant) if raw_grant else None
+        grant = Grant.from_json(grant_id, raw_grant) if raw_grant else None
         return client, grant
 
     # -- transactions ---------------------------------------------------------
@@ -126,25 +127,21 @@ class Store:
 
     # -- grants ---------------------------------------------------------------
     def create_grant(self, grant: Grant, ttl: int) -> None:
-        with self.redis.pipeline(transaction=True) as pipe:
-            key = self.keys.grant(grant.grant_id)
-            pipe.hset(key, mapping=grant.to_hash())
-            pipe.expire(key, ttl)
-            pipe.execute()
+        self.redis.set(self.keys.grant(grant.grant_id), grant.to_json(), ex=ttl)
 
     def load_grant(self, grant_id: str) -> Grant | None:
-        raw = self.redis.hgetall(self.keys.grant(grant_id))
-        return Grant.from_hash(grant_id, raw) if raw else None
+        raw = self.redis.get(self.keys.grant(grant_id))
+        return Grant.from_json(grant_id, raw) if raw else None
 
     def load_upstream_access_token(self, grant_id: str, keyring: Keyring) -> str | None:
         """The grant's upstream access token (gateway forwarding, when enabled)."""
-        key = self.keys.grant(grant_id)
-        sealed = self.redis.hget(key, "upstream")
-        if not sealed:
+        grant = self.load_grant(grant_id)
+        if grant is None:
             return None
-        tokens = json.loads(keyring.open(_text(sealed), context=key))
+        context = self.keys.grant(grant_id)
+        tokens = json.loads(keyring.open(grant.upstream, context=context))
         token = tokens.get("access_token")
-        return token if isinstance(token, str) else None
+        return token if isinstance(token, str) and token else None
 
     def grant_exists(self, grant_id: str) -> bool:
         return bool(self.redis.exists(self.keys.grant(grant_id)))
@@ -167,32 +164,48 @@ class Store:
         The lease is taken only for the grant's own client presenting the
         current token; the caller must `release_refresh_lease` if it refuses.
         """
-        pipe = self.redis.pipeline(transaction=False)
         key = self.keys.client(client_id)
-        if ttl:
-            pipe.getex(key, ex=ttl)
-        else:
-            pipe.get(key)
-        self._begin_refresh(
-            keys=[self.keys.grant(grant_id)],
-            args=[presented_hash, now, lease, client_id],
-            client=pipe,
+        args = (presented_hash, now, lease, client_id)
+        raw_client, reply = self._pipelined_script(
+            self._begin_refresh,
+            [self.keys.grant(grant_id)],
+            args,
+            lambda pipe: pipe.getex(key, ex=ttl) if ttl else pipe.get(key),
         )
-        raw_client, flat = pipe.execute()
         client = ClientRecord.from_json(raw_client) if raw_client else None
-        if not flat:
+        if not reply:
             return client, None, False
-        fields = [_text(v) for v in flat]
-        data = dict(zip(fields[::2], fields[1::2], strict=True))
-        leased = data.pop("lease", None) == "1"
-        return client, Grant.from_hash(grant_id, data), leased
+        raw_grant, leased = reply
+        return client, Grant.from_json(grant_id, _text(raw_grant)), int(leased) == 1
+
+    def _pipelined_script(
+        self,
+        script: t.Any,
+        keys: list[str],
+        args: tuple[t.Any, ...],
+        before: t.Callable[[t.Any], object],
+    ) -> tuple[t.Any, t.Any]:
+        """One command then one script, in a single round trip.
+
+        EVALSHA is sent by hand: a redis-py Script object inside a pipeline
+        costs an extra SCRIPT EXISTS round trip on every execute. The script is
+        loaded only when Redis answers NOSCRIPT (after a restart or flush).
+        """
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            before(pipe)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                first, second = pipe.execute()
+                return first, second
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self.redis.script_load(script.script)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def release_refresh_lease(self, grant_id: str) -> None:
         self._release_lease(keys=[self.keys.grant(grant_id)])
-
-    def forget_refresh_token(self, grant_id: str) -> None:
-        """A client without the refresh_token grant gets no usable refresh token."""
-        self.redis.hdel(self.keys.grant(grant_id), "rt_hash")
 
     def redeem_code(
         self,
@@ -201,12 +214,12 @@ class Store:
         code_hash: str,
         now: int,
         tolerance: int,
-        refresh_hash: str,
+        refresh_hash: str | None,
         ttl: int,
     ) -> RedeemResult:
         result = self._redeem_code(
             keys=[self.keys.grant(grant_id)],
-            args=[code_hash, now, tolerance, refresh_hash, ttl],
+            args=[code_hash, now, tolerance, refresh_hash or "", ttl],
         )
         return RedeemResult(_text(result))
 

@@ -75,7 +75,11 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One authorization: a Redis hash, read whole with HGETALL."""
+    """One authorization, from one-time code to last refresh: a JSON string.
+
+    Written whole at the callback; afterwards changed only by the Lua scripts,
+    which decode, update and re-encode it atomically (``scripts.py``).
+    """
 
     grant_id: str
     client_id: str
@@ -97,43 +101,55 @@ class Grant:
     rt_prev_hash: str | None = None
     rotated_at: int | None = None
     pending: str | None = None
-    #: 16-hex-digit prefixes of older generations' hashes (reuse detection).
+    #: 12-hex-digit prefixes of older generations' hashes (reuse detection).
     rt_old: tuple[str, ...] = ()
+    lease_until: int = 0
 
-    def to_hash(self) -> dict[str, str]:
-        """Fields for HSET at creation; the scripts own the refresh fields after."""
-        return {
-            "v": str(RECORD_VERSION),
+    def to_json(self) -> str:
+        """The record at creation; the scripts own the refresh fields after."""
+        data: dict[str, t.Any] = {
+            "v": RECORD_VERSION,
             "client_id": self.client_id,
             "sub": self.sub,
+            # Opaque to Lua: cjson would turn [] into {} and round big integers.
             "claims": json.dumps(self.claims, separators=(",", ":")),
             "scope": self.scope,
             "resource": self.resource,
             "redirect_uri": self.redirect_uri,
-            "redirect_uri_given": "1" if self.redirect_uri_given else "0",
+            "redirect_uri_given": self.redirect_uri_given,
             "code_challenge": self.code_challenge,
             "code_hash": self.code_hash,
-            "code_exp": str(self.code_exp),
-            "created_at": str(self.created_at),
-            "expires_at": str(self.expires_at),
+            "code_exp": self.code_exp,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
             "upstream": self.upstream,
         }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
-    def from_hash(cls, grant_id: str, data: dict[str, str]) -> Grant:
+    def from_json(cls, grant_id: str, text: str) -> Grant:
+        data = json.loads(text)
+
         def opt_int(name: str) -> int | None:
             value = data.get(name)
-            return int(value) if value else None
+            return int(value) if isinstance(value, (int, float)) else None
 
+        def opt_str(name: str) -> str | None:
+            value = data.get(name)
+            return value if isinstance(value, str) and value else None
+
+        claims = (
+            json.loads(data["claims"]) if isinstance(data.get("claims"), str) else {}
+        )
         return cls(
             grant_id=grant_id,
             client_id=data["client_id"],
             sub=data["sub"],
-            claims=json.loads(data["claims"]),
+            claims=claims if isinstance(claims, dict) else {},
             scope=data["scope"],
             resource=data["resource"],
             redirect_uri=data["redirect_uri"],
-            redirect_uri_given=data.get("redirect_uri_given") == "1",
+            redirect_uri_given=data.get("redirect_uri_given") is True,
             code_challenge=data["code_challenge"],
             code_hash=data["code_hash"],
             code_exp=int(data["code_exp"]),
@@ -142,9 +158,10 @@ class Grant:
             upstream=data["upstream"],
             code_used_at=opt_int("code_used_at"),
             gen=int(data.get("gen") or 0),
-            rt_hash=data.get("rt_hash"),
-            rt_prev_hash=data.get("rt_prev_hash"),
+            rt_hash=opt_str("rt_hash"),
+            rt_prev_hash=opt_str("rt_prev_hash"),
             rotated_at=opt_int("rotated_at"),
-            pending=data.get("pending"),
-            rt_old=tuple(data.get("rt_old", "").split()),
+            pending=opt_str("pending"),
+            rt_old=tuple((opt_str("rt_old") or "").split()),
+            lease_until=int(data.get("lease_until") or 0),
         )

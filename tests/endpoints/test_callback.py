@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from proxy import create_app
 from proxy.upstream import UpstreamTokens
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import Flow
@@ -272,24 +273,47 @@ def test_code_lives_at_most_five_minutes(
     assert 0 < ttl <= 300
 
 
+def _stored_upstream(app: t.Any, flow: t.Any) -> tuple[str, UpstreamTokens]:
+    state = app.extensions["proxy"]
+    key = state.store.keys.grant(flow.code.split(".", 1)[0])
+    raw = state.store.redis.get(key)
+    sealed = json.loads(raw)["upstream"]
+    return raw, UpstreamTokens.from_dict(
+        json.loads(state.keyring.open(sealed, context=key))
+    )
+
+
 def test_upstream_tokens_are_stored_sealed_and_never_handed_out(
     oauth: OAuthTestClient, app: t.Any, client_id: str
 ) -> None:
-    """UP-8, UP-9: only ciphertext in the store; our tokens are not the IdP's."""
+    """UP-8, UP-9: only ciphertext in the store; our tokens are not the IdP's.
+
+    Without FORWARD_UPSTREAM_TOKEN the upstream access token is not kept at all.
+    """
     flow = oauth.login(client_id)
     body = oauth.token(flow).get_json()
-    state = app.extensions["proxy"]
-    key = state.store.keys.grant(flow.code.split(".", 1)[0])
-    raw = state.store.redis.hgetall(key)
-    upstream = UpstreamTokens.from_dict(
-        json.loads(state.keyring.open(raw["upstream"], context=key))
-    )
-    stored = " ".join(raw.values())
-    assert upstream.access_token not in stored
+    raw, upstream = _stored_upstream(app, flow)
+    assert upstream.access_token == ""
     assert upstream.refresh_token
-    assert upstream.refresh_token not in stored
-    assert body["access_token"] != upstream.access_token
+    assert upstream.refresh_token not in raw
     assert body["refresh_token"] != upstream.refresh_token
+
+
+def test_forwarded_upstream_access_token_is_stored_sealed(
+    settings: t.Any, fake_redis: t.Any
+) -> None:
+    """UP-9: with forwarding on, the upstream access token is kept, sealed."""
+    app = create_app(
+        settings.replace(forward_upstream_token=True), redis_client=fake_redis
+    )
+    oauth = OAuthTestClient(app.test_client())
+    client_id = oauth.register()["client_id"]
+    flow = oauth.login(client_id)
+    body = oauth.token(flow).get_json()
+    raw, upstream = _stored_upstream(app, flow)
+    assert upstream.access_token
+    assert upstream.access_token not in raw
+    assert body["access_token"] != upstream.access_token
     assert upstream.access_token not in json.dumps(body)
 
 

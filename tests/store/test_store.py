@@ -425,8 +425,8 @@ def test_rotation_remembers_older_generations(store: Store) -> None:
     assert grant is not None
     assert grant.rt_hash == hashes[-1]
     assert grant.rt_prev_hash == hashes[-2]
-    # The last 16 older generations, oldest dropped first.
-    assert grant.rt_old == tuple(h[:16] for h in hashes[-18:-2])
+    # The last 8 older generations, as 12-hex-digit prefixes, oldest dropped.
+    assert grant.rt_old == tuple(h[:12] for h in hashes[-10:-2])
 
 
 def test_begin_refresh_on_a_missing_grant(store: Store) -> None:
@@ -592,3 +592,15 @@ def test_racing_refresh_leases_go_to_one_request(real_store: Store) -> None:
     _redeemed_grant(real_store)
     results = _race(RACERS, lambda i: _begin(real_store, "r1" * 32, NOW + 5)[2])
     assert results.count(True) == 1
+
+
+def test_claims_survive_the_scripts_byte_for_byte(redis_client: t.Any) -> None:
+    """Lua's cjson must not touch claims: [] stays a list, big integers exact."""
+    store = Store(redis_client, "t:")
+    claims = {"groups": [], "oid": 123456789012345678, "name": "Zoë"}
+    store.create_grant(_grant(claims=claims), ttl=CODE_TTL)
+    assert _redeem(store) is RedeemResult.OK
+    assert _rotate(store) is RotateResult.OK
+    grant = store.load_grant("g" * 22)
+    assert grant is not None
+    assert grant.claims == claims
