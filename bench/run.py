@@ -861,12 +861,18 @@ async def memory_phase(
         "memory_usage_sample_bytes": r.memory_usage(key, samples=0),
         "memory_usage_real_flow_grant_bytes": r.memory_usage(real_key, samples=0),
         "encoding": r.object("encoding", key),
-        "field_bytes_sample": {
-            k: len(v)
-            for k, v in sorted(r.hgetall(key).items(), key=lambda kv: -len(kv[1]))
-        },
+        "field_bytes_sample": _field_sizes(r.get(key)),
     }
     return out
+
+
+def _field_sizes(raw: str | None) -> dict[str, int]:
+    """Bytes per field of a grant record (one JSON string), largest first."""
+    if not raw:
+        return {}
+    fields = json.loads(raw)
+    sizes = {k: len(json.dumps(v)) for k, v in fields.items()}
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
 # -- Profiling ----------------------------------------------------------------

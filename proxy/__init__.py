@@ -34,7 +34,7 @@ def create_app(
     from .clients import ClientRegistry
     from .crypto import Keyring
     from .endpoints import BLUEPRINTS
-    from .endpoints.gateway import backend_session
+    from .endpoints.gateway import backend_pool
     from .settings import Settings
     from .signing_keys import SigningKeys
     from .store import Store
@@ -63,7 +63,7 @@ def create_app(
         upstream=upstream,
         clients=ClientRegistry(store, settings),
         embedded_store=embedded,
-        backend=backend_session() if settings.gateway else None,
+        backend=backend_pool(settings) if settings.gateway else None,
     )
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
@@ -88,10 +88,11 @@ def _redis_for(settings: Settings) -> tuple[redis.Redis, bool]:
             socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
             health_check_interval=30,
-            # One immediate retry (a connection dropped by a Redis restart),
-            # not redis-py's default backoff, which holds a worker for seconds
-            # before the 503 during an outage.
-            retry=Retry(NoBackoff(), 1),
+            # No retries: redis-py would re-send a script whose reply timed
+            # out, running a one-time operation twice; and its default backoff
+            # holds a worker for seconds before the 503 during an outage. A
+            # failed request answers 503 and the client's retry reconnects.
+            retry=Retry(NoBackoff(), 0),
         )
         return client, False
     import fakeredis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
+import urllib3
 
 from .clients import ClientRegistry
 from .crypto import Keyring
@@ -23,5 +23,5 @@ class AppState:
     upstream: UpstreamProvider
     clients: ClientRegistry
     embedded_store: bool
-    #: Pooled HTTP session to the MCP backend (gateway mode only).
-    backend: requests.Session | None = None
+    #: Pooled connections to the MCP backend (gateway mode only).
+    backend: urllib3.PoolManager | None = None

@@ -326,7 +326,7 @@ def _check_setup(
             WARN,
             "no_clients",
             "OAUTH_USE_DYNAMIC_REGISTRATION=false and no STATIC_CLIENTS_FILE: "
-            "ChatGPT needs dynamic registration; only CIMD clients can connect",
+            "no MCP client can register or connect (ChatGPT needs registration)",
         )
 
 

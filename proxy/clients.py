@@ -40,7 +40,9 @@ def static_records(settings: Settings) -> dict[str, ClientRecord]:
             grant_types=("authorization_code", "refresh_token"),
             client_id_issued_at=0,
             client_secret_hash=client.client_secret_hash,
-            metadata={"client_name": client.client_name},
+            metadata={"client_name": client.client_name, "scope": client.scope}
+            if client.scope
+            else {"client_name": client.client_name},
         )
     return records
 

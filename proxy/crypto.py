@@ -59,10 +59,16 @@ class Keyring:
 
     def __init__(self, secret_key: bytes) -> None:
         self._secret = secret_key
+        self._derived: dict[str, bytes] = {}
         self._aead = AESGCM(self.derive("aes-gcm/storage"))
 
     def derive(self, purpose: str) -> bytes:
-        return hmac.new(self._secret, purpose.encode(), hashlib.sha256).digest()
+        """The key for one purpose (HMAC of the secret), computed once."""
+        key = self._derived.get(purpose)
+        if key is None:
+            key = hmac.new(self._secret, purpose.encode(), hashlib.sha256).digest()
+            self._derived[purpose] = key
+        return key
 
     def seal(self, plaintext: bytes, *, context: str) -> str:
         """AES-GCM encrypt; `context` (e.g. the record key) is authenticated data."""

@@ -36,7 +36,7 @@ def wants_json() -> bool:
 
 def render_error(exc: OAuthError, issuer: str) -> Response:
     """Turn an OAuthError into its response: a redirect only when validated."""
-    log.info("oauth error %s (%s) on %s", exc.error, exc.reason, request.path)
+    log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
     if exc.redirect_uri:
         location = add_query(
             exc.redirect_uri,
@@ -73,8 +73,15 @@ def init_app(app: Flask, issuer: str) -> None:
     def _oauth_error(exc: OAuthError) -> Response:
         return render_error(exc, issuer)
 
+    # Outages, failovers and overload: retryable, so 503, never a 500. A
+    # ResponseError from a bug in our own commands stays a 500.
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(redis.exceptions.ReadOnlyError)
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)
+    @app.errorhandler(redis.exceptions.TryAgainError)
+    @app.errorhandler(redis.exceptions.ClusterDownError)
+    @app.errorhandler(redis.exceptions.MasterDownError)
     def _store_down(exc: Exception) -> Response:
         log.warning("store unavailable: %s", exc.__class__.__name__)
         error = TemporarilyUnavailableError(
@@ -106,5 +113,5 @@ def init_app(app: Flask, issuer: str) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.path)
+        log.exception("unhandled error on %r", request.path)
         return render_error(ServerError("Internal error.", reason="unhandled"), issuer)

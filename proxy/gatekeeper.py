@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import typing as t
+from urllib.parse import urlsplit
 
 from . import scopes
 from .bearer import challenge
@@ -25,13 +26,28 @@ if t.TYPE_CHECKING:
     from flask import Request
 
     from .app_state import AppState
+    from .settings import Settings
 
 
 def resource_metadata_url(app: AppState) -> str:
-    from urllib.parse import urlsplit
-
+    """The path-inserted PRM URL of the resource (RFC 9728 §3.1)."""
     path = urlsplit(app.settings.resource).path
     return app.settings.url("/.well-known/oauth-protected-resource" + path)
+
+
+def identity_headers(settings: Settings, claims: AccessClaims) -> dict[str, str]:
+    """The verified identity, as the gateway and forward-auth hand it on."""
+    headers = {
+        settings.forward_user_header: claims.sub,
+        "X-Forwarded-Client-Id": claims.client_id,
+        "X-Forwarded-Scope": claims.scope,
+    }
+    email = claims.extra.get("email")
+    # Only an address the IdP verified is an identity (a user can type any
+    # unverified address into some IdPs).
+    if isinstance(email, str) and claims.extra.get("email_verified") is True:
+        headers[settings.forward_email_header] = email
+    return headers
 
 
 def challenge_scope(app: AppState) -> str | None:

@@ -19,6 +19,7 @@ from .clients import authenticate
 from .clients import single
 from .crypto import SealError
 from .crypto import equal
+from .crypto import random_token
 from .crypto import sha256_hex
 from .errors import InvalidGrantError
 from .errors import InvalidRequestError
@@ -185,6 +186,7 @@ class RefreshTokenGrant:
             _client(app, credentials, authenticate_only)
             raise InvalidGrantError("Invalid refresh token.", reason="rt_malformed")
         grant_id, secret = parts
+        lease_holder = random_token(16)
         # One round trip: the client, the grant, and the upstream-refresh lease,
         # which Lua grants only to the grant's own client presenting the
         # current token. Any refusal below gives the lease straight back.
@@ -194,6 +196,7 @@ class RefreshTokenGrant:
             presented_hash=sha256_hex(secret),
             now=now,
             lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
+            lease_holder=lease_holder,
             ttl=app.settings.client_ttl_seconds,
         )
         try:
@@ -202,7 +205,7 @@ class RefreshTokenGrant:
             return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
         except Exception:
             if leased:
-                app.store.release_refresh_lease(grant_id)
+                app.store.release_refresh_lease(grant_id, lease_holder)
             raise
 
     def _check(
@@ -345,7 +348,10 @@ class RefreshTokenGrant:
             try:
                 renewed = app.upstream.refresh(upstream)
             except UpstreamError as exc:
-                if exc.kind in ("invalid_grant", "rejected"):
+                # Only invalid_grant means the user's upstream grant is dead;
+                # anything else (rate limit, outage, misconfiguration) is a
+                # 503 that destroys nothing.
+                if exc.kind == "invalid_grant":
                     # The user lost access at the IdP: our grant ends with theirs.
                     app.store.revoke_grant(grant.grant_id)
                     log.info(
@@ -362,6 +368,9 @@ class RefreshTokenGrant:
                     reason=f"upstream_{exc.kind}",
                 ) from exc
             upstream_sealed = seal_upstream(app, renewed, context)
+            # The grace window starts when the new pair exists, not when this
+            # request began: a slow IdP must not eat a concurrent request's grace.
+            now = int(time.time())
         refresh_token, new_secret = new_opaque(grant.grant_id)
         scope = requested_scope and scopes.format_scopes(scopes.parse(requested_scope))
         body = token_response(

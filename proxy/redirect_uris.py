@@ -19,7 +19,10 @@ MAX_REDIRECT_URI_LENGTH = 2000
 
 
 def is_loopback_uri(uri: str) -> bool:
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. "http://[::1/cb": not a URI at all
+        return False
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 

@@ -118,7 +118,10 @@ class Settings:
         """PRM-15: our own origin, loopback origins, and MCP_ALLOWED_ORIGINS."""
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1" and the like
+            return False
         own = urlsplit(self.public_url)
         if (parts.scheme, parts.netloc) == (own.scheme, own.netloc):
             return True

@@ -2,8 +2,8 @@
 
 A key comes from configuration (SIGNING_KEY / SIGNING_KEY_FILE, PEM) or is
 generated once and kept in Redis (the ``keys`` record), its private part
-sealed with AES-GCM. Workers cache the keys and re-read the record when they
-meet a ``kid`` they do not know, so a rotation done by one instance reaches all.
+sealed with AES-GCM. Workers cache the record and re-read it every five
+minutes, so every worker of every instance signs and publishes the same keys.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 RELOAD_INTERVAL_SECONDS = 300
-UNKNOWN_KID_RELOAD_SECONDS = 5
 _SEAL_CONTEXT = "signing-keys"
 
 
@@ -53,13 +52,6 @@ class SigningKeys:
 
     def jwks(self) -> dict[str, t.Any]:
         return {"keys": [_public_jwk(key) for key in self._load()]}
-
-    def has_kid(self, kid: str) -> bool:
-        if any(key.kid == kid for key in self._load()):
-            return True
-        if time.monotonic() - self._loaded_at > UNKNOWN_KID_RELOAD_SECONDS:
-            self._loaded_at = 0.0  # another instance may have rotated
-        return any(key.kid == kid for key in self._load())
 
     def _load(self) -> list[ECKey]:
         if self._keys and time.monotonic() - self._loaded_at < RELOAD_INTERVAL_SECONDS:

@@ -458,7 +458,7 @@ class OIDCProvider:
                 "unavailable", f"token endpoint answered {response.status_code}"
             )
         if response.status_code != 200 or "error" in body:
-            raise token_error(str(body.get("error") or f"http_{response.status_code}"))
+            raise token_error(str(body.get("error") or ""), response.status_code)
         if not isinstance(body.get("access_token"), str):
             raise UpstreamError("invalid_response", "token response lacks access_token")
         return body
@@ -486,17 +486,27 @@ class OIDCProvider:
 
 #: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+#: Answers that say "not now" rather than "never": retried, never fatal.
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "slow_down"})
 
 
-def token_error(error: str) -> UpstreamError:
-    """The UpstreamError for an RFC 6749 §5.2 error from the token endpoint."""
-    if error == "invalid_grant":
+def token_error(error: str, status: int = 400) -> UpstreamError:
+    """The UpstreamError for an error answer from the token endpoint.
+
+    Only ``invalid_grant`` means the user's upstream grant is dead (and ends
+    ours). A rate limit, a WAF page, a code-less 4xx or a transient code is
+    ``unavailable``: a 503 to the client, and nothing is revoked.
+    """
+    if not error or status in (408, 429) or error in TRANSIENT_ERRORS:
+        kind = "unavailable"
+    elif error == "invalid_grant":
         kind = "invalid_grant"
     elif error in CLIENT_ERRORS:
         kind = "invalid_client"
     else:
         kind = "rejected"
-    return UpstreamError(kind, f"token endpoint: {error[:64]}", error=error[:64])
+    label = error[:64] or f"http_{status}"
+    return UpstreamError(kind, f"token endpoint: {label}", error=label)
 
 
 def tokens_from(data: dict[str, t.Any], previous_refresh: str | None) -> UpstreamTokens:
@@ -518,9 +528,6 @@ def tokens_from(data: dict[str, t.Any], previous_refresh: str | None) -> Upstrea
         id_token=id_token if isinstance(id_token, str) else None,
         scope=scope if isinstance(scope, str) else None,
     )
-
-
-_tokens_from = tokens_from  # the name it had before the providers package
 
 
 def _unverified_kid(token: str) -> str | None:

@@ -149,9 +149,3 @@ def test_jwks_of_a_configured_key_has_only_public_parts(store: Store) -> None:
 def test_kid_is_the_rfc7638_thumbprint(store: Store) -> None:
     keys = _worker(store)
     assert keys.active().kid == keys.active().thumbprint()
-
-
-def test_has_kid(store: Store) -> None:
-    keys = _worker(store)
-    assert keys.has_kid(keys.active().kid)
-    assert not keys.has_kid("unknown")

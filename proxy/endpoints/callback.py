@@ -71,7 +71,7 @@ def finish_login() -> Response:
 
     upstream_error = request.args.get("error")
     if upstream_error:
-        log.info("upstream returned error=%s", upstream_error[:64])
+        log.info("upstream returned error=%r", upstream_error[:64])
         raise fail(
             _PASSED_ON.get(upstream_error, ServerError),
             f"upstream_{upstream_error[:32]}",

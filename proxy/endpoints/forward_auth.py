@@ -13,6 +13,7 @@ from flask import request
 
 from .. import state
 from ..errors import NO_STORE
+from ..gatekeeper import identity_headers
 from ..gatekeeper import verify_request
 
 bp = Blueprint("forward_auth", __name__)
@@ -23,11 +24,6 @@ def check_token() -> Response:
     app = state()
     claims = verify_request(app, request)
     response = Response(status=200)
-    response.headers[app.settings.forward_user_header] = claims.sub
-    email = claims.extra.get("email")
-    if isinstance(email, str) and claims.extra.get("email_verified") is True:
-        response.headers[app.settings.forward_email_header] = email
-    response.headers["X-Forwarded-Scope"] = claims.scope
-    response.headers["X-Forwarded-Client-Id"] = claims.client_id
+    response.headers.update(identity_headers(app.settings, claims))
     response.headers.update(NO_STORE)
     return response

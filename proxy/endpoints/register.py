@@ -39,7 +39,7 @@ def register_client() -> Response:
         raise InvalidClientMetadataError("The registration request is too large.")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidClientMetadataError("The body is not valid JSON.") from None
     metadata = client_metadata.validate(
         body, private_schemes=settings.allowed_redirect_schemes

@@ -31,13 +31,6 @@ def resource_metadata() -> dict[str, t.Any]:
     return document
 
 
-def metadata_url() -> str:
-    """The path-inserted PRM URL of the resource (RFC 9728 §3.1)."""
-    settings = state().settings
-    path = urlsplit(settings.resource).path
-    return settings.url("/.well-known/oauth-protected-resource" + path)
-
-
 @bp.get("/.well-known/oauth-protected-resource")
 @bp.get("/.well-known/oauth-protected-resource/<path:resource_path>")
 def show_resource_metadata(resource_path: str = "") -> Response:

@@ -36,11 +36,7 @@ def revoke_token() -> Response:
     app = state()
     form = request.form
     credentials = read_credentials(form, request.headers, request.args)
-    client = authenticate(
-        credentials,
-        app.clients.static(credentials.client_id)
-        or app.clients.find(credentials.client_id),
-    )
+    client = authenticate(credentials, app.clients.find(credentials.client_id))
     token = single(form, "token")
     if token is None:
         raise InvalidRequestError("'token' is required.")

@@ -33,6 +33,7 @@ from ..upstream import UpstreamError
 from ..upstream import UpstreamTokens
 from ..upstream import pick_claims
 from ..upstream import pooled_session
+from ..upstream import token_error
 from ..upstream import tokens_from
 from .policy import deny
 
@@ -241,9 +242,11 @@ class GitHubProvider:
             )
         # GitHub reports errors with HTTP 200 and an `error` field.
         if "error" in body or response.status_code != 200:
-            error = str(body.get("error") or f"http_{response.status_code}")[:64]
-            kind = _TOKEN_ERRORS.get(error, "rejected")
-            raise UpstreamError(kind, f"token endpoint: {error}", error=error)
+            error = str(body.get("error") or "")[:64]
+            if error in _TOKEN_ERRORS:
+                kind = _TOKEN_ERRORS[error]
+                raise UpstreamError(kind, f"token endpoint: {error}", error=error)
+            raise token_error(error, response.status_code)
         if not isinstance(body.get("access_token"), str):
             raise UpstreamError("invalid_response", "token response lacks access_token")
         return body

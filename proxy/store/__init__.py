@@ -157,6 +157,7 @@ class Store:
         presented_hash: str,
         now: int,
         lease: int,
+        lease_holder: str,
         ttl: int,
     ) -> tuple[ClientRecord | None, Grant | None, bool]:
         """Client and grant in one round trip; take the refresh lease if due.
@@ -165,7 +166,7 @@ class Store:
         current token; the caller must `release_refresh_lease` if it refuses.
         """
         key = self.keys.client(client_id)
-        args = (presented_hash, now, lease, client_id)
+        args = (presented_hash, now, lease, client_id, lease_holder)
         raw_client, reply = self._pipelined_script(
             self._begin_refresh,
             [self.keys.grant(grant_id)],
@@ -204,8 +205,12 @@ class Store:
                 self.redis.script_load(script.script)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def release_refresh_lease(self, grant_id: str) -> None:
-        self._release_lease(keys=[self.keys.grant(grant_id)])
+    def release_refresh_lease(self, grant_id: str, lease_holder: str) -> bool:
+        """Free this holder's lease; a lapsed one, now another's, is left alone."""
+        released = self._release_lease(
+            keys=[self.keys.grant(grant_id)], args=[lease_holder]
+        )
+        return bool(released)
 
     def redeem_code(
         self,

@@ -29,7 +29,8 @@ class Keys:
         """``txn:{proxy_state}`` STRING JSON: the approved authorize request.
 
         Holds the upstream PKCE verifier, nonce and browser binding hash.
-        TTL: 10 min. Written by consent (SET NX); taken once by callback (GETDEL).
+        TTL: 10 min. Written by consent (SET NX); taken once by callback
+        (TAKE_TXN, which leaves a "used" tombstone until the TTL ends).
         """
         return f"{self.prefix}txn:{proxy_state}"
 

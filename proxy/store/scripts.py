@@ -91,6 +91,7 @@ g.gen = g.gen + 1
 g.rotated_at = tonumber(ARGV[3])
 g.pending = ARGV[4]
 g.lease_until = 0
+g.lease_holder = nil
 if ARGV[6] ~= '' then
   g.upstream = ARGV[6]
 end
@@ -125,6 +126,7 @@ BEGIN_REFRESH = """
 -- ARGV[2] = now (epoch seconds)
 -- ARGV[3] = lease length in seconds
 -- ARGV[4] = the client_id presenting the token
+-- ARGV[5] = a random token naming this lease's holder
 -- Returns: {grant JSON, 1} when the caller now holds the short lease that
 --   lets exactly one request refresh the upstream tokens of this grant,
 --   {grant JSON, 0} otherwise, and an empty list when there is no grant.
@@ -141,6 +143,7 @@ local lease = tonumber(g.lease_until) or 0
 local now = tonumber(ARGV[2])
 if g.rt_hash == ARGV[1] and g.client_id == ARGV[4] and lease < now then
   g.lease_until = now + tonumber(ARGV[3])
+  g.lease_holder = ARGV[5]
   raw = cjson.encode(g)
   redis.call('SET', KEYS[1], raw, 'KEEPTTL')
   return {raw, 1}
@@ -150,14 +153,20 @@ return {raw, 0}
 
 RELEASE_LEASE = """
 -- KEYS[1] = grant:{grant_id}
--- Returns: 1 if the grant exists and its refresh lease is now free, else 0.
+-- ARGV[1] = the holder token given to BEGIN_REFRESH
+-- Returns: 1 if this holder's lease is now free, else 0 (no grant, or the
+--   lease lapsed and another request holds it now: that one is left alone).
 -- Never creates the key (a revoked grant stays revoked).
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   return 0
 end
 local g = cjson.decode(raw)
+if g.lease_holder ~= ARGV[1] then
+  return 0
+end
 g.lease_until = 0
+g.lease_holder = nil
 redis.call('SET', KEYS[1], cjson.encode(g), 'KEEPTTL')
 return 1
 """

@@ -419,3 +419,13 @@ def test_registration_with_only_foreign_scopes_limits_nothing(
     client_id = oauth.register(scope="openid email")["client_id"]
     flow = oauth.login(client_id, scope="mcp:write")
     assert oauth.token(flow).get_json()["scope"] == "mcp:write"
+
+
+@pytest.mark.parametrize("uri", ["http://[::1/callback", "http://[zz]/callback"])
+def test_unparseable_redirect_uri_is_a_page_not_a_500(
+    client: t.Any, oauth: OAuthTestClient, uri: str
+) -> None:
+    """AUTHZ-3: a redirect_uri that is not even a URI is shown, never a 500."""
+    client_id = oauth.register()["client_id"]
+    _, response = oauth.authorize(client_id, redirect_uri=uri)
+    assert_page(response, 400)

@@ -881,6 +881,8 @@ class _HeaderEcho(http.server.BaseHTTPRequestHandler):
             body = gzip.compress(body)
             self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Set-Cookie", "a=1; Path=/")
+        self.send_header("Set-Cookie", "b=2; Path=/")
         self.end_headers()
         self.wfile.write(body)
 
@@ -933,3 +935,43 @@ def test_backend_gets_the_client_accept_encoding_unchanged(echo_client: t.Any) -
     assert seen["accept-encoding"] == "gzip"
     assert "authorization" not in seen
     assert "cookie" not in seen
+
+
+def test_client_cannot_forge_any_forwarded_identity(echo_client: t.Any) -> None:
+    """Every identity or origin header the backend sees comes from the gateway."""
+    _, body = OAuthTestClient(echo_client).tokens()
+    forged = {
+        "X-Forwarded-User": "mallory",
+        "X-Forwarded-Scope": "mcp admin",
+        "X-Forwarded-Client-Id": "trusted-client",
+        "X-Forwarded-Host": "evil.example",
+        "Forwarded": "for=1.2.3.4;host=evil.example",
+        "X-Real-Ip": "1.2.3.4",
+    }
+    response = echo_client.post(
+        "/mcp", json=INITIALIZE, headers={**mcp_headers(body["access_token"]), **forged}
+    )
+    seen = response.get_json()
+    claims = decode_access_token(echo_client, body["access_token"]).claims
+    assert seen["x-forwarded-user"] == claims["sub"]
+    assert seen["x-forwarded-scope"] == claims["scope"]
+    assert seen["x-forwarded-client-id"] == claims["client_id"]
+    for name in ("x-forwarded-host", "forwarded", "x-real-ip"):
+        assert name not in seen
+
+
+def test_repeated_backend_headers_stay_separate(echo_client: t.Any) -> None:
+    """Two Set-Cookie headers from the backend are not folded into one."""
+    _, body = OAuthTestClient(echo_client).tokens()
+    response = echo_client.post(
+        "/mcp", json=INITIALIZE, headers=mcp_headers(body["access_token"])
+    )
+    assert response.headers.getlist("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+
+
+def test_unparseable_origin_is_refused_not_a_500(client: t.Any, token: str) -> None:
+    """PRM-15: an Origin that is not a URL is not an allowed origin."""
+    response = client.post(
+        "/mcp", json=INITIALIZE, headers={**mcp_headers(token), "Origin": "http://[::1"}
+    )
+    assert response.status_code == 403

@@ -359,3 +359,13 @@ def test_body_over_the_request_limit_is_invalid_client_metadata(client: t.Any) -
         "/oauth2/register", data=body, content_type="application/json"
     )
     assert_json_error(response, 400, "invalid_client_metadata")
+
+
+def test_deeply_nested_body_is_invalid_client_metadata(client: t.Any) -> None:
+    """A 10 KB body of nested arrays (RecursionError in the parser) is a JSON 400."""
+    response = client.post(
+        "/oauth2/register",
+        data="[" * 5000 + "]" * 5000,
+        content_type="application/json",
+    )
+    assert_json_error(response, 400, "invalid_client_metadata")

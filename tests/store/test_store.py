@@ -359,10 +359,20 @@ def test_zero_tolerance_revokes_even_in_the_same_second(store: Store) -> None:
 
 
 def _begin(
-    store: Store, presented: str, now: int, client_id: str = "mcp_abc"
+    store: Store,
+    presented: str,
+    now: int,
+    client_id: str = "mcp_abc",
+    holder: str = "holder-1",
 ) -> tuple[t.Any, ...]:
     return store.load_client_and_begin_refresh(
-        client_id, "g" * 22, presented_hash=presented, now=now, lease=15, ttl=3600
+        client_id,
+        "g" * 22,
+        presented_hash=presented,
+        now=now,
+        lease=15,
+        lease_holder=holder,
+        ttl=3600,
     )
 
 
@@ -404,14 +414,23 @@ def test_another_client_never_takes_the_lease(store: Store) -> None:
 def test_released_lease_can_be_taken_again_at_once(store: Store) -> None:
     _redeemed_grant(store)
     assert _begin(store, "r1" * 32, NOW + 5)[2] is True
-    store.release_refresh_lease("g" * 22)
-    assert _begin(store, "r1" * 32, NOW + 5)[2] is True
+    assert store.release_refresh_lease("g" * 22, "holder-1") is True
+    assert _begin(store, "r1" * 32, NOW + 5, holder="holder-2")[2] is True
+
+
+def test_a_lapsed_holder_cannot_release_its_successors_lease(store: Store) -> None:
+    """A slow request whose lease ran out must not free the next holder's."""
+    _redeemed_grant(store)
+    assert _begin(store, "r1" * 32, NOW + 5, holder="slow")[2] is True
+    assert _begin(store, "r1" * 32, NOW + 30, holder="next")[2] is True
+    assert store.release_refresh_lease("g" * 22, "slow") is False
+    assert _begin(store, "r1" * 32, NOW + 31, holder="third")[2] is False
 
 
 def test_releasing_a_lease_never_recreates_a_revoked_grant(store: Store) -> None:
     _redeemed_grant(store)
     store.revoke_grant("g" * 22)
-    store.release_refresh_lease("g" * 22)
+    assert store.release_refresh_lease("g" * 22, "holder-1") is False
     assert store.grant_exists("g" * 22) is False
 
 
