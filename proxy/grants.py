@@ -75,11 +75,22 @@ def _refresh_ttl(app: AppState, grant: Grant, now: int) -> int:
     return max(1, min(app.settings.refresh_token_ttl_seconds, grant.expires_at - now))
 
 
-class AuthorizationCodeGrant:
-    GRANT_TYPE = "authorization_code"
+class TokenGrant:
+    """A grant type of the token endpoint: `issue()` answers one request."""
+
+    GRANT_TYPE: t.ClassVar[str]
 
     def __init__(self, app: AppState) -> None:
         self.app = app
+
+    def issue(
+        self, form: MultiDict[str, str], credentials: ClientCredentials
+    ) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+
+class AuthorizationCodeGrant(TokenGrant):
+    GRANT_TYPE = "authorization_code"
 
     def issue(
         self, form: MultiDict[str, str], credentials: ClientCredentials
@@ -165,11 +176,8 @@ class AuthorizationCodeGrant:
         )
 
 
-class RefreshTokenGrant:
+class RefreshTokenGrant(TokenGrant):
     GRANT_TYPE = "refresh_token"
-
-    def __init__(self, app: AppState) -> None:
-        self.app = app
 
     def issue(
         self, form: MultiDict[str, str], credentials: ClientCredentials
@@ -413,7 +421,7 @@ class RefreshTokenGrant:
         )
 
 
-GRANTS: dict[str, type[AuthorizationCodeGrant] | type[RefreshTokenGrant]] = {
+GRANTS: dict[str, type[TokenGrant]] = {
     AuthorizationCodeGrant.GRANT_TYPE: AuthorizationCodeGrant,
     RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant,
 }
