@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
 
 import urllib3
 
 from .clients import ClientRegistry
 from .crypto import Keyring
+from .gatekeeper import VerifiedTokens
 from .settings import Settings
 from .signing_keys import SigningKeys
 from .store import Store
@@ -25,3 +27,4 @@ class AppState:
     embedded_store: bool
     #: Pooled connections to the MCP backend (gateway mode only).
     backend: urllib3.PoolManager | None = None
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)

@@ -9,8 +9,10 @@ the next request), and the required scopes.
 
 from __future__ import annotations
 
+import threading
 import time
 import typing as t
+from collections import OrderedDict
 from urllib.parse import urlsplit
 
 from . import scopes
@@ -19,6 +21,7 @@ from .bearer import token_from_header
 from .errors import InsufficientScopeError
 from .errors import InvalidRequestError
 from .errors import InvalidTokenError
+from .tokens import CLOCK_SKEW_SECONDS
 from .tokens import AccessClaims
 from .tokens import verify_access_token
 
@@ -55,6 +58,43 @@ def challenge_scope(app: AppState) -> str | None:
     return " ".join(needed) or None
 
 
+class VerifiedTokens:
+    """Access tokens whose signature and claims this app already checked.
+
+    Only the result of a pure check is kept (a token string always verifies
+    the same way against the same keys, issuer and audience); expiry is
+    re-checked on every hit, and revocation always asks the store. One per app,
+    bounded, least recently used first out.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._claims: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify(self, app: AppState, token: str, now: int) -> AccessClaims:
+        with self._lock:
+            cached = self._claims.get(token)
+            if cached is not None:
+                self._claims.move_to_end(token)
+        if cached is not None:
+            if cached.expires_at + CLOCK_SKEW_SECONDS < now:
+                raise InvalidTokenError("The access token expired.", reason="expired")
+            return cached
+        claims = verify_access_token(
+            token,
+            app.signing_keys.keyset(),
+            issuer=app.settings.issuer,
+            audience=app.settings.resource,
+            now=now,
+        )
+        with self._lock:
+            self._claims[token] = claims
+            while len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+        return claims
+
+
 def verify_request(app: AppState, request: Request) -> AccessClaims:
     """The verified claims of the request's access token, or an InvalidTokenError."""
     metadata = resource_metadata_url(app)
@@ -69,13 +109,8 @@ def verify_request(app: AppState, request: Request) -> AccessClaims:
         error.challenge = challenge(metadata, scope=scope)
         raise error
     try:
-        claims = verify_access_token(
-            header_token,
-            app.signing_keys.keyset(),
-            issuer=app.settings.issuer,
-            audience=app.settings.resource,
-            now=int(time.time()),
-        )
+        claims = app.verified_tokens.verify(app, header_token, int(time.time()))
+        # Revocation is never cached: the store is asked on every request.
         if not app.store.grant_exists(claims.grant_id):
             raise InvalidTokenError("The access token was revoked.", reason="revoked")
     except InvalidTokenError as exc:
