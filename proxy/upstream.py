@@ -295,12 +295,7 @@ class OIDCProvider:
         return tokens, identity
 
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
-        if not tokens.refresh_token:
-            raise UpstreamError("invalid_grant", "no upstream refresh token")
-        data = self._token_request(
-            {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
-        )
-        return tokens_from(data, previous_refresh=tokens.refresh_token)
+        return refresh_with(self._token_request, tokens)
 
     # -- identity -------------------------------------------------------------
     def subject_of(self, claims: dict[str, t.Any]) -> str:
@@ -507,6 +502,19 @@ def token_error(error: str, status: int = 400) -> UpstreamError:
         kind = "rejected"
     label = error[:64] or f"http_{status}"
     return UpstreamError(kind, f"token endpoint: {label}", error=label)
+
+
+def refresh_with(
+    token_request: t.Callable[[dict[str, str]], dict[str, t.Any]],
+    tokens: UpstreamTokens,
+) -> UpstreamTokens:
+    """RFC 6749 §6 through a provider's own token request."""
+    if not tokens.refresh_token:
+        raise UpstreamError("invalid_grant", "no upstream refresh token")
+    data = token_request(
+        {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+    )
+    return tokens_from(data, previous_refresh=tokens.refresh_token)
 
 
 def tokens_from(data: dict[str, t.Any], previous_refresh: str | None) -> UpstreamTokens:

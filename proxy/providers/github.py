@@ -33,6 +33,7 @@ from ..upstream import UpstreamError
 from ..upstream import UpstreamTokens
 from ..upstream import pick_claims
 from ..upstream import pooled_session
+from ..upstream import refresh_with
 from ..upstream import token_error
 from ..upstream import tokens_from
 from .policy import deny
@@ -139,12 +140,7 @@ class GitHubProvider:
         return tokens, identity
 
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
-        if not tokens.refresh_token:
-            raise UpstreamError("invalid_grant", "no upstream refresh token")
-        data = self._token_request(
-            {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
-        )
-        return tokens_from(data, previous_refresh=tokens.refresh_token)
+        return refresh_with(self._token_request, tokens)
 
     def probe_client(self) -> str:
         """Redeem a made-up code; return GitHub's error code (``check`` reads it)."""
