@@ -39,13 +39,7 @@ def begin_upstream(
     verifier, challenge = pkce.new_pair()
     nonce = random_token(16)
     txn = Transaction(
-        client_id=request.client_id,
-        redirect_uri=request.redirect_uri,
-        redirect_uri_given=request.redirect_uri_given,
-        state=request.state,
-        code_challenge=request.code_challenge,
-        scope=request.scope,
-        resource=request.resource,
+        **request.to_dict(),
         upstream_verifier=verifier,
         nonce=nonce,
         browser_hash=browser_hash(browser),

@@ -56,6 +56,21 @@ def _verify(token: str, keyset: KeySet, **override: t.Any) -> tokens.AccessClaim
     return verify_access_token(token, keyset, **args)
 
 
+def _claims(**override: t.Any) -> dict[str, t.Any]:
+    """A valid access token's claims, to encode by hand with one thing changed."""
+    claims = {
+        "iss": ISSUER,
+        "sub": "a",
+        "aud": AUDIENCE,
+        "client_id": "c",
+        "exp": NOW + 60,
+        "iat": NOW,
+        "sid": "g",
+    }
+    claims.update(override)
+    return claims
+
+
 def _b64(text: str) -> str:
     return b64url(text.encode())
 
@@ -116,15 +131,7 @@ def test_wrong_audience_is_refused(key: ECKey, keyset: KeySet) -> None:
 
 
 def test_audience_list_containing_ours_is_accepted(key: ECKey, keyset: KeySet) -> None:
-    claims = {
-        "iss": ISSUER,
-        "sub": "a",
-        "aud": ["https://x.example", AUDIENCE],
-        "client_id": "c",
-        "exp": NOW + 60,
-        "iat": NOW,
-        "sid": "g",
-    }
+    claims = _claims(aud=["https://x.example", AUDIENCE])
     token = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}, claims, key)
     assert _verify(token, keyset).sub == "a"
 
@@ -162,15 +169,7 @@ def test_wrong_typ_is_refused(key: ECKey, keyset: KeySet, typ: str | None) -> No
     header = {"alg": "ES256", "kid": "k1"}
     if typ is not None:
         header["typ"] = typ
-    claims = {
-        "iss": ISSUER,
-        "sub": "a",
-        "aud": AUDIENCE,
-        "client_id": "c",
-        "exp": NOW + 60,
-        "iat": NOW,
-        "sid": "g",
-    }
+    claims = _claims()
     token = jwt.encode(header, claims, key)
     with pytest.raises(InvalidTokenError) as exc:
         _verify(token, keyset)
@@ -179,15 +178,7 @@ def test_wrong_typ_is_refused(key: ECKey, keyset: KeySet, typ: str | None) -> No
 
 def test_media_type_typ_is_accepted(key: ECKey, keyset: KeySet) -> None:
     """RFC 9068 §2.1: `application/at+jwt` is the same type."""
-    claims = {
-        "iss": ISSUER,
-        "sub": "a",
-        "aud": AUDIENCE,
-        "client_id": "c",
-        "exp": NOW + 60,
-        "iat": NOW,
-        "sid": "g",
-    }
+    claims = _claims()
     token = jwt.encode(
         {"alg": "ES256", "typ": "application/at+jwt", "kid": "k1"}, claims, key
     )
@@ -225,30 +216,12 @@ def test_unknown_kid_is_refused(keyset: KeySet) -> None:
 def test_other_algorithms_are_refused(keyset: KeySet) -> None:
     """Only ES256: an RS256 or `none` token is refused."""
     rsa = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
-    claims = {
-        "iss": ISSUER,
-        "sub": "a",
-        "aud": AUDIENCE,
-        "client_id": "c",
-        "exp": NOW + 60,
-        "sid": "g",
-    }
+    claims = _claims()
     token = jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": "k1"}, claims, rsa)
     with pytest.raises(InvalidTokenError):
         _verify(token, KeySet([rsa]))
     header = _b64('{"alg":"none","typ":"at+jwt","kid":"k1"}')
-    body = _b64(
-        json.dumps(
-            {
-                "iss": ISSUER,
-                "sub": "a",
-                "aud": AUDIENCE,
-                "client_id": "c",
-                "exp": NOW + 60,
-                "sid": "g",
-            }
-        )
-    )
+    body = _b64(json.dumps(claims))
     with pytest.raises(InvalidTokenError):
         _verify(f"{header}.{body}.", keyset)
 
@@ -268,14 +241,7 @@ def test_missing_required_claims_are_refused(key: ECKey, keyset: KeySet) -> None
 
 
 def test_non_integer_exp_is_refused(key: ECKey, keyset: KeySet) -> None:
-    claims = {
-        "iss": ISSUER,
-        "sub": "a",
-        "aud": AUDIENCE,
-        "client_id": "c",
-        "exp": str(NOW + 60),
-        "sid": "g",
-    }
+    claims = _claims(exp=str(NOW + 60))
     token = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}, claims, key)
     with pytest.raises(InvalidTokenError):
         _verify(token, keyset)

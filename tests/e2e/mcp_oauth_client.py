@@ -418,6 +418,24 @@ async def _call_tools(session: ClientSession, text: str) -> ToolCalls:
     )
 
 
+def recording_http_client(
+    provider: OAuthClientProvider, timeout: float
+) -> tuple[httpx2.AsyncClient, list[HttpEvent]]:
+    """An HTTP client that authenticates with `provider` and logs every response."""
+    events: list[HttpEvent] = []
+
+    async def on_response(response: httpx2.Response) -> None:
+        req = response.request
+        events.append(HttpEvent(req.method, str(req.url), response.status_code))
+
+    http = httpx2.AsyncClient(
+        auth=provider,
+        timeout=httpx2.Timeout(timeout, read=timeout),
+        event_hooks={"response": [on_response]},
+    )
+    return http, events
+
+
 async def connect_and_call(
     mcp_url: str,
     user: str,
@@ -443,17 +461,7 @@ async def connect_and_call(
         browser_user,
         token_endpoint_auth_method=token_endpoint_auth_method,
     )
-    events: list[HttpEvent] = []
-
-    async def on_response(response: httpx2.Response) -> None:
-        req = response.request
-        events.append(HttpEvent(req.method, str(req.url), response.status_code))
-
-    http = httpx2.AsyncClient(
-        auth=provider,
-        timeout=httpx2.Timeout(timeout, read=timeout),
-        event_hooks={"response": [on_response]},
-    )
+    http, events = recording_http_client(provider, timeout)
     with anyio.fail_after(timeout * 3):
         async with (
             http,

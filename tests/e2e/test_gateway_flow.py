@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from dataclasses import field
 
 import anyio
-import httpx2
 import pytest
 import requests
 from mcp.client.session import ClientSession
@@ -36,6 +35,7 @@ from .mcp_oauth_client import HttpEvent
 from .mcp_oauth_client import InMemoryTokenStorage
 from .mcp_oauth_client import expire_access_token
 from .mcp_oauth_client import make_provider
+from .mcp_oauth_client import recording_http_client
 from .processes import free_port
 
 USER = "gateway-e2e@example.com"
@@ -112,17 +112,7 @@ async def _run_client(stack: GatewayStack, user: str) -> GatewayReport:
     storage = InMemoryTokenStorage()
     browser_user = BrowserUser(user)
     provider = make_provider(stack.mcp_url, storage, browser_user)
-    events: list[HttpEvent] = []
-
-    async def on_response(response: httpx2.Response) -> None:
-        req = response.request
-        events.append(HttpEvent(req.method, str(req.url), response.status_code))
-
-    http = httpx2.AsyncClient(
-        auth=provider,
-        timeout=httpx2.Timeout(TIMEOUT, read=TIMEOUT),
-        event_hooks={"response": [on_response]},
-    )
+    http, events = recording_http_client(provider, TIMEOUT)
     with anyio.fail_after(TIMEOUT * 3):
         async with (
             http,

@@ -28,6 +28,11 @@ def issued(oauth: OAuthTestClient) -> tuple[str, dict[str, t.Any]]:
     return oauth.tokens()
 
 
+def assert_refused(oauth: OAuthTestClient, client_id: str, refresh_token: str) -> None:
+    """RT-7: a dead refresh token is exactly 400 invalid_grant."""
+    assert_json_error(oauth.refresh(client_id, refresh_token), 400, "invalid_grant")
+
+
 def _app_with(settings: t.Any, fake_redis: t.Any, **changes: t.Any) -> OAuthTestClient:
     app = create_app(settings.replace(**changes), redis_client=fake_redis)
     return OAuthTestClient(app.test_client())
@@ -85,12 +90,8 @@ def test_reuse_after_the_grace_window_revokes_the_grant(
     oauth = _app_with(settings, fake_redis, refresh_grace_seconds=0)
     client_id, first = oauth.tokens()
     second = oauth.refresh(client_id, first["refresh_token"]).get_json()
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
-    assert_json_error(
-        oauth.refresh(client_id, second["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
+    assert_refused(oauth, client_id, second["refresh_token"])
     assert resource_status(oauth.client, second["access_token"]) == 401
 
 
@@ -103,12 +104,8 @@ def test_reuse_of_an_older_generation_revokes_the_grant(
     second = oauth.refresh(client_id, first["refresh_token"]).get_json()
     third = oauth.refresh(client_id, second["refresh_token"]).get_json()
     assert "refresh_token" in third
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
-    assert_json_error(
-        oauth.refresh(client_id, third["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
+    assert_refused(oauth, client_id, third["refresh_token"])
     assert resource_status(oauth.client, third["access_token"]) == 401
 
 
@@ -121,12 +118,8 @@ def test_reuse_after_the_default_grace_window_revokes_the_grant(
     client_id, first = issued
     second = oauth.refresh(client_id, first["refresh_token"]).get_json()
     monkeypatch.setattr(proxy.grants, "time", ShiftedClock(31))
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
-    assert_json_error(
-        oauth.refresh(client_id, second["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
+    assert_refused(oauth, client_id, second["refresh_token"])
 
 
 @pytest.mark.parametrize(
@@ -265,9 +258,7 @@ def test_refresh_token_expires_when_idle(settings: t.Any, fake_redis: t.Any) -> 
     oauth = _app_with(settings, fake_redis, refresh_token_ttl_seconds=1)
     client_id, first = oauth.tokens()
     time.sleep(2.1)
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
 
 
 def test_refresh_token_has_an_absolute_lifetime(
@@ -280,9 +271,7 @@ def test_refresh_token_has_an_absolute_lifetime(
     client_id, first = issued
     lifetime = app.extensions["proxy"].settings.refresh_token_max_lifetime_seconds
     monkeypatch.setattr(proxy.grants, "time", ShiftedClock(lifetime + 1))
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
 
 
 @pytest.mark.parametrize("scope", ["mcp", "mcp offline_access"])
@@ -313,12 +302,8 @@ def test_upstream_invalid_grant_ends_our_grant(
     client_id, first = oauth.tokens(user=user)
     response = requests.post(f"{idp_url}/users/{user}/revoke-tokens", timeout=5)
     assert response.status_code == 204
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
-    assert_json_error(
-        oauth.refresh(client_id, first["refresh_token"]), 400, "invalid_grant"
-    )
+    assert_refused(oauth, client_id, first["refresh_token"])
+    assert_refused(oauth, client_id, first["refresh_token"])
     assert resource_status(oauth.client, first["access_token"]) == 401
 
 
