@@ -7,7 +7,7 @@ import sys
 from dotenv import load_dotenv
 
 from proxy import create_app
-from proxy.settings import ConfigError
+from proxy.config.settings import ConfigError
 
 load_dotenv()
 try:

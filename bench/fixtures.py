@@ -15,15 +15,15 @@ import typing as t
 
 import redis
 
-from proxy.crypto import Keyring
-from proxy.crypto import sha256_hex
-from proxy.settings import Settings
+from proxy.config.settings import Settings
+from proxy.keys.keyring import Keyring
+from proxy.keys.keyring import sha256_hex
+from proxy.oauth.opaque_tokens import new_grant_id
+from proxy.oauth.opaque_tokens import new_opaque
 from proxy.store import RedeemResult
 from proxy.store import RotateResult
 from proxy.store import Store
 from proxy.store.records import Grant
-from proxy.tokens import new_grant_id
-from proxy.tokens import new_opaque
 
 from .load import REDIRECT_URI
 from .load import pkce_pair

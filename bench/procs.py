@@ -203,7 +203,7 @@ def start_idp(log_dir: Path, threads: int, app: str = "bench.fast_idp:app") -> P
 
 def start_mcp_backend(log_dir: Path) -> Proc:
     port = free_port()
-    argv = [sys.executable, "-m", "proxy.demo_mcp_server", "--port", str(port)]
+    argv = [sys.executable, "-m", "proxy.cli.demo_mcp_server", "--port", str(port)]
 
     def probe() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):

@@ -30,7 +30,7 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 from . import peer
 from . import procs

@@ -8,15 +8,23 @@ import typing as t
 
 import redis
 from flask import Flask
-from flask import current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .app_state import AppState
+from proxy.app_state import AppState
+from proxy.clients.registry import ClientRegistry
+from proxy.config.settings import Settings
+from proxy.endpoints import BLUEPRINTS
+from proxy.endpoints import gateway
+from proxy.keys.keyring import Keyring
+from proxy.keys.signing_keys import SigningKeys
+from proxy.resource_server.relay import backend_pool
+from proxy.store import Store
+from proxy.upstream.factory import build_provider
+from proxy.web import error_handlers
 
 if t.TYPE_CHECKING:
-    from .settings import Settings
-    from .upstream import UpstreamProvider
+    from proxy.upstream.base import UpstreamProvider
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +38,17 @@ def create_app(
     upstream: UpstreamProvider | None = None,
 ) -> Flask:
     """Build the WSGI app. Nothing touches Redis or the IdP until a request needs it."""
-    from . import error_handlers
-    from .clients import ClientRegistry
-    from .crypto import Keyring
-    from .endpoints import BLUEPRINTS
-    from .endpoints.gateway import backend_pool
-    from .settings import Settings
-    from .signing_keys import SigningKeys
-    from .store import Store
-
     if settings is None:
         settings = Settings.from_env(os.environ)
-    embedded = False
     if redis_client is None:
-        redis_client, embedded = _redis_for(settings)
+        redis_client = _redis_for(settings)
     store = Store(redis_client, settings.key_prefix)
     keyring = Keyring(settings.secret_key)
     if upstream is None:
-        from .providers import build_provider
-
-        # OAUTH_PROVIDER picks the implementation (proxy/providers/).
+        # OAUTH_PROVIDER picks the implementation (proxy/upstream/).
         upstream = build_provider(settings)
 
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["proxy"] = AppState(
@@ -62,25 +58,17 @@ def create_app(
         signing_keys=SigningKeys(store, keyring, settings.signing_key_pem),
         upstream=upstream,
         clients=ClientRegistry(store, settings),
-        embedded_store=embedded,
         backend=backend_pool(settings) if settings.gateway else None,
     )
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     if settings.gateway:
-        from .endpoints import gateway
-
         app.register_blueprint(gateway.create_blueprint(settings))
     return app
 
 
-def state() -> AppState:
-    """The running app's state (settings, store, keys, upstream)."""
-    return t.cast(AppState, current_app.extensions["proxy"])
-
-
-def _redis_for(settings: Settings) -> tuple[redis.Redis, bool]:
+def _redis_for(settings: Settings) -> redis.Redis:
     if settings.redis_url:
         client = redis.Redis.from_url(
             settings.redis_url,
@@ -94,11 +82,11 @@ def _redis_for(settings: Settings) -> tuple[redis.Redis, bool]:
             # failed request answers 503 and the client's retry reconnects.
             retry=Retry(NoBackoff(), 0),
         )
-        return client, False
+        return client
     import fakeredis
 
     log.warning(
         "REDIS_URL is not set: using an embedded in-process store. State lives in "
         "this one process only; run a single worker, and set REDIS_URL in production."
     )
-    return fakeredis.FakeRedis(decode_responses=True), True
+    return fakeredis.FakeRedis(decode_responses=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 
 import urllib3
+from flask import current_app
 
-from .clients import ClientRegistry
-from .crypto import Keyring
-from .gatekeeper import VerifiedTokens
-from .settings import Settings
-from .signing_keys import SigningKeys
-from .store import Store
-from .upstream import UpstreamProvider
+from proxy.clients.registry import ClientRegistry
+from proxy.config.settings import Settings
+from proxy.keys.keyring import Keyring
+from proxy.keys.signing_keys import SigningKeys
+from proxy.resource_server.token_cache import VerifiedTokens
+from proxy.store import Store
+from proxy.upstream.base import UpstreamProvider
 
 
 @dataclass(slots=True)
@@ -24,7 +26,11 @@ class AppState:
     signing_keys: SigningKeys
     upstream: UpstreamProvider
     clients: ClientRegistry
-    embedded_store: bool
     #: Pooled connections to the MCP backend (gateway mode only).
     backend: urllib3.PoolManager | None = None
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
+
+
+def state() -> AppState:
+    """The running app's state (settings, store, keys, upstream)."""
+    return t.cast(AppState, current_app.extensions["proxy"])

@@ -22,7 +22,7 @@ import redis
 from oidc_provider_mock import run_server_in_thread
 
 from proxy import create_app
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 from .oauth_client import OAuthTestClient
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from proxy.pkce import s256
+from proxy.oauth.pkce import s256
 
 REDIRECT_URI = "http://127.0.0.1:5555/callback"
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')

@@ -1,4 +1,9 @@
-"""Layering (style 7.1): rule modules import neither flask nor redis."""
+"""The layering of docs/architecture.md, enforced by reading every module's imports.
+
+Rooms import downwards only: endpoints → the role rooms → store. Pure rules in
+`proxy/oauth/` import neither Flask nor Redis, and no module-level import cycle
+exists anywhere in the package.
+"""
 
 from __future__ import annotations
 
@@ -7,102 +12,211 @@ import pathlib
 
 import pytest
 
-PROXY = pathlib.Path(__file__).resolve().parents[1] / "proxy"
-RULE_MODULES = (
-    "pkce",
-    "redirect_uris",
-    "scopes",
-    "client_metadata",
-    "resources",
-    "crypto",
-    "tokens",
-)
-FORBIDDEN = ("flask", "redis")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PROXY = ROOT / "proxy"
+ROOMS = {
+    "cli",
+    "clients",
+    "config",
+    "endpoints",
+    "front_channel",
+    "grants",
+    "keys",
+    "oauth",
+    "resource_server",
+    "store",
+    "upstream",
+    "web",
+}
+TOP_LEVEL_FILES = {"__init__.py", "__main__.py", "app_state.py"}
+WEB_FRAMEWORKS = ("flask", "redis")
 
 
-def forbidden_imports(source: str) -> list[str]:
-    """Top-level names of forbidden packages that `source` imports."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PROXY.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported_names(source: str, *, runtime_top_level: bool = False) -> list[str]:
+    """Absolute names `source` imports (`from a import b` gives `a.b` and `a`).
+
+    With ``runtime_top_level``, only what runs at import time: module-level
+    statements outside ``if TYPE_CHECKING:`` (what can form an import cycle).
+    """
+    tree = ast.parse(source)
+    if runtime_top_level:
+        nodes: list[ast.AST] = []
+        for node in tree.body:
+            if isinstance(node, ast.If) and _is_type_checking(node):
+                continue
+            nodes.append(node)
+    else:
+        nodes = list(ast.walk(tree))
+    found: list[str] = []
+    for node in nodes:
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found += [name for name in names if name.split(".")[0] in FORBIDDEN]
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:
+                raise AssertionError(f"relative import of {node.module!r}")
+            found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
     return found
+
+
+def proxy_modules_imported(path: pathlib.Path, **kw: bool) -> set[str]:
+    """Modules of this package that `path` imports (names that are modules)."""
+    source = path.read_text(encoding="utf-8")
+    return {name for name in imported_names(source, **kw) if name in MODULES}
+
+
+def framework_imports(path: pathlib.Path) -> list[str]:
+    names = imported_names(path.read_text(encoding="utf-8"))
+    return [n for n in names if n.split(".")[0] in WEB_FRAMEWORKS and "." not in n]
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or module.endswith(".store") else module
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
         ("import flask", ["flask"]),
-        ("import redis.exceptions", ["redis.exceptions"]),
-        ("import os, redis as r", ["redis"]),
-        ("from flask import request", ["flask"]),
-        ("from redis.exceptions import ConnectionError", ["redis.exceptions"]),
+        ("import os, redis as r", ["os", "redis"]),
+        ("from flask import request", ["flask", "flask.request"]),
         ("def f():\n    import flask\n", ["flask"]),
         (
             "import typing as t\nif t.TYPE_CHECKING:\n    from flask import Request\n",
-            ["flask"],
+            ["typing", "flask", "flask.Request"],
         ),
-        ("from . import redis_helpers\nimport flask_cors_like", []),
-        ("import redisx\nfrom .store import redis", []),
     ],
 )
 def test_the_scan_finds_every_import_form(source: str, expected: list[str]) -> None:
-    assert forbidden_imports(source) == expected
+    assert imported_names(source) == expected
 
 
-@pytest.mark.parametrize("module", RULE_MODULES)
-def test_rule_module_imports_neither_flask_nor_redis(module: str) -> None:
-    """Style 7.1: rule modules take plain values; tests/test_layers.py guards it."""
-    path = PROXY / f"{module}.py"
-    assert forbidden_imports(path.read_text(encoding="utf-8")) == []
+def test_the_runtime_scan_skips_type_checking_and_function_imports() -> None:
+    source = (
+        "import typing as t\nif t.TYPE_CHECKING:\n    import flask\n"
+        "def f():\n    import redis\n"
+    )
+    assert imported_names(source, runtime_top_level=True) == ["typing"]
 
 
-def _local_imports(path: pathlib.Path) -> list[pathlib.Path]:
-    """Modules of this package that `path` imports (package __init__s excluded)."""
-    package = path.parent
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, ast.ImportFrom) or node.level == 0:
-            continue
-        base = package
-        for _ in range(node.level - 1):
-            base = base.parent
-        parts = node.module.split(".") if node.module else []
-        target = base.joinpath(*parts)
-        candidates = [target.with_suffix(".py")] if parts else []
-        candidates += [target / f"{alias.name}.py" for alias in node.names]
-        found += [c for c in candidates if c.exists()]
-    return found
+def test_top_level_holds_only_the_factory_the_shim_and_app_state() -> None:
+    files = {p.name for p in PROXY.iterdir() if p.is_file() and p.suffix == ".py"}
+    folders = {
+        p.name for p in PROXY.iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
+    assert files == TOP_LEVEL_FILES
+    assert folders <= ROOMS
+    assert all((PROXY / room / "__init__.py").exists() for room in folders)
 
 
-def transitive_forbidden_imports(path: pathlib.Path) -> dict[str, list[str]]:
-    seen: set[pathlib.Path] = set()
-    todo = [path]
-    offenders = {}
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        names = forbidden_imports(current.read_text(encoding="utf-8"))
-        if names:
-            offenders[current.name] = names
-        todo += _local_imports(current)
-    return offenders
-
-
-@pytest.mark.parametrize("module", ["client_metadata", "tokens"])
-def test_rule_module_does_not_reach_flask_or_redis_through_errors(module: str) -> None:
-    assert transitive_forbidden_imports(PROXY / f"{module}.py") == {}
+def test_imports_are_absolute() -> None:
+    for path in MODULES.values():
+        imported_names(path.read_text(encoding="utf-8"))  # raises on a relative one
 
 
 @pytest.mark.parametrize(
-    "module", ["pkce", "redirect_uris", "scopes", "resources", "crypto"]
+    "module", sorted(m for m in MODULES if m.startswith("proxy.oauth."))
 )
-def test_rule_module_does_not_reach_flask_or_redis_at_all(module: str) -> None:
-    assert transitive_forbidden_imports(PROXY / f"{module}.py") == {}
+def test_oauth_rules_import_neither_flask_nor_redis(module: str) -> None:
+    """Pure rules take plain values: no Flask, no Redis, even for type hints."""
+    assert framework_imports(MODULES[module]) == []
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if m.startswith("proxy.oauth."))
+)
+def test_oauth_rules_import_only_rules_and_primitives(module: str) -> None:
+    imported = proxy_modules_imported(MODULES[module], runtime_top_level=True)
+    allowed = {m for m in imported if m.startswith("proxy.oauth")}
+    allowed.add("proxy.keys.keyring")
+    assert imported <= allowed | {"proxy.oauth", "proxy.keys"}
+
+
+def test_the_keyring_is_a_leaf() -> None:
+    assert proxy_modules_imported(MODULES["proxy.keys.keyring"]) == set()
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if m.startswith("proxy.store"))
+)
+def test_the_store_imports_only_itself_and_the_keyring(module: str) -> None:
+    imported = proxy_modules_imported(MODULES[module])
+    assert all(
+        m.startswith("proxy.store") or m in {"proxy.keys", "proxy.keys.keyring"}
+        for m in imported
+    ), imported
+    assert "flask" not in framework_imports(MODULES[module])
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if m.startswith("proxy.upstream."))
+)
+def test_upstream_providers_know_nothing_of_http_serving(module: str) -> None:
+    """The IdP leg is plain HTTP client code: no Flask, no Redis, no app state."""
+    assert framework_imports(MODULES[module]) == []
+    imported = proxy_modules_imported(MODULES[module])
+    assert not {m for m in imported if room_of(m) in {"endpoints", "app_state"}}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_factory_imports_endpoints_and_only_the_shim_imports_cli(
+    module: str,
+) -> None:
+    imported = proxy_modules_imported(MODULES[module])
+    if not module.startswith("proxy.endpoints") and module != "proxy":
+        assert not {m for m in imported if m.startswith("proxy.endpoints.")}
+    if not module.startswith("proxy.cli.") and module != "proxy.__main__":
+        assert not {m for m in imported if m.startswith("proxy.cli.")}
+
+
+def _cycle() -> list[str] | None:
+    """One module-level import cycle, if there is any (depth-first search)."""
+    graph = {
+        name: {m for m in proxy_modules_imported(path, runtime_top_level=True)}
+        for name, path in MODULES.items()
+    }
+    # Importing `proxy.a.b` first runs the package __init__s; those are
+    # initialised before their children, so they are not cycle edges.
+    for name, deps in graph.items():
+        graph[name] = {d for d in deps if not name.startswith(d + ".") and d != name}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return visiting[visiting.index(node) :] + [node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for dep in sorted(graph[node]):
+            found = visit(dep)
+            if found:
+                return found
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return None
+
+
+def test_no_module_level_import_cycle() -> None:
+    assert _cycle() is None

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from proxy import create_app
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 from .oauth_client import REDIRECT_URI
 from .oauth_client import OAuthTestClient

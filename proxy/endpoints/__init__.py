@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from . import authorize
-from . import callback
-from . import consent
-from . import forward_auth
-from . import health
-from . import introspect
-from . import metadata
-from . import register
-from . import resource
-from . import revoke
-from . import token
+from proxy.endpoints import authorize
+from proxy.endpoints import callback
+from proxy.endpoints import consent
+from proxy.endpoints import forward_auth
+from proxy.endpoints import health
+from proxy.endpoints import introspect
+from proxy.endpoints import metadata
+from proxy.endpoints import register
+from proxy.endpoints import resource
+from proxy.endpoints import revoke
+from proxy.endpoints import token
 
 BLUEPRINTS = [
     metadata.bp,

@@ -10,16 +10,17 @@ from flask import redirect
 from flask import render_template
 from flask import request
 
-from .. import authorization
-from .. import browser
-from .. import scopes
-from .. import state
-from ..authorization import AuthorizationRequest
-from ..crypto import random_token
-from ..errors import NO_STORE
-from ..errors import PAGE_HEADERS
-from ..flows import begin_upstream
-from ..redirect_uris import is_loopback_uri
+from proxy.app_state import state
+from proxy.front_channel import browser_binding
+from proxy.front_channel import remembered_consent
+from proxy.front_channel.upstream_redirect import begin_upstream
+from proxy.keys.keyring import random_token
+from proxy.oauth import authorization_request
+from proxy.oauth import scopes
+from proxy.oauth.authorization_request import AuthorizationRequest
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import PAGE_HEADERS
+from proxy.oauth.redirect_uris import is_loopback_uri
 
 bp = Blueprint("authorize", __name__)
 
@@ -30,22 +31,25 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 def authorize() -> Response:
     app = state()
     args = request.args if request.method == "GET" else request.form
-    client_id = authorization.client_id_of(args)
+    client_id = authorization_request.client_id_of(args)
     client = app.clients.find(client_id)
-    auth_request = authorization.validate(
+    auth_request = authorization_request.validate(
         args,
         client,
         offered_scopes=app.settings.mcp_scopes,
         resource=app.settings.resource,
     )
     assert client is not None  # noqa: S101 - validate() raised otherwise
-    browser_id = browser.browser_id(request, app.settings) or browser.new_browser_id()
+    browser_id = (
+        browser_binding.browser_id(request, app.settings)
+        or browser_binding.new_browser_id()
+    )
 
     if _consent_given(auth_request):
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
         response = consent_page(auth_request, client.client_name, browser_id)
-    browser.set_browser_cookie(response, app.settings, browser_id)
+    browser_binding.set_browser_cookie(response, app.settings, browser_id)
     response.headers.update(NO_STORE)
     return response
 
@@ -55,7 +59,7 @@ def _consent_given(auth_request: AuthorizationRequest) -> bool:
     app = state()
     if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
         return True
-    approved = browser.remembered_scope(
+    approved = remembered_consent.remembered_scope(
         request,
         app.settings,
         app.keyring,
@@ -91,7 +95,7 @@ def consent_page(
         scopes=scopes.parse(auth_request.scope),
         resource=auth_request.resource,
         request_blob=blob,
-        csrf_token=browser.csrf_token(app.keyring, browser_id, blob),
+        csrf_token=browser_binding.csrf_token(app.keyring, browser_id, blob),
     )
     response = Response(html, mimetype="text/html")
     response.headers.update(PAGE_HEADERS)

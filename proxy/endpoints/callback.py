@@ -10,23 +10,23 @@ from flask import Response
 from flask import redirect
 from flask import request
 
-from .. import browser
-from .. import state
-from ..crypto import sha256_hex
-from ..errors import NO_STORE
-from ..errors import AccessDeniedError
-from ..errors import BadRequestPageError
-from ..errors import OAuthError
-from ..errors import ServerError
-from ..errors import TemporarilyUnavailableError
-from ..errors import add_query
-from ..flows import seal_upstream
-from ..store import BindingMismatchError
-from ..store.records import Grant
-from ..store.records import Transaction
-from ..tokens import new_grant_id
-from ..tokens import new_opaque
-from ..upstream import UpstreamError
+from proxy.app_state import state
+from proxy.front_channel import browser_binding
+from proxy.grants.token_response import seal_upstream
+from proxy.keys.keyring import sha256_hex
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import AccessDeniedError
+from proxy.oauth.errors import BadRequestPageError
+from proxy.oauth.errors import OAuthError
+from proxy.oauth.errors import ServerError
+from proxy.oauth.errors import TemporarilyUnavailableError
+from proxy.oauth.errors import add_query
+from proxy.oauth.opaque_tokens import new_grant_id
+from proxy.oauth.opaque_tokens import new_opaque
+from proxy.store import BindingMismatchError
+from proxy.store.records import Grant
+from proxy.store.records import Transaction
+from proxy.upstream.base import UpstreamError
 
 bp = Blueprint("callback", __name__)
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def finish_login() -> Response:
     if not proxy_state or len(proxy_state) > 128:
         raise BadRequestPageError("Missing 'state'.", reason="callback_no_state")
     # UP-2: the browser that approved consent must be the one coming back.
-    browser_id = browser.browser_id(request, app.settings)
+    browser_id = browser_binding.browser_id(request, app.settings)
     if browser_id is None:
         raise BadRequestPageError(
             "This sign-in did not start in this browser. Start again.",
@@ -53,7 +53,7 @@ def finish_login() -> Response:
         )
     # UP-3: the transaction is taken once, and only by its own browser.
     try:
-        txn = app.store.take_txn(proxy_state, browser.browser_hash(browser_id))
+        txn = app.store.take_txn(proxy_state, browser_binding.browser_hash(browser_id))
     except BindingMismatchError:
         raise BadRequestPageError(
             "This sign-in did not start in this browser. Start again.",

@@ -7,14 +7,15 @@ from flask import Response
 from flask import redirect
 from flask import request
 
-from .. import browser
-from .. import state
-from ..authorization import AuthorizationRequest
-from ..errors import NO_STORE
-from ..errors import AccessDeniedError
-from ..errors import BadRequestPageError
-from ..errors import UnknownClientError
-from ..flows import begin_upstream
+from proxy.app_state import state
+from proxy.front_channel import browser_binding
+from proxy.front_channel import remembered_consent
+from proxy.front_channel.upstream_redirect import begin_upstream
+from proxy.oauth.authorization_request import AuthorizationRequest
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import AccessDeniedError
+from proxy.oauth.errors import BadRequestPageError
+from proxy.oauth.errors import UnknownClientError
 
 bp = Blueprint("consent", __name__)
 
@@ -35,9 +36,9 @@ def answer_consent() -> Response:
             "This consent form expired or was altered. Start the connection again.",
             reason="consent_blob",
         )
-    browser_id = browser.browser_id(request, app.settings)
+    browser_id = browser_binding.browser_id(request, app.settings)
     token = request.form.get("csrf_token", "")
-    if browser_id is None or not browser.check_csrf(
+    if browser_id is None or not browser_binding.check_csrf(
         app.keyring, browser_id, blob, token
     ):
         raise ForbiddenPageError("The request could not be verified.", reason="csrf")
@@ -66,7 +67,7 @@ def answer_consent() -> Response:
     )
     # GEN-3: a redirect answering a form POST is 303, never 307.
     response = redirect(upstream_url, code=303)
-    browser.remember_consent(
+    remembered_consent.remember_consent(
         request,
         response,
         app.settings,

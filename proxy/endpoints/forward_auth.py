@@ -11,10 +11,10 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from .. import state
-from ..errors import NO_STORE
-from ..gatekeeper import identity_headers
-from ..gatekeeper import verify_request
+from proxy.app_state import state
+from proxy.oauth.errors import NO_STORE
+from proxy.resource_server.identity_headers import identity_headers
+from proxy.resource_server.verification import verify_request
 
 bp = Blueprint("forward_auth", __name__)
 

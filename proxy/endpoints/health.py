@@ -7,8 +7,8 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
-from .. import state
-from ..errors import NO_STORE
+from proxy.app_state import state
+from proxy.oauth.errors import NO_STORE
 
 bp = Blueprint("health", __name__)
 

@@ -9,9 +9,9 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
-from .. import state
-from ..cors import allow_cors
-from ..scopes import OFFLINE_ACCESS
+from proxy.app_state import state
+from proxy.oauth.scopes import OFFLINE_ACCESS
+from proxy.web.cors import allow_cors
 
 bp = Blueprint("metadata", __name__)
 allow_cors(bp, "GET")

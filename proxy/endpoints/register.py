@@ -12,14 +12,14 @@ from flask import abort
 from flask import jsonify
 from flask import request
 
-from .. import client_metadata
-from .. import state
-from ..cors import allow_cors
-from ..crypto import random_token
-from ..crypto import sha256_hex
-from ..errors import NO_STORE
-from ..errors import InvalidClientMetadataError
-from ..store.records import ClientRecord
+from proxy.app_state import state
+from proxy.keys.keyring import random_token
+from proxy.keys.keyring import sha256_hex
+from proxy.oauth import client_metadata
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import InvalidClientMetadataError
+from proxy.store.records import ClientRecord
+from proxy.web.cors import allow_cors
 
 bp = Blueprint("register", __name__)
 allow_cors(bp, "POST")

@@ -9,8 +9,8 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
-from .. import state
-from ..cors import allow_cors
+from proxy.app_state import state
+from proxy.web.cors import allow_cors
 
 bp = Blueprint("resource", __name__)
 allow_cors(bp, "GET")

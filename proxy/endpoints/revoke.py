@@ -8,20 +8,20 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from .. import state
-from ..clients import authenticate
-from ..clients import read_credentials
-from ..clients import single
-from ..cors import allow_cors
-from ..crypto import equal
-from ..crypto import sha256_hex
-from ..errors import NO_STORE
-from ..errors import InvalidGrantError
-from ..errors import InvalidRequestError
-from ..errors import InvalidTokenError
-from ..errors import UnsupportedTokenTypeError
-from ..tokens import split_opaque
-from ..tokens import verify_access_token
+from proxy.app_state import state
+from proxy.clients.authentication import authenticate
+from proxy.clients.authentication import read_credentials
+from proxy.keys.keyring import equal
+from proxy.keys.keyring import sha256_hex
+from proxy.oauth.access_tokens import verify_access_token
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import InvalidGrantError
+from proxy.oauth.errors import InvalidRequestError
+from proxy.oauth.errors import InvalidTokenError
+from proxy.oauth.errors import UnsupportedTokenTypeError
+from proxy.oauth.opaque_tokens import split_opaque
+from proxy.oauth.params import single
+from proxy.web.cors import allow_cors
 
 bp = Blueprint("revoke", __name__)
 allow_cors(bp, "POST")

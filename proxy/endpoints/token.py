@@ -6,15 +6,15 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from .. import state
-from ..clients import read_credentials
-from ..clients import single
-from ..cors import allow_cors
-from ..errors import NO_STORE
-from ..errors import InvalidRequestError
-from ..errors import UnsupportedGrantTypeError
-from ..flows import dumps
-from ..grants import GRANTS
+from proxy.app_state import state
+from proxy.clients.authentication import read_credentials
+from proxy.grants.registry import GRANTS
+from proxy.grants.token_response import dumps
+from proxy.oauth.errors import NO_STORE
+from proxy.oauth.errors import InvalidRequestError
+from proxy.oauth.errors import UnsupportedGrantTypeError
+from proxy.oauth.params import single
+from proxy.web.cors import allow_cors
 
 bp = Blueprint("token", __name__)
 allow_cors(bp, "POST")

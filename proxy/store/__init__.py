@@ -15,13 +15,13 @@ from enum import Enum
 import redis
 import redis.exceptions
 
-from ..crypto import Keyring
-from . import scripts
-from .keys import TXN_TTL_SECONDS
-from .keys import Keys
-from .records import ClientRecord
-from .records import Grant
-from .records import Transaction
+from proxy.keys.keyring import Keyring
+from proxy.store import scripts
+from proxy.store.keys import TXN_TTL_SECONDS
+from proxy.store.keys import Keys
+from proxy.store.records import ClientRecord
+from proxy.store.records import Grant
+from proxy.store.records import Transaction
 
 log = logging.getLogger(__name__)
 

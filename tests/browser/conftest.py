@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 from proxy import create_app
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from proxy.pkce import s256
+from proxy.oauth.pkce import s256
 
 if t.TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -167,7 +167,7 @@ def authorization(
             "code_challenge_method": "S256",
             "scope": scope,
             "state": state,
-            "resource": proxy.settings.resource,
+            "resource": proxy.config.settings.resource,
         }
     )
     url = f"{proxy.url}/oauth2/authorize?{query}"

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from proxy.pkce import s256
+from proxy.oauth.pkce import s256
 
 from .mcp_oauth_client import DEFAULT_REDIRECT_URI
 from .mcp_oauth_client import drive_browser_login
@@ -54,12 +54,12 @@ def _answers(url: str) -> bool:
 
 
 def start_demo_backend() -> ManagedProcess:
-    """`python -m proxy.demo_mcp_server` (no auth) on a free loopback port."""
+    """`python -m proxy.cli.demo_mcp_server` (no auth) on a free loopback port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     return start_process(
         "demo-mcp-server",
-        [sys.executable, "-m", "proxy.demo_mcp_server", "--port", str(port)],
+        [sys.executable, "-m", "proxy.cli.demo_mcp_server", "--port", str(port)],
         port=port,
         url=url,
         ready=lambda: _answers(url),

@@ -2,7 +2,7 @@
 
 Real processes only: redis-server, oidc-provider-mock as the upstream IdP, the
 proxy under gunicorn (gthread) with MCP_BACKEND_URL set, and
-`proxy.demo_mcp_server` behind it. The client starts from nothing (401,
+`proxy.cli.demo_mcp_server` behind it. The client starts from nothing (401,
 discovery, registration, browser login) and never talks to the backend itself.
 """
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from proxy.pkce import s256
+from proxy.oauth.pkce import s256
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import OAuthTestClient
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from proxy import create_app
-from proxy.upstream import UpstreamTokens
+from proxy.upstream.base import UpstreamTokens
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import Flow
 from tests.oauth_client import OAuthTestClient

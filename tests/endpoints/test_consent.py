@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from proxy import create_app
-from proxy.pkce import s256
+from proxy.oauth.pkce import s256
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import OAuthTestClient
 

@@ -1,7 +1,7 @@
 """GET/POST/DELETE /mcp in gateway mode: token checks, then a real MCP backend.
 
 The app runs in the Flask test client; the backend is a real
-`proxy.demo_mcp_server` process on a free loopback port (tools echo, whoami,
+`proxy.cli.demo_mcp_server` process on a free loopback port (tools echo, whoami,
 count). Tokens come from the real front and back channel (`oauth.tokens()`).
 """
 
@@ -25,9 +25,9 @@ import requests
 from joserfc.jwk import ECKey
 
 from proxy import create_app
-from proxy import gatekeeper
-from proxy.settings import Settings
-from proxy.tokens import mint_access_token
+from proxy.config.settings import Settings
+from proxy.oauth.access_tokens import mint_access_token
+from proxy.resource_server import verification
 from tests.e2e.processes import ManagedProcess
 from tests.e2e.processes import free_port
 from tests.e2e.processes import start_process
@@ -73,12 +73,12 @@ def _backend_ready(url: str) -> t.Callable[[], bool]:
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[ManagedProcess]:
-    """`python -m proxy.demo_mcp_server` on a free port, stopped at module end."""
+    """`python -m proxy.cli.demo_mcp_server` on a free port, stopped at module end."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     proc = start_process(
         "demo-mcp-server",
-        [sys.executable, "-m", "proxy.demo_mcp_server", "--port", str(port)],
+        [sys.executable, "-m", "proxy.cli.demo_mcp_server", "--port", str(port)],
         port=port,
         url=url,
         ready=_backend_ready(url),
@@ -288,7 +288,7 @@ def test_expired_token_is_invalid_token(
     client: t.Any, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PRM-10, RS-1: an expired access token → 401 `error="invalid_token"`."""
-    monkeypatch.setattr(gatekeeper, "time", ShiftedClock(2 * 3600))
+    monkeypatch.setattr(verification, "time", ShiftedClock(2 * 3600))
     response = client.post("/mcp", json=INITIALIZE, headers=mcp_headers(token))
     assert_unauthorized(response, error="invalid_token")
 

@@ -8,9 +8,9 @@ import typing as t
 import pytest
 
 from proxy import create_app
-from proxy.crypto import sha256_hex
-from proxy.settings import Settings
-from proxy.settings import StaticClient
+from proxy.config.env import StaticClient
+from proxy.config.settings import Settings
+from proxy.keys.keyring import sha256_hex
 from tests.oauth_client import OAuthTestClient
 
 RS_ID = "mcp-resource-server"

@@ -225,8 +225,8 @@ def test_jwks_publishes_public_signing_keys(client: t.Any) -> None:
 )
 def test_plain_http_is_only_for_loopback(public_url: str, starts: bool) -> None:
     """GEN-1: an http issuer outside loopback stops the start; https never does."""
-    from proxy.settings import ConfigError
-    from proxy.settings import Settings
+    from proxy.config.env import ConfigError
+    from proxy.config.settings import Settings
 
     environ = {
         "PUBLIC_URL": public_url,

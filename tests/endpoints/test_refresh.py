@@ -9,7 +9,7 @@ import uuid
 import pytest
 import requests
 
-import proxy.grants
+import proxy.grants.refresh_token
 from proxy import create_app
 from tests.oauth_client import OAuthTestClient
 
@@ -117,7 +117,7 @@ def test_reuse_after_the_default_grace_window_revokes_the_grant(
     """RT-2: default 30 s grace; 31 s later the old token revokes everything."""
     client_id, first = issued
     second = oauth.refresh(client_id, first["refresh_token"]).get_json()
-    monkeypatch.setattr(proxy.grants, "time", ShiftedClock(31))
+    monkeypatch.setattr(proxy.grants.refresh_token, "time", ShiftedClock(31))
     assert_refused(oauth, client_id, first["refresh_token"])
     assert_refused(oauth, client_id, second["refresh_token"])
 
@@ -270,7 +270,7 @@ def test_refresh_token_has_an_absolute_lifetime(
     """RT-8: past REFRESH_TOKEN_MAX_LIFETIME the grant ends, however active."""
     client_id, first = issued
     lifetime = app.extensions["proxy"].settings.refresh_token_max_lifetime_seconds
-    monkeypatch.setattr(proxy.grants, "time", ShiftedClock(lifetime + 1))
+    monkeypatch.setattr(proxy.grants.refresh_token, "time", ShiftedClock(lifetime + 1))
     assert_refused(oauth, client_id, first["refresh_token"])
 
 

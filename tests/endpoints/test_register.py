@@ -9,7 +9,7 @@ import typing as t
 import pytest
 
 from proxy import create_app
-from proxy.crypto import sha256_hex
+from proxy.keys.keyring import sha256_hex
 from tests.oauth_client import OAuthTestClient
 
 from ._helpers import assert_json_error

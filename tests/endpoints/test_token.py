@@ -8,10 +8,10 @@ import typing as t
 
 import pytest
 
-import proxy.grants
+import proxy.grants.authorization_code
 from proxy import create_app
-from proxy.crypto import sha256_hex
-from proxy.settings import StaticClient
+from proxy.config.env import StaticClient
+from proxy.keys.keyring import sha256_hex
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import Flow
 from tests.oauth_client import OAuthTestClient
@@ -429,7 +429,7 @@ def test_plain_verifier_equal_to_challenge_is_refused(
 ) -> None:
     """CODE-3: sending the challenge itself as verifier (plain) → invalid_grant."""
     flow = oauth.login(client_id)
-    from proxy.pkce import s256
+    from proxy.oauth.pkce import s256
 
     response = oauth.token(flow, code_verifier=s256(flow.verifier))
     assert_json_error(response, 400, "invalid_grant")
@@ -517,7 +517,7 @@ def test_expired_code_is_invalid_grant(
 ) -> None:
     """CODE-8: a code redeemed after its TTL → invalid_grant."""
     ttl = app.extensions["proxy"].settings.code_ttl_seconds
-    monkeypatch.setattr(proxy.grants, "time", ShiftedClock(ttl + 1))
+    monkeypatch.setattr(proxy.grants.authorization_code, "time", ShiftedClock(ttl + 1))
     assert_json_error(oauth.token(flow), 400, "invalid_grant")
 
 

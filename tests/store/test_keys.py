@@ -170,4 +170,4 @@ def test_the_key_prefix_reaches_only_the_store() -> None:
         for p in _sources()
         if "key_prefix" in p.read_text(encoding="utf-8")
     ]
-    assert sorted(users) == ["proxy/__init__.py", "proxy/settings.py"]
+    assert sorted(users) == ["proxy/__init__.py", "proxy/config/settings.py"]

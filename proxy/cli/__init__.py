@@ -1,0 +1,1 @@
+"""Command-line entry points: the demo runner, `check`, the demo MCP server."""

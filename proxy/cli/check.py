@@ -1,0 +1,422 @@
+"""`python -m proxy check`: is the upstream set up right, and what goes where.
+
+Loads the settings, reaches the identity provider (discovery, JWKS, a token
+request with a made-up code to learn whether the client credentials are
+accepted), then prints what the operator must set at the provider and in the
+MCP clients. Every finding has a stable code (``issuer_mismatch``,
+``client_rejected``, ...); the exit status is 1 if any finding failed, 2 if
+the settings do not load, else 0.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import redis
+
+from proxy.config.env import ConfigError
+from proxy.config.settings import Settings
+from proxy.oauth.redirect_uris import is_loopback_host
+from proxy.upstream.base import UpstreamError
+from proxy.upstream.factory import EntraProvider
+from proxy.upstream.factory import GitHubProvider
+from proxy.upstream.factory import build_provider
+from proxy.upstream.oidc import OIDCProvider
+
+if t.TYPE_CHECKING:
+    import requests
+
+    from proxy.upstream.base import UpstreamProvider
+
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+CHATGPT_REDIRECT_URIS = (
+    "https://chatgpt.com/connector_platform_oauth_redirect",
+    "https://chatgpt.com/connector/oauth/{id}",
+)
+
+
+CLAUDE_REDIRECT_URIS = (
+    "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
+)
+
+
+#: Where each provider's callback URL is set: (console, field name).
+CONSOLES = {
+    "oidc": ("your identity provider's admin console", "redirect (callback) URI"),
+    "github": (
+        "GitHub > Settings > Developer settings > OAuth Apps (or GitHub Apps)",
+        "Authorization callback URL",
+    ),
+    "google": (
+        "Google Cloud console > APIs & Services > Credentials > "
+        "OAuth 2.0 Client ID (type: Web application)",
+        "Authorized redirect URIs",
+    ),
+    "auth0": (
+        "Auth0 Dashboard > Applications > your Regular Web Application > Settings",
+        "Allowed Callback URLs",
+    ),
+    "okta": (
+        "Okta Admin Console > Applications > your OIDC Web Application",
+        "Sign-in redirect URIs",
+    ),
+    "keycloak": (
+        "Keycloak admin console > your realm > Clients > your client "
+        "(Client authentication: On)",
+        "Valid redirect URIs",
+    ),
+    "entra": (
+        "Microsoft Entra admin center > App registrations > your app > "
+        "Authentication > Web",
+        "Redirect URIs",
+    ),
+}
+
+
+#: What a made-up code at the token endpoint tells about our credentials.
+_CREDENTIALS_OK = frozenset({"invalid_grant", "bad_verification_code"})
+
+
+_CREDENTIALS_BAD = frozenset({"invalid_client", "incorrect_client_credentials"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: str
+    code: str
+    message: str
+
+
+class Report:
+    """The findings so far, in order."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def add(self, level: str, code: str, message: str) -> None:
+        self.findings.append(Finding(level, code, message))
+
+    @property
+    def failed(self) -> bool:
+        return any(f.level == FAIL for f in self.findings)
+
+    def codes(self, level: str | None = None) -> list[str]:
+        return [f.code for f in self.findings if level in (None, f.level)]
+
+
+def main(environ: Mapping[str, str], out: t.TextIO) -> int:
+    """Load the settings from ``environ``, run every check, print the report."""
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as exc:
+        out.write(f"FAIL  [config] {exc}\n")
+        return 2
+    report = run(settings)
+    write(report, settings, out)
+    return 1 if report.failed else 0
+
+
+def run(
+    settings: Settings,
+    *,
+    provider: UpstreamProvider | None = None,
+    session: requests.Session | None = None,
+) -> Report:
+    """Every check this command knows; network failures become findings."""
+    report = Report()
+    if provider is None:
+        try:
+            provider = build_provider(settings, session)
+        except ConfigError as exc:
+            report.add(FAIL, "config", str(exc))
+            return report
+    if isinstance(provider, OIDCProvider):
+        if not _check_discovery(provider, report):
+            return report
+        _check_jwks(provider, report)
+    if isinstance(provider, (OIDCProvider, GitHubProvider)):
+        _check_credentials(provider, report)
+    _check_setup(settings, provider, report)
+    _check_store(settings, report)
+    return report
+
+
+def _check_discovery(provider: OIDCProvider, report: Report) -> bool:
+    url = provider.discovery_url
+    try:
+        document = provider._get_json(url)
+    except UpstreamError as exc:
+        report.add(
+            FAIL,
+            "discovery_unreachable",
+            f"GET {url} failed ({exc.detail}). OAUTH_ISSUER must be the issuer "
+            "exactly, e.g. https://<tenant>.auth0.com/, "
+            "https://<org>.okta.com/oauth2/default, https://<host>/realms/<realm>, "
+            "https://login.microsoftonline.com/<tenant>/v2.0",
+        )
+        return False
+    advertised = document.get("issuer")
+    if not isinstance(advertised, str) or not provider.accepts_issuer(advertised):
+        report.add(
+            FAIL,
+            "issuer_mismatch",
+            f"the discovery document names issuer {advertised!r}, but "
+            f"OAUTH_ISSUER={provider.issuer!r}; set OAUTH_ISSUER to the issuer "
+            "exactly as the IdP spells it",
+        )
+        return False
+    try:
+        metadata = provider.metadata()
+    except UpstreamError as exc:
+        report.add(FAIL, "discovery_invalid", exc.detail)
+        return False
+    report.add(OK, "discovery", f"{url}: issuer {advertised}")
+    insecure = [
+        f"{name}={value}"
+        for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+        if isinstance(value := metadata.get(name), str) and _insecure(value)
+    ]
+    if insecure:
+        report.add(
+            FAIL,
+            "insecure_issuer",
+            "the IdP advertises plain http on a non-loopback host: "
+            + ", ".join(insecure)
+            + ". Behind a TLS-terminating proxy, make the IdP trust the "
+            "forwarded headers (Keycloak: KC_PROXY_HEADERS=xforwarded)",
+        )
+    _check_capabilities(provider, metadata, report)
+    return True
+
+
+def _check_capabilities(
+    provider: OIDCProvider, metadata: dict[str, t.Any], report: Report
+) -> None:
+    grants = metadata.get("grant_types_supported")
+    if isinstance(grants, list):
+        if "authorization_code" not in grants:
+            report.add(
+                FAIL,
+                "grant_type_unsupported",
+                "the IdP does not offer the authorization_code grant",
+            )
+        elif "refresh_token" not in grants:
+            report.add(
+                WARN, "no_refresh_grant", "the IdP does not offer refresh tokens"
+            )
+    methods = metadata.get("token_endpoint_auth_methods_supported")
+    if isinstance(methods, list) and not {
+        "client_secret_basic",
+        "client_secret_post",
+    } & set(methods):
+        report.add(
+            FAIL,
+            "client_auth_unsupported",
+            "the token endpoint takes neither client_secret_basic nor "
+            f"client_secret_post (it offers {', '.join(map(str, methods))})",
+        )
+    challenges = metadata.get("code_challenge_methods_supported")
+    if isinstance(challenges, list) and "S256" not in challenges:
+        report.add(WARN, "pkce_unsupported", "the IdP does not list PKCE S256")
+    offered = metadata.get("scopes_supported")
+    if isinstance(offered, list):
+        missing = [s for s in provider.scopes if s not in offered]
+        if missing:
+            report.add(
+                WARN,
+                "scope_unsupported",
+                f"OAUTH_SCOPES asks for {' '.join(missing)}, which the IdP does "
+                "not list in scopes_supported",
+            )
+
+
+def _check_jwks(provider: OIDCProvider, report: Report) -> None:
+    try:
+        keys = provider.jwks()
+    except UpstreamError as exc:
+        report.add(FAIL, "jwks_unreachable", f"the IdP's JWKS: {exc.detail}")
+        return
+    if not keys.keys:
+        report.add(FAIL, "jwks_empty", "the IdP's JWKS holds no keys")
+        return
+    report.add(OK, "jwks", f"{len(keys.keys)} signing key(s)")
+
+
+def _check_credentials(provider: OIDCProvider | GitHubProvider, report: Report) -> None:
+    try:
+        error = provider.probe_client()
+    except UpstreamError as exc:
+        report.add(FAIL, "token_endpoint_unreachable", exc.detail)
+        return
+    if error in _CREDENTIALS_OK:
+        report.add(
+            OK,
+            "client_credentials",
+            "the token endpoint refused only the test code: OAUTH_CLIENT_ID and "
+            "OAUTH_CLIENT_SECRET are accepted",
+        )
+    elif error in _CREDENTIALS_BAD:
+        report.add(
+            FAIL,
+            "client_rejected",
+            f"the IdP answered {error}: OAUTH_CLIENT_ID or OAUTH_CLIENT_SECRET is "
+            "wrong (or the secret expired)",
+        )
+    elif error == "unauthorized_client":
+        report.add(
+            FAIL,
+            "grant_type_not_enabled",
+            "the IdP answered unauthorized_client: enable the Authorization Code "
+            "grant for this client (or the client id is unknown)",
+        )
+    elif error == "redirect_uri_mismatch":
+        report.add(
+            FAIL,
+            "redirect_uri_mismatch",
+            f"the IdP does not accept {provider.redirect_uri} as this app's "
+            "callback URL",
+        )
+    else:
+        report.add(
+            WARN,
+            "client_unverified",
+            f"the token endpoint answered {error!r}; the credentials could not "
+            "be verified",
+        )
+
+
+def _check_setup(
+    settings: Settings, provider: UpstreamProvider, report: Report
+) -> None:
+    kind = settings.upstream_provider
+    scopes = set(settings.upstream_scopes)
+    if kind not in ("github", "google") and "offline_access" not in scopes:
+        report.add(
+            WARN,
+            "no_refresh_scope",
+            "OAUTH_SCOPES lacks offline_access: the IdP may issue no refresh "
+            "token, and the proxy cannot notice a user removed upstream",
+        )
+    if kind == "auth0" and not settings.upstream_audience:
+        report.add(
+            WARN,
+            "auth0_no_audience",
+            "no audience is sent to Auth0 (set OAUTH_AUDIENCE or "
+            "OAUTH_UPSTREAM_AUDIENCE to your Auth0 API identifier)",
+        )
+    if kind == "keycloak" and "/realms/" not in settings.upstream_issuer:
+        report.add(
+            WARN,
+            "keycloak_issuer",
+            "a Keycloak issuer looks like https://<host>/realms/<realm>",
+        )
+    if (
+        isinstance(provider, EntraProvider)
+        and provider.multi_tenant
+        and not settings.entra_allowed_tenants
+        and not (settings.allowed_emails or settings.allowed_email_domains)
+    ):
+        report.add(
+            WARN,
+            "open_tenant",
+            f"tenant '{provider.tenant}' lets any Microsoft account in; set "
+            "ENTRA_ALLOWED_TENANTS or ALLOWED_EMAIL_DOMAINS",
+        )
+    if not settings.dynamic_registration and not settings.static_clients:
+        report.add(
+            WARN,
+            "no_clients",
+            "OAUTH_USE_DYNAMIC_REGISTRATION=false and no STATIC_CLIENTS_FILE: "
+            "no MCP client can register or connect (ChatGPT needs registration)",
+        )
+
+
+def _check_store(settings: Settings, report: Report) -> None:
+    if not settings.redis_url:
+        report.add(
+            WARN,
+            "embedded_store",
+            "REDIS_URL is not set: one process only, state lost on restart",
+        )
+        return
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+    )
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        report.add(FAIL, "redis_unreachable", f"REDIS_URL: {exc.__class__.__name__}")
+    else:
+        report.add(OK, "redis", "REDIS_URL answers")
+    finally:
+        client.close()
+
+
+def _insecure(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme != "https" and not is_loopback_host(parts.hostname or "")
+
+
+def write(report: Report, settings: Settings, out: t.TextIO) -> None:
+    """The findings, then the instructions, in plain words."""
+    kind = settings.upstream_provider
+    out.write(
+        f"mcp-oauth-proxy check  (OAUTH_PROVIDER={kind}, "
+        f"PUBLIC_URL={settings.public_url})\n\n"
+    )
+    for finding in report.findings:
+        out.write(f"  {finding.level:<4}  [{finding.code}] {finding.message}\n")
+    out.write("\n" + instructions(settings) + "\n")
+    failures = len(report.codes(FAIL))
+    out.write(
+        f"\n{failures} problem(s) found.\n" if failures else "\nNo problems found.\n"
+    )
+
+
+def instructions(settings: Settings) -> str:
+    """What to set at the IdP, and what to enter in ChatGPT and Claude."""
+    kind = settings.upstream_provider
+    console, field = CONSOLES[kind]
+    callback = settings.url("/oauth2/callback")
+    scopes = " ".join(settings.upstream_scopes)
+    lines = [
+        f"At the identity provider ({console}):",
+        f"  {field}: {callback}",
+        "    (exactly this: same scheme and host, no trailing slash)",
+    ]
+    if kind == "github":
+        lines += [
+            "  Scopes (requested by the proxy): " + scopes,
+            "  GitHub App: tick 'Expire user authorization tokens' for refresh "
+            "tokens; grant 'Email addresses: read' (and 'Members: read' for "
+            "GITHUB_ALLOWED_ORGS)",
+        ]
+    else:
+        lines += [
+            "  Application type: web application / confidential client (client secret)",
+            "  Grant types: Authorization Code, Refresh Token",
+            f"  Scopes: {scopes}",
+        ]
+    mcp_url = settings.resource
+    trusted = " ".join(CHATGPT_REDIRECT_URIS[:1] + CLAUDE_REDIRECT_URIS)
+    lines += [
+        "",
+        "In ChatGPT (Settings > Connectors > Create, developer mode):",
+        f"  MCP server URL: {mcp_url}    Authentication: OAuth",
+        "  Leave the OAuth client id/secret empty: ChatGPT registers itself.",
+        "  Its redirect URIs: " + ", ".join(CHATGPT_REDIRECT_URIS),
+        "",
+        "In Claude (Settings > Connectors > Add custom connector):",
+        f"  Remote MCP server URL: {mcp_url}",
+        "  Its redirect URIs: " + ", ".join(CLAUDE_REDIRECT_URIS),
+        "",
+        f"To skip the proxy's consent page for them: TRUSTED_REDIRECT_URIS={trusted}",
+    ]
+    return "\n".join(lines)

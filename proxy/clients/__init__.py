@@ -1,0 +1,1 @@
+"""Who is this client: the registry (static, DCR) and client authentication."""

@@ -1,0 +1,50 @@
+"""Client lookup: operator-registered (static) clients first, then DCR ones."""
+
+from __future__ import annotations
+
+import typing as t
+
+from proxy.config.settings import Settings
+from proxy.store.records import ClientRecord
+
+if t.TYPE_CHECKING:
+    from proxy.store import Store
+
+
+def static_records(settings: Settings) -> dict[str, ClientRecord]:
+    """Operator-registered clients, as records, built once at start-up."""
+    records = {}
+    for client in settings.static_clients:
+        records[client.client_id] = ClientRecord(
+            client_id=client.client_id,
+            redirect_uris=client.redirect_uris,
+            token_endpoint_auth_method=(
+                "client_secret_basic" if client.client_secret_hash else "none"
+            ),
+            grant_types=("authorization_code", "refresh_token"),
+            client_id_issued_at=0,
+            client_secret_hash=client.client_secret_hash,
+            metadata={"client_name": client.client_name, "scope": client.scope}
+            if client.scope
+            else {"client_name": client.client_name},
+        )
+    return records
+
+
+class ClientRegistry:
+    """Finds clients: static ones from settings first, then the store."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._static = static_records(settings)
+
+    def find(self, client_id: str) -> ClientRecord | None:
+        if client_id in self._static:
+            return self._static[client_id]
+        if not self._settings.dynamic_registration:
+            return None
+        return self._store.load_client(client_id, self._settings.client_ttl_seconds)
+
+    def static(self, client_id: str) -> ClientRecord | None:
+        return self._static.get(client_id)

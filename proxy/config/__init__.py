@@ -1,0 +1,1 @@
+"""The typed settings object, built once at start-up from the environment."""

@@ -1,0 +1,300 @@
+"""Settings: one typed, frozen object built once at start-up from the environment.
+
+Only this module reads ``os.environ``. A missing or malformed value raises
+:class:`ConfigError` naming the variable and what to put there, so a bad deploy
+stops at boot instead of failing on the first login.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.config.env import ConfigError
+from proxy.config.env import EnvReader
+from proxy.config.env import StaticClient
+from proxy.oauth.redirect_uris import is_loopback_host
+from proxy.oauth.resource_indicators import canonical_resource
+
+DEFAULT_UPSTREAM_SCOPES = "openid profile email offline_access"
+
+
+DEFAULT_KEY_PREFIX = "mcpoauth:"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the proxy is configured with. Built by :meth:`from_env`."""
+
+    public_url: str
+    upstream_issuer: str
+    upstream_client_id: str
+    upstream_client_secret: str
+    resource: str
+    secret_key: bytes
+    upstream_scopes: tuple[str, ...] = tuple(DEFAULT_UPSTREAM_SCOPES.split())
+    upstream_audience: str | None = None
+    upstream_timeout_seconds: float = 10.0
+    dynamic_registration: bool = True
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    mcp_path: str = "/mcp"
+    mcp_scopes: tuple[str, ...] = ("mcp",)
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 30 * 86400
+    refresh_token_max_lifetime_seconds: int = 90 * 86400
+    refresh_grace_seconds: int = 30
+    code_ttl_seconds: int = 120
+    code_replay_tolerance_seconds: int = 3
+    client_ttl_seconds: int = 90 * 86400
+    consent_remember_seconds: int = 30 * 86400
+    trusted_redirect_uris: frozenset[str] = frozenset()
+    allowed_redirect_schemes: frozenset[str] = frozenset()
+    static_clients: tuple[StaticClient, ...] = ()
+    signing_key_pem: str | None = None
+    max_registration_bytes: int = 16 * 1024
+    # Gateway mode: the proxy serves MCP_PATH itself and forwards to this URL.
+    backend_url: str | None = None
+    required_scopes: tuple[str, ...] = ()
+    allowed_origins: frozenset[str] = frozenset()
+    forward_user_header: str = "X-Forwarded-User"
+    forward_email_header: str = "X-Forwarded-Email"
+    forward_upstream_token: bool = False
+    backend_connect_timeout_seconds: float = 5.0
+    backend_read_timeout_seconds: float = 300.0
+    max_mcp_body_bytes: int = 10 * 1024 * 1024
+    # The upstream provider (proxy/upstream/): which kind, who may log in, and
+    # which upstream claims are copied into access tokens.
+    upstream_provider: str = "oidc"
+    #: None = the provider's default (raw `sub` for oidc, "<provider>|" otherwise).
+    subject_prefix: str | None = None
+    allowed_emails: frozenset[str] = frozenset()
+    allowed_email_domains: frozenset[str] = frozenset()
+    token_extra_claims: tuple[str, ...] = ()
+    github_allowed_orgs: tuple[str, ...] = ()
+    github_api_url: str | None = None
+    google_hosted_domain: str | None = None
+    entra_allowed_tenants: frozenset[str] = frozenset()
+    secret_key_generated: bool = field(default=False, compare=False)
+
+    @property
+    def issuer(self) -> str:
+        """Our issuer: byte-identical in metadata, PRM, `iss` and tokens."""
+        return self.public_url
+
+    @property
+    def insecure_loopback(self) -> bool:
+        """True for an http loopback PUBLIC_URL (development): cookies lose Secure."""
+        return urlsplit(self.public_url).scheme == "http"
+
+    def url(self, path: str) -> str:
+        return self.public_url + path
+
+    @property
+    def gateway(self) -> bool:
+        return self.backend_url is not None
+
+    def origin_allowed(self, origin: str) -> bool:
+        """PRM-15: our own origin, loopback origins, and MCP_ALLOWED_ORIGINS."""
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1" and the like
+            return False
+        own = urlsplit(self.public_url)
+        if (parts.scheme, parts.netloc) == (own.scheme, own.netloc):
+            return True
+        return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and check every setting; raise ConfigError on the first bad one."""
+        env = EnvReader(environ)
+        public_url = env.url("PUBLIC_URL", required=True)
+        mcp_path = env.text("MCP_PATH", "/mcp")
+        if not mcp_path.startswith("/") or mcp_path.endswith("/") and mcp_path != "/":
+            raise ConfigError(
+                "MCP_PATH must start with '/' and not end with one, e.g. MCP_PATH=/mcp"
+            )
+        audience_set = bool(environ.get("OAUTH_AUDIENCE", "").strip())
+        resource_text = env.url("OAUTH_AUDIENCE") or public_url + mcp_path
+        resource = canonical_resource(resource_text)
+        if resource is None:
+            raise ConfigError(
+                "OAUTH_AUDIENCE must be the absolute URL of the protected MCP "
+                "endpoint, e.g. OAUTH_AUDIENCE=https://mcp.example.com/mcp"
+            )
+        upstream_audience: str | None
+        if "OAUTH_UPSTREAM_AUDIENCE" in environ:
+            upstream_audience = environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
+        else:
+            # Sent as typed: Auth0 compares API identifiers byte for byte.
+            raw_audience = environ.get("OAUTH_AUDIENCE", "").strip()
+            upstream_audience = raw_audience if audience_set else None
+
+        redis_url = env.text("REDIS_URL", "") or None
+        secret_key, generated = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        provider = _provider_settings(env, environ)
+        settings = cls(
+            public_url=public_url,
+            upstream_client_id=env.text("OAUTH_CLIENT_ID", required=True),
+            upstream_client_secret=env.text("OAUTH_CLIENT_SECRET", required=True),
+            resource=resource,
+            secret_key=secret_key,
+            secret_key_generated=generated,
+            **provider,
+            upstream_audience=upstream_audience,
+            upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
+            dynamic_registration=env.flag("OAUTH_USE_DYNAMIC_REGISTRATION", True),
+            redis_url=redis_url,
+            key_prefix=env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            mcp_path=mcp_path,
+            mcp_scopes=tuple(env.text("MCP_SCOPES", "mcp").split()),
+            access_token_ttl_seconds=env.integer(
+                "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
+            ),
+            refresh_token_ttl_seconds=env.integer(
+                "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
+            ),
+            refresh_token_max_lifetime_seconds=env.integer(
+                "REFRESH_TOKEN_MAX_LIFETIME_SECONDS", 90 * 86400, 300, 3650 * 86400
+            ),
+            refresh_grace_seconds=env.integer("REFRESH_GRACE_SECONDS", 30, 0, 120),
+            code_ttl_seconds=env.integer("AUTH_CODE_TTL_SECONDS", 120, 10, 300),
+            code_replay_tolerance_seconds=env.integer(
+                "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
+            ),
+            client_ttl_seconds=env.integer(
+                "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
+            ),
+            consent_remember_seconds=env.integer(
+                "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
+            ),
+            trusted_redirect_uris=frozenset(env.items("TRUSTED_REDIRECT_URIS")),
+            allowed_redirect_schemes=frozenset(
+                s.lower() for s in env.items("ALLOWED_REDIRECT_SCHEMES")
+            ),
+            static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
+            signing_key_pem=env.file_or_value("SIGNING_KEY"),
+            backend_url=env.url("MCP_BACKEND_URL", normalise=False, private_http=True)
+            or None,
+            required_scopes=tuple(env.text("MCP_REQUIRED_SCOPES", "").split()),
+            allowed_origins=frozenset(env.items("MCP_ALLOWED_ORIGINS")),
+            forward_user_header=env.header("FORWARD_USER_HEADER", "X-Forwarded-User"),
+            forward_email_header=env.header(
+                "FORWARD_EMAIL_HEADER", "X-Forwarded-Email"
+            ),
+            forward_upstream_token=env.flag("FORWARD_UPSTREAM_TOKEN", False),
+            backend_connect_timeout_seconds=env.number(
+                "MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 60
+            ),
+            backend_read_timeout_seconds=env.number(
+                "MCP_BACKEND_READ_TIMEOUT_SECONDS", 300, 1, 86400
+            ),
+        )
+        if (
+            settings.refresh_token_max_lifetime_seconds
+            < settings.refresh_token_ttl_seconds
+        ):
+            raise ConfigError(
+                "REFRESH_TOKEN_MAX_LIFETIME_SECONDS must be at least "
+                "REFRESH_TOKEN_TTL_SECONDS"
+            )
+        return settings
+
+
+PROVIDERS = ("oidc", "github", "google", "auth0", "okta", "keycloak", "entra")
+
+
+#: Providers whose OAUTH_ISSUER may be left out (GitHub: its web URL).
+_DEFAULT_ISSUERS = {
+    "github": "https://github.com",
+    "google": "https://accounts.google.com",
+}
+
+
+_DEFAULT_SCOPES = {
+    # GitHub is not OIDC: its scopes are API permissions.
+    "github": "read:user user:email",
+    # Google refuses `offline_access`; access_type=offline asks for refresh tokens.
+    "google": "openid email profile",
+}
+
+
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+
+
+def _provider_settings(env: EnvReader, environ: Mapping[str, str]) -> dict[str, Any]:
+    """OAUTH_PROVIDER and the variables that go with it (config/providers/)."""
+    from proxy.oauth.access_tokens import RESERVED_CLAIMS
+
+    provider = env.text("OAUTH_PROVIDER", "oidc").lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            f"OAUTH_PROVIDER={provider!r} is not known: use one of "
+            + ", ".join(PROVIDERS)
+        )
+    issuer = env.url(
+        "OAUTH_ISSUER",
+        required=provider not in _DEFAULT_ISSUERS and provider != "entra",
+        normalise=False,
+    )
+    if not issuer and provider == "entra":
+        tenant = env.text("ENTRA_TENANT_ID")
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", tenant):
+            raise ConfigError(
+                "OAUTH_PROVIDER=entra needs ENTRA_TENANT_ID (the Directory (tenant) "
+                "ID, or organizations / common) or OAUTH_ISSUER="
+                "https://login.microsoftonline.com/<tenant>/v2.0"
+            )
+        issuer = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    claims = tuple(env.items("TOKEN_EXTRA_CLAIMS"))
+    for claim in claims:
+        if claim in RESERVED_CLAIMS or not _CLAIM_NAME.fullmatch(claim):
+            raise ConfigError(
+                f"TOKEN_EXTRA_CLAIMS: {claim!r} cannot be copied into access tokens "
+                "(the proxy sets " + ", ".join(sorted(RESERVED_CLAIMS)) + " itself)"
+            )
+    only_for = {
+        "GITHUB_ALLOWED_ORGS": "github",
+        "GITHUB_API_URL": "github",
+        "GOOGLE_HOSTED_DOMAIN": "google",
+        "ENTRA_ALLOWED_TENANTS": "entra",
+    }
+    for name, owner in only_for.items():
+        if env.text(name) and provider != owner:
+            # An allow-list silently ignored would let everyone in.
+            raise ConfigError(f"{name} works only with OAUTH_PROVIDER={owner}")
+    domains = frozenset(
+        d.lower().lstrip("@") for d in env.items("ALLOWED_EMAIL_DOMAINS")
+    )
+    return {
+        "upstream_provider": provider,
+        "upstream_issuer": issuer or _DEFAULT_ISSUERS[provider],
+        "upstream_scopes": tuple(
+            env.text(
+                "OAUTH_SCOPES", _DEFAULT_SCOPES.get(provider, DEFAULT_UPSTREAM_SCOPES)
+            ).split()
+        ),
+        "subject_prefix": environ["OAUTH_SUBJECT_PREFIX"].strip()
+        if "OAUTH_SUBJECT_PREFIX" in environ
+        else None,
+        "allowed_emails": frozenset(e.lower() for e in env.items("ALLOWED_EMAILS")),
+        "allowed_email_domains": frozenset(d.lower().lstrip("@") for d in domains),
+        "token_extra_claims": claims,
+        "github_allowed_orgs": tuple(env.items("GITHUB_ALLOWED_ORGS")),
+        "github_api_url": env.url("GITHUB_API_URL") or None,
+        "google_hosted_domain": env.text("GOOGLE_HOSTED_DOMAIN").lower() or None,
+        "entra_allowed_tenants": frozenset(
+            tid.lower() for tid in env.items("ENTRA_ALLOWED_TENANTS")
+        ),
+    }

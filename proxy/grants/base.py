@@ -1,0 +1,70 @@
+"""What every token grant shares: client authentication, resource check, TTLs.
+
+Each grant reads what it needs in one round trip, validates in Python
+(constant-time comparisons), then commits with one atomic script, so a code
+or refresh token is spent exactly once however many workers race for it."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from proxy.clients.authentication import ClientCredentials
+from proxy.clients.authentication import authenticate
+from proxy.oauth.errors import InvalidTargetError
+from proxy.oauth.resource_indicators import matches_resource
+from proxy.store.records import ClientRecord
+from proxy.store.records import Grant
+
+if t.TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
+    from proxy.app_state import AppState
+
+
+log = logging.getLogger(__name__)
+
+
+LEASE_SLACK_SECONDS = 5
+
+
+LEASE_POLL_SECONDS = 0.05
+
+
+def _client(
+    app: AppState, credentials: ClientCredentials, stored: ClientRecord | None
+) -> ClientRecord:
+    """Authenticate the caller against its static or stored registration."""
+    if not app.settings.dynamic_registration:
+        stored = None  # with DCR off, earlier dynamic clients are not honoured
+    return authenticate(
+        credentials, app.clients.static(credentials.client_id) or stored
+    )
+
+
+def _check_resource(form: MultiDict[str, str], grant: Grant) -> None:
+    # RFC 8707 §2.2: a resource at the token endpoint must be one that was granted.
+    for value in form.getlist("resource"):
+        if value and not matches_resource(value, grant.resource):
+            raise InvalidTargetError(
+                "'resource' was not granted.", reason="res_mismatch"
+            )
+
+
+def _refresh_ttl(app: AppState, grant: Grant, now: int) -> int:
+    """Idle TTL, capped by what is left of the grant's absolute lifetime."""
+    return max(1, min(app.settings.refresh_token_ttl_seconds, grant.expires_at - now))
+
+
+class TokenGrant:
+    """A grant type of the token endpoint: `issue()` answers one request."""
+
+    GRANT_TYPE: t.ClassVar[str]
+
+    def __init__(self, app: AppState) -> None:
+        self.app = app
+
+    def issue(
+        self, form: MultiDict[str, str], credentials: ClientCredentials
+    ) -> dict[str, t.Any]:
+        raise NotImplementedError

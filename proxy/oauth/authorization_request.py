@@ -1,0 +1,192 @@
+"""The authorization request (OAuth 2.1 §4.1.1) as one validated value.
+
+:func:`validate` applies the rules in the order the spec demands: first the
+client and its redirect URI, whose failures are shown to the user and never
+redirected (§4.1.2.1); then everything else, whose failures are redirected
+back to the now-trusted redirect URI with `state` and `iss`.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import asdict
+from dataclasses import dataclass
+
+from proxy.oauth import pkce
+from proxy.oauth import redirect_uris
+from proxy.oauth import scopes
+from proxy.oauth.errors import InvalidRequestError
+from proxy.oauth.errors import InvalidScopeError
+from proxy.oauth.errors import InvalidTargetError
+from proxy.oauth.errors import OAuthError
+from proxy.oauth.errors import UnknownClientError
+from proxy.oauth.errors import UnsupportedResponseTypeError
+from proxy.oauth.params import single
+from proxy.oauth.resource_indicators import canonical_resource
+from proxy.oauth.resource_indicators import matches_resource
+
+if t.TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
+    from proxy.store.records import ClientRecord
+
+
+# Parameters that must appear at most once (GEN-6); `resource` may repeat.
+_SINGLE = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """Everything the client asked for, bound server-side from here on (AUTHZ-17)."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    state: str | None
+    code_challenge: str
+    scope: str
+    resource: str
+
+    def to_dict(self) -> dict[str, t.Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, t.Any]) -> AuthorizationRequest:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+def client_id_of(args: MultiDict[str, str]) -> str:
+    """The client_id, or a shown error: it cannot be redirected yet (AUTHZ-1)."""
+    values = args.getlist("client_id")
+    if len(values) != 1 or not values[0]:
+        raise InvalidRequestError(
+            "'client_id' is missing or repeated.", reason="client_id"
+        )
+    return values[0]
+
+
+def validate(
+    args: MultiDict[str, str],
+    client: ClientRecord | None,
+    *,
+    offered_scopes: tuple[str, ...],
+    resource: str,
+) -> AuthorizationRequest:
+    """Validate a request; raise an OAuthError, with a redirect only once it is safe."""
+    client_id = client_id_of(args)
+    if client is None:
+        # J10: mcp-remote reads this JSON to detect a stale registration.
+        raise UnknownClientError(
+            f"Client '{_printable(client_id)}' is not registered.",
+            reason="unknown_client",
+        )
+    requested_uris = args.getlist("redirect_uri")
+    if len(requested_uris) > 1:
+        raise InvalidRequestError(
+            "'redirect_uri' is repeated.", reason="redirect_repeated"
+        )
+    requested = requested_uris[0] if requested_uris else None
+    # OAuth 2.1 §4.1.2.1: a mismatching redirect URI MUST NOT be redirected to.
+    redirect_uri = redirect_uris.resolve(requested, client.redirect_uris)
+    if redirect_uri is None:
+        raise InvalidRequestError(
+            "'redirect_uri' is missing or not registered for this client.",
+            reason="redirect_mismatch",
+        )
+
+    # From here on, errors go back to the client's redirect URI.
+    state_values = args.getlist("state")
+    state = state_values[0] if len(state_values) == 1 and state_values[0] else None
+
+    def fail(error: type[OAuthError], description: str, reason: str) -> OAuthError:
+        return error(description, reason=reason, redirect_uri=redirect_uri, state=state)
+
+    for name in _SINGLE:
+        if len(args.getlist(name)) > 1:
+            raise fail(InvalidRequestError, f"'{name}' is repeated.", "repeated")
+
+    response_type = single(args, "response_type")
+    if response_type is None:
+        raise fail(
+            InvalidRequestError, "'response_type' is required.", "no_response_type"
+        )
+    if response_type != "code":
+        raise fail(
+            UnsupportedResponseTypeError, "Only response_type=code is supported.", "rt"
+        )
+    if "authorization_code" not in client.grant_types:
+        raise fail(InvalidRequestError, "Client may not use the code grant.", "grant")
+
+    # OAuth 2.1 §4.1.1: PKCE is required; this server accepts only S256.
+    challenge = single(args, "code_challenge")
+    if challenge is None:
+        raise fail(InvalidRequestError, "'code_challenge' is required.", "no_pkce")
+    method = single(args, "code_challenge_method")
+    if method not in pkce.SUPPORTED_METHODS:
+        # RFC 7636 §4.4.1: absent means plain, which is refused.
+        raise fail(
+            InvalidRequestError,
+            "Transform algorithm not supported: use S256.",
+            "pkce_method",
+        )
+    if not pkce.is_valid_challenge(challenge):
+        raise fail(InvalidRequestError, "Malformed 'code_challenge'.", "pkce_format")
+
+    scope_text = single(args, "scope")
+    if scope_text is not None and not scopes.is_well_formed(scope_text):
+        raise fail(InvalidScopeError, "Malformed 'scope'.", "scope_format")
+    granted = scopes.grant(
+        scope_text or client_scope(client), offered_for(client, offered_scopes)
+    )
+
+    # RFC 8707 §2: resource may repeat; each must name our protected resource.
+    for value in args.getlist("resource"):
+        if not value:
+            continue
+        if canonical_resource(value) is None:
+            raise fail(
+                InvalidTargetError, "'resource' must be an absolute URI.", "res_form"
+            )
+        if not matches_resource(value, resource):
+            raise fail(InvalidTargetError, "Unknown 'resource'.", "res_unknown")
+
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        redirect_uri_given=requested is not None,
+        state=state,
+        code_challenge=challenge,
+        scope=scopes.format_scopes(granted),
+        resource=resource,
+    )
+
+
+def offered_for(client: ClientRecord, offered: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 7591 §2: a registered `scope` is the most the client may ask for.
+
+    A registration naming none of our scopes (only OIDC ones, say) limits
+    nothing: the client would otherwise be left with no scope at all.
+    """
+    registered = scopes.parse(client_scope(client))
+    limited = tuple(s for s in offered if s in registered)
+    return limited or offered
+
+
+def client_scope(client: ClientRecord) -> str | None:
+    scope = client.metadata.get("scope")
+    return scope if isinstance(scope, str) else None
+
+
+def _printable(value: str) -> str:
+    cleaned = "".join(
+        c for c in value[:100] if 0x20 <= ord(c) < 0x7F and c not in '"\\'
+    )
+    return cleaned

@@ -1,0 +1,1 @@
+"""The protected-resource side: bearer verification, identity headers, relay."""

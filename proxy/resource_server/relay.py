@@ -1,0 +1,157 @@
+"""Relaying one MCP request to the backend and its response back, chunk by chunk.
+
+What crosses the gateway is decided here: the client's credentials and any
+header a backend could read as identity never pass (MCP forbids token
+passthrough); the verified identity is added instead. Bodies, JSON or
+`text/event-stream`, are streamed as they arrive and never buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from collections.abc import Iterator
+
+import urllib3
+
+from proxy.oauth.errors import BadGatewayError
+from proxy.oauth.errors import GatewayTimeoutError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from proxy.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 65536
+# RFC 9110 §7.6.1 hop-by-hop headers, plus what the gateway owns itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# Never from the client: its token (no passthrough), its cookies, and any
+# header a backend might read as identity or origin (we set those ourselves).
+_NEVER_FORWARDED = frozenset(
+    {"authorization", "cookie", "origin", "forwarded", "x-real-ip"}
+)
+
+
+def backend_pool(settings: Settings, pool_size: int = 64) -> urllib3.PoolManager:
+    """urllib3 directly: requests' layers cost ~15% of a relayed call (profiled)."""
+    return urllib3.PoolManager(
+        num_pools=4,
+        maxsize=pool_size,
+        block=False,
+        retries=False,
+        timeout=urllib3.Timeout(
+            connect=settings.backend_connect_timeout_seconds,
+            read=settings.backend_read_timeout_seconds,
+        ),
+    )
+
+
+def backend_request_headers(
+    client_headers: Iterable[tuple[str, str]],
+    identity: dict[str, str],
+    remote_addr: str | None,
+) -> dict[str, str]:
+    """The client's headers minus what never passes, plus the verified identity."""
+    own = {name.lower() for name in identity}
+    headers = {
+        name: value for name, value in client_headers if _forwardable(name.lower(), own)
+    }
+    headers.update(identity)
+    if remote_addr:
+        headers["X-Forwarded-For"] = remote_addr
+    return headers
+
+
+def open_backend(
+    pool: urllib3.PoolManager,
+    method: str,
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+) -> urllib3.BaseHTTPResponse:
+    """Send the request; the response body is left unread, to be streamed."""
+    try:
+        return pool.urlopen(
+            method,
+            url,
+            body=body or None,
+            headers=headers,
+            preload_content=False,
+            decode_content=False,
+            redirect=False,
+        )
+    except urllib3.exceptions.NewConnectionError as exc:
+        # Refused or unresolvable (a subclass of ConnectTimeoutError, for history).
+        log.warning("MCP backend unreachable: %s", exc.__class__.__name__)
+        raise BadGatewayError("The MCP server is unreachable.") from exc
+    except urllib3.exceptions.TimeoutError as exc:
+        log.warning("MCP backend timed out: %s", exc.__class__.__name__)
+        raise GatewayTimeoutError("The MCP server did not answer in time.") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        log.warning("MCP backend unreachable: %s", exc.__class__.__name__)
+        raise BadGatewayError("The MCP server is unreachable.") from exc
+
+
+def response_headers(relayed: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:
+    """Header by header, so repeated ones (Set-Cookie) stay separate."""
+    return [
+        (name, value)
+        for name, value in relayed.headers.items()
+        if name.lower() not in _HOP_BY_HOP or name.lower() == "content-length"
+    ]
+
+
+def _forwardable(name: str, own: set[str]) -> bool:
+    if name in _HOP_BY_HOP or name in _NEVER_FORWARDED:
+        return False
+    return not name.startswith("x-forwarded-") and name not in own
+
+
+class Relay:
+    """The backend's body, chunk by chunk as it arrives (SSE is never buffered)."""
+
+    def __init__(self, relayed: urllib3.BaseHTTPResponse) -> None:
+        self._relayed = relayed
+        self._complete = False
+        self._finished = False
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            while True:
+                try:
+                    chunk = self._relayed.read1(CHUNK_BYTES, decode_content=False)
+                except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                    log.info("MCP backend stream ended: %s", exc.__class__.__name__)
+                    return
+                if not chunk:
+                    self._complete = True
+                    return
+                yield chunk
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Return a fully read connection to the pool; drop a half-read one."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._complete:
+            self._relayed.release_conn()
+        else:
+            self._relayed.close()

@@ -1,0 +1,71 @@
+"""The resource side: is this request's bearer token good for the MCP server?
+
+Shared by the gateway (`/mcp`) and the forward-auth endpoint. Checks, in
+order: a bearer token in the Authorization header (never the query, PRM-14;
+never two methods, PRM-12), our signature, `typ`, `iss`, `aud` = the resource,
+`exp`, that the grant is still alive in the store (revocation takes effect on
+the next request), and the required scopes.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+from urllib.parse import urlsplit
+
+from proxy.oauth import scopes
+from proxy.oauth.access_tokens import AccessClaims
+from proxy.oauth.errors import InsufficientScopeError
+from proxy.oauth.errors import InvalidRequestError
+from proxy.oauth.errors import InvalidTokenError
+from proxy.resource_server.bearer import challenge
+from proxy.resource_server.bearer import token_from_header
+
+if t.TYPE_CHECKING:
+    from flask import Request
+
+    from proxy.app_state import AppState
+
+
+def resource_metadata_url(app: AppState) -> str:
+    """The path-inserted PRM URL of the resource (RFC 9728 §3.1)."""
+    path = urlsplit(app.settings.resource).path
+    return app.settings.url("/.well-known/oauth-protected-resource" + path)
+
+
+def challenge_scope(app: AppState) -> str | None:
+    needed = app.settings.required_scopes or app.settings.mcp_scopes
+    return " ".join(needed) or None
+
+
+def verify_request(app: AppState, request: Request) -> AccessClaims:
+    """The verified claims of the request's access token, or an InvalidTokenError."""
+    metadata = resource_metadata_url(app)
+    scope = challenge_scope(app)
+    header_token = token_from_header(request.headers.get("Authorization"))
+    if header_token and request.mimetype == "application/x-www-form-urlencoded":
+        if "access_token" in request.form:
+            # RFC 6750 §3.1: more than one method is invalid_request (PRM-12).
+            raise InvalidRequestError("Send the token in one place only.")
+    if header_token is None:
+        error = InvalidTokenError("Authorization required.", reason="no_token")
+        error.challenge = challenge(metadata, scope=scope)
+        raise error
+    try:
+        claims = app.verified_tokens.verify(app, header_token, int(time.time()))
+        # Revocation is never cached: the store is asked on every request.
+        if not app.store.grant_exists(claims.grant_id):
+            raise InvalidTokenError("The access token was revoked.", reason="revoked")
+    except InvalidTokenError as exc:
+        exc.challenge = challenge(
+            metadata, scope=scope, error="invalid_token", description=exc.description
+        )
+        raise
+    required = app.settings.required_scopes
+    if required and not scopes.is_subset(list(required), scopes.parse(claims.scope)):
+        error = InsufficientScopeError("The token lacks a required scope.")
+        error.challenge = challenge(
+            metadata, scope=" ".join(required), error="insufficient_scope"
+        )
+        raise error
+    return claims

@@ -1,0 +1,1 @@
+"""The upstream identity provider: one small interface, one module per provider."""

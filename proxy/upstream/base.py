@@ -1,0 +1,124 @@
+"""The upstream interface: what endpoints may ask of any identity provider.
+
+:class:`UpstreamProvider` is the whole interface (authorize URL, code exchange
+with identity, refresh); :class:`UpstreamError` says how a call failed;
+:class:`Identity` and :class:`UpstreamTokens` are what comes back."""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+
+from proxy.oauth.access_tokens import RESERVED_CLAIMS
+
+
+class UpstreamError(Exception):
+    """The IdP said no, or could not be reached. ``kind`` drives the response.
+
+    kinds: ``unavailable`` (network, 5xx, bad JSON: retryable), ``invalid_grant``
+    (the upstream grant is dead: end ours), ``access_denied`` (the user or
+    policy refused), ``invalid_response`` (an ID token that does not verify),
+    ``invalid_client`` (the IdP refused OUR credentials: an operator problem,
+    never a reason to end a user's grant), ``rejected`` (any other refusal).
+    """
+
+    def __init__(self, kind: str, detail: str, *, error: str = "") -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        #: The IdP's own error code, when it sent one (``invalid_client``, ...).
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTokens:
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: int | None = None
+    id_token: str | None = None
+    scope: str | None = None
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at,
+            "scope": self.scope,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, t.Any]) -> UpstreamTokens:
+        return cls(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token"),
+            expires_at=data.get("expires_at"),
+            scope=data.get("scope"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who logged in, as the IdP vouched for it.
+
+    ``subject`` is namespaced per provider (``github|12345``; raw ``sub`` for
+    the generic ``oidc`` provider). ``email_verified`` is True only when the
+    IdP vouches for the address; allow-lists use verified addresses only.
+    ``claims`` is everything the IdP said (never stored); ``extra`` holds the
+    TOKEN_EXTRA_CLAIMS copied into access tokens.
+    """
+
+    subject: str
+    email: str | None = None
+    name: str | None = None
+    email_verified: bool = False
+    claims: dict[str, t.Any] = field(default_factory=dict)
+    extra: dict[str, t.Any] = field(default_factory=dict)
+
+    def token_claims(self) -> dict[str, t.Any]:
+        """The identity claims stored in the grant and copied into access tokens."""
+        claims = {k: v for k, v in self.extra.items() if k not in RESERVED_CLAIMS}
+        if self.email:
+            claims["email"] = self.email
+            claims["email_verified"] = self.email_verified
+        if self.name:
+            claims["name"] = self.name
+        return claims
+
+
+def pick_claims(claims: dict[str, t.Any], names: t.Iterable[str]) -> dict[str, t.Any]:
+    """The named upstream claims that are present, minus the reserved ones."""
+    return {
+        name: claims[name]
+        for name in names
+        if name in claims and name not in RESERVED_CLAIMS and claims[name] is not None
+    }
+
+
+def is_true(value: object) -> bool:
+    """A boolean claim: some IdPs send ``"true"`` as a string."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+class UpstreamProvider(t.Protocol):
+    """What the endpoints need from an identity provider."""
+
+    name: str
+
+    def authorization_url(self, *, state: str, code_challenge: str, nonce: str) -> str:
+        """Where to send the browser to log in."""
+        ...
+
+    def exchange_code(
+        self, *, code: str, code_verifier: str, nonce: str
+    ) -> tuple[UpstreamTokens, Identity]:
+        """Redeem the upstream code and establish the user's identity."""
+        ...
+
+    def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
+        """Renew the upstream tokens; raise UpstreamError("invalid_grant") if dead."""
+        ...
+
+    def issuer_matches(self, iss: str) -> bool:
+        """RFC 9207: does an `iss` on the callback name this IdP?"""
+        ...

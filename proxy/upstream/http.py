@@ -1,0 +1,90 @@
+"""HTTP to the IdP: a pooled session and the token-endpoint error mapping."""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from proxy.upstream.base import UpstreamError
+from proxy.upstream.base import UpstreamTokens
+
+
+def pooled_session(user_agent: str = "mcp-oauth-proxy") -> requests.Session:
+    """One keep-alive session per process: no TLS handshake per upstream call."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+#: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+
+
+#: Answers that say "not now" rather than "never": retried, never fatal.
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "slow_down"})
+
+
+def token_error(error: str, status: int = 400) -> UpstreamError:
+    """The UpstreamError for an error answer from the token endpoint.
+
+    Only ``invalid_grant`` means the user's upstream grant is dead (and ends
+    ours). A rate limit, a WAF page, a code-less 4xx or a transient code is
+    ``unavailable``: a 503 to the client, and nothing is revoked.
+    """
+    if not error or status in (408, 429) or error in TRANSIENT_ERRORS:
+        kind = "unavailable"
+    elif error == "invalid_grant":
+        kind = "invalid_grant"
+    elif error in CLIENT_ERRORS:
+        kind = "invalid_client"
+    else:
+        kind = "rejected"
+    label = error[:64] or f"http_{status}"
+    return UpstreamError(kind, f"token endpoint: {label}", error=label)
+
+
+def refresh_with(
+    token_request: t.Callable[[dict[str, str]], dict[str, t.Any]],
+    tokens: UpstreamTokens,
+) -> UpstreamTokens:
+    """RFC 6749 §6 through a provider's own token request."""
+    if not tokens.refresh_token:
+        raise UpstreamError("invalid_grant", "no upstream refresh token")
+    data = token_request(
+        {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+    )
+    return tokens_from(data, previous_refresh=tokens.refresh_token)
+
+
+def tokens_from(data: dict[str, t.Any], previous_refresh: str | None) -> UpstreamTokens:
+    expires_in = data.get("expires_in")
+    expires_at = (
+        int(time.time() + float(expires_in))
+        if isinstance(expires_in, (int, float, str))
+        and str(expires_in).replace(".", "", 1).isdigit()
+        else None
+    )
+    refresh = data.get("refresh_token")
+    id_token = data.get("id_token")
+    scope = data.get("scope")
+    return UpstreamTokens(
+        access_token=data["access_token"],
+        # An IdP that does not rotate keeps the refresh token we had.
+        refresh_token=refresh if isinstance(refresh, str) else previous_refresh,
+        expires_at=expires_at,
+        id_token=id_token if isinstance(id_token, str) else None,
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+def _form_encode(value: str) -> str:
+    """RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64."""
+    from urllib.parse import quote_plus
+
+    return quote_plus(value)

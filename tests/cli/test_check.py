@@ -1,0 +1,193 @@
+"""`python -m proxy check`: the success path and every mismatch it detects.
+
+Upstreams are the local OIDC stand-in (tests/upstream/standins.py), the
+GitHub stand-in (tests/upstream/test_github.py) and the real
+oidc-provider-mock. Assertions use the findings' codes and the exit status.
+"""
+
+from __future__ import annotations
+
+import io
+import typing as t
+
+import pytest
+
+from proxy.cli import check
+from proxy.cli.demo import main as cli_main
+from tests.endpoints._helpers import closed_port
+from tests.upstream.standins import OIDCStandIn
+from tests.upstream.test_github import CLIENT_ID as GH_CLIENT_ID
+from tests.upstream.test_github import CLIENT_SECRET as GH_SECRET
+from tests.upstream.test_github import GitHubStandIn
+
+PUBLIC = "https://mcp.example.com"
+
+
+def env_for(issuer: str, **extra: str) -> dict[str, str]:
+    return {
+        "PUBLIC_URL": PUBLIC,
+        "OAUTH_ISSUER": issuer,
+        "OAUTH_CLIENT_ID": "proxy-client",
+        "OAUTH_CLIENT_SECRET": "proxy-secret",
+        **extra,
+    }
+
+
+def run(environ: dict[str, str]) -> tuple[int, str, check.Report]:
+    out = io.StringIO()
+    status = check.main(environ, out)
+    settings = check.Settings.from_env(environ) if status != 2 else None
+    report = check.run(settings) if settings else check.Report()
+    return status, out.getvalue(), report
+
+
+def test_success_prints_what_to_set_where(httpserver: t.Any) -> None:
+    """All good: exit 0, and the exact callback URL, MCP URL and client URIs."""
+    idp = OIDCStandIn(httpserver)
+    status, text, report = run(env_for(idp.issuer))
+    assert status == 0
+    assert {"discovery", "jwks", "client_credentials"} <= set(report.codes(check.OK))
+    assert f"{PUBLIC}/oauth2/callback" in text
+    assert f"{PUBLIC}/mcp" in text
+    for uri in check.CHATGPT_REDIRECT_URIS + check.CLAUDE_REDIRECT_URIS:
+        assert uri in text
+
+
+def test_success_against_a_real_oidc_provider(idp_url: str) -> None:
+    """The real oidc-provider-mock passes every check."""
+    status, _, report = run(env_for(idp_url))
+    assert status == 0
+    assert not report.codes(check.FAIL)
+
+
+def test_unreachable_discovery(httpserver: t.Any) -> None:
+    """Nothing at OAUTH_ISSUER: discovery_unreachable, exit 1."""
+    status, _, report = run(env_for(f"http://127.0.0.1:{closed_port()}"))
+    assert status == 1
+    assert report.codes(check.FAIL) == ["discovery_unreachable"]
+
+
+def test_wrong_path_is_unreachable_discovery(httpserver: t.Any) -> None:
+    """A 404 discovery (e.g. a Keycloak URL without /realms/x) fails the same way."""
+    OIDCStandIn(httpserver, path="/realms/mcp")
+    status, _, report = run(env_for(httpserver.url_for("/realms")))
+    assert status == 1
+    assert "discovery_unreachable" in report.codes(check.FAIL)
+
+
+def test_issuer_mismatch(httpserver: t.Any) -> None:
+    """Discovery names another issuer than OAUTH_ISSUER: issuer_mismatch."""
+    idp = OIDCStandIn(httpserver, issuer="https://idp.example.com/")
+    status, _, report = run(env_for(idp.base))
+    assert status == 1
+    assert report.codes(check.FAIL) == ["issuer_mismatch"]
+
+
+def test_http_endpoint_on_public_host(httpserver: t.Any) -> None:
+    """An IdP advertising http on a non-loopback host: insecure_issuer."""
+    idp = OIDCStandIn(
+        httpserver,
+        discovery_extra={"authorization_endpoint": "http://idp.example.com/authorize"},
+    )
+    status, _, report = run(env_for(idp.issuer))
+    assert status == 1
+    assert "insecure_issuer" in report.codes(check.FAIL)
+
+
+def test_http_issuer_on_public_host_is_a_config_error() -> None:
+    """OAUTH_ISSUER=http://<public host>: the settings refuse it, exit 2."""
+    out = io.StringIO()
+    assert check.main(env_for("http://idp.example.com"), out) == 2
+    assert "[config]" in out.getvalue()
+
+
+def test_rejected_client_secret(httpserver: t.Any) -> None:
+    """The token endpoint says invalid_client: client_rejected."""
+    idp = OIDCStandIn(httpserver, client_secret="the-real-one")
+    status, _, report = run(env_for(idp.issuer))
+    assert status == 1
+    assert report.codes(check.FAIL) == ["client_rejected"]
+
+
+def test_authorization_code_grant_not_enabled(httpserver: t.Any) -> None:
+    """unauthorized_client at the token endpoint: grant_type_not_enabled."""
+    idp = OIDCStandIn(httpserver)
+    idp.token_answer = (400, {"error": "unauthorized_client"})
+    status, _, report = run(env_for(idp.issuer))
+    assert status == 1
+    assert report.codes(check.FAIL) == ["grant_type_not_enabled"]
+
+
+def test_unreachable_jwks(httpserver: t.Any) -> None:
+    """A jwks_uri nobody answers: jwks_unreachable."""
+    idp = OIDCStandIn(
+        httpserver,
+        discovery_extra={"jwks_uri": f"http://127.0.0.1:{closed_port()}/jwks"},
+    )
+    status, _, report = run(env_for(idp.issuer))
+    assert status == 1
+    assert "jwks_unreachable" in report.codes(check.FAIL)
+
+
+def test_private_key_jwt_only_idp(httpserver: t.Any) -> None:
+    """A token endpoint without client secrets: client_auth_unsupported."""
+    idp = OIDCStandIn(httpserver, auth_methods=("private_key_jwt",))
+    status, _, report = run(env_for(idp.issuer))
+    assert status == 1
+    assert "client_auth_unsupported" in report.codes(check.FAIL)
+
+
+@pytest.mark.parametrize(
+    ("secret", "code", "status"),
+    [(GH_SECRET, "client_credentials", 0), ("wrong", "client_rejected", 1)],
+)
+def test_github_credentials(
+    httpserver: t.Any, secret: str, code: str, status: int
+) -> None:
+    """GitHub: bad_verification_code = credentials fine; incorrect_... = wrong."""
+    github = GitHubStandIn(httpserver)
+    environ = {
+        "PUBLIC_URL": PUBLIC,
+        "OAUTH_PROVIDER": "github",
+        "OAUTH_ISSUER": github.web_url,
+        "GITHUB_API_URL": github.api_url,
+        "OAUTH_CLIENT_ID": GH_CLIENT_ID,
+        "OAUTH_CLIENT_SECRET": secret,
+    }
+    got, text, report = run(environ)
+    assert got == status
+    assert code in report.codes()
+    assert f"{PUBLIC}/oauth2/callback" in text
+
+
+def test_open_entra_tenant_warns(httpserver: t.Any) -> None:
+    """organizations with no tenant or email allow-list: an open_tenant warning."""
+    origin = httpserver.url_for("").rstrip("/")
+    OIDCStandIn(
+        httpserver, path="/organizations/v2.0", issuer=f"{origin}/{{tenantid}}/v2.0"
+    )
+    environ = env_for(f"{origin}/organizations/v2.0", OAUTH_PROVIDER="entra")
+    status, _, report = run(environ)
+    assert status == 0
+    assert "open_tenant" in report.codes(check.WARN)
+
+
+def test_unreachable_redis(httpserver: t.Any) -> None:
+    """REDIS_URL set but nothing answers: redis_unreachable."""
+    idp = OIDCStandIn(httpserver)
+    environ = env_for(
+        idp.issuer,
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        PROXY_SECRET_KEY="00" * 32,
+    )
+    status, _, report = run(environ)
+    assert status == 1
+    assert report.codes(check.FAIL) == ["redis_unreachable"]
+
+
+def test_cli_runs_check(httpserver: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m proxy check` reads the environment and exits with the status."""
+    idp = OIDCStandIn(httpserver, client_secret="other")
+    for name, value in env_for(idp.issuer).items():
+        monkeypatch.setenv(name, value)
+    assert cli_main(["check"]) == 1
