@@ -95,7 +95,8 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    # ValueError: base64 of non-ASCII text; UnicodeDecodeError: not UTF-8.
+    except (binascii.Error, ValueError):
         raise InvalidClientError("Malformed Basic credentials.", basic=True) from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:

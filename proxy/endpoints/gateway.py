@@ -20,6 +20,7 @@ from flask import request
 
 from proxy.app_state import state
 from proxy.resource_server import relay
+from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.identity_headers import identity_headers
 from proxy.resource_server.verification import verify_request
 from proxy.web.cors import ALLOWED_HEADERS
@@ -56,6 +57,7 @@ def forward() -> Response:
         request.headers.items(),
         identity_headers(settings, claims),
         request.remote_addr,
+        own=identity_header_names(settings),
     )
     if settings.forward_upstream_token:
         upstream = app.store.load_upstream_access_token(claims.grant_id, app.keyring)

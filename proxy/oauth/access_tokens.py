@@ -5,6 +5,7 @@ never copy from upstream."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
 
+from proxy.keys.keyring import b64url_decode
 from proxy.keys.keyring import random_token
 from proxy.oauth.errors import InvalidTokenError
 
@@ -81,9 +83,14 @@ def verify_access_token(
     token: str, keys: KeySet, *, issuer: str, audience: str, now: int
 ) -> AccessClaims:
     """Check signature, typ, iss, aud and exp; raise InvalidTokenError otherwise."""
+    # RFC 7515 §4.1.11: a recipient MUST reject a JWS whose `crit` names an
+    # extension it does not understand. We understand none and issue none, and
+    # a malformed `crit` must not reach the JOSE library (it raised TypeError).
+    if "crit" in _protected_header(token):
+        raise InvalidTokenError("The access token is invalid.", reason="crit")
     try:
         decoded = jwt.decode(token, keys, algorithms=[ALGORITHM])
-    except (JoseError, ValueError) as exc:
+    except (JoseError, ValueError, TypeError) as exc:
         raise InvalidTokenError(
             "The access token is invalid.", reason="bad_jwt"
         ) from exc
@@ -140,3 +147,17 @@ RESERVED_CLAIMS = frozenset(
         "name",
     }
 )
+
+
+def _protected_header(token: str) -> dict[str, t.Any]:
+    """The JWS header, unverified; InvalidTokenError unless a JSON object."""
+    encoded = token.partition(".")[0]
+    try:
+        header = json.loads(b64url_decode(encoded))
+    except (ValueError, RecursionError) as exc:
+        raise InvalidTokenError(
+            "The access token is invalid.", reason="bad_header"
+        ) from exc
+    if not isinstance(header, dict):
+        raise InvalidTokenError("The access token is invalid.", reason="bad_header")
+    return header

@@ -10,12 +10,32 @@ if t.TYPE_CHECKING:
     from proxy.config.settings import Settings
 
 
+CLIENT_ID_HEADER = "X-Forwarded-Client-Id"
+SCOPE_HEADER = "X-Forwarded-Scope"
+
+
+def identity_header_names(settings: Settings) -> frozenset[str]:
+    """Every header name the proxy may set as identity, lower-cased.
+
+    A client's own copy of any of them is dropped before relaying, whether or
+    not this request's identity fills it (a user without a verified email
+    must not be able to send one).
+    """
+    names = {
+        settings.forward_user_header,
+        settings.forward_email_header,
+        CLIENT_ID_HEADER,
+        SCOPE_HEADER,
+    }
+    return frozenset(name.lower() for name in names)
+
+
 def identity_headers(settings: Settings, claims: AccessClaims) -> dict[str, str]:
     """The verified identity, as the gateway and forward-auth hand it on."""
     headers = {
         settings.forward_user_header: claims.sub,
-        "X-Forwarded-Client-Id": claims.client_id,
-        "X-Forwarded-Scope": claims.scope,
+        CLIENT_ID_HEADER: claims.client_id,
+        SCOPE_HEADER: claims.scope,
     }
     email = claims.extra.get("email")
     # Only an address the IdP verified is an identity (a user can type any

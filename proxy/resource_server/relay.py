@@ -43,8 +43,11 @@ _HOP_BY_HOP = frozenset(
 # Never from the client: its token (no passthrough), its cookies, and any
 # header a backend might read as identity or origin (we set those ourselves).
 _NEVER_FORWARDED = frozenset(
-    {"authorization", "cookie", "origin", "forwarded", "x-real-ip"}
+    {"authorization", "cookie", "origin", "forwarded", "x-real-ip", "remote-user"}
 )
+# Whole families that auth proxies (oauth2-proxy, Apache, Authelia...) and the
+# backends behind them read as identity.
+_NEVER_FORWARDED_PREFIXES = ("x-forwarded-", "x-remote-", "x-auth-request-")
 
 
 def backend_pool(settings: Settings, pool_size: int = 64) -> urllib3.PoolManager:
@@ -65,9 +68,13 @@ def backend_request_headers(
     client_headers: Iterable[tuple[str, str]],
     identity: dict[str, str],
     remote_addr: str | None,
+    *,
+    own: frozenset[str],
 ) -> dict[str, str]:
-    """The client's headers minus what never passes, plus the verified identity."""
-    own = {name.lower() for name in identity}
+    """The client's headers minus what never passes, plus the verified identity.
+
+    ``own`` names every identity header the proxy may set (lower-case).
+    """
     headers = {
         name: value for name, value in client_headers if _forwardable(name.lower(), own)
     }
@@ -117,10 +124,10 @@ def response_headers(relayed: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]
     ]
 
 
-def _forwardable(name: str, own: set[str]) -> bool:
-    if name in _HOP_BY_HOP or name in _NEVER_FORWARDED:
+def _forwardable(name: str, own: frozenset[str]) -> bool:
+    if name in _HOP_BY_HOP or name in _NEVER_FORWARDED or name in own:
         return False
-    return not name.startswith("x-forwarded-") and name not in own
+    return not name.startswith(_NEVER_FORWARDED_PREFIXES)
 
 
 class Relay:

@@ -975,3 +975,66 @@ def test_unparseable_origin_is_refused_not_a_500(client: t.Any, token: str) -> N
         "/mcp", json=INITIALIZE, headers={**mcp_headers(token), "Origin": "http://[::1"}
     )
     assert response.status_code == 403
+
+
+@pytest.fixture
+def renamed_identity_client(settings: Settings, store_client: t.Any) -> Iterator[t.Any]:
+    """The header-echo gateway with identity headers renamed outside X-Forwarded-*."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/mcp"
+        renamed = settings.replace(
+            backend_url=url,
+            forward_user_header="X-User",
+            forward_email_header="X-User-Email",
+        )
+        yield create_app(renamed, redis_client=store_client).test_client()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_configured_identity_headers_are_stripped_whatever_their_names(
+    renamed_identity_client: t.Any,
+) -> None:
+    """A client's own copy of a renamed identity header never reaches the backend,
+    even when this user has no verified email to fill it with."""
+    client = renamed_identity_client
+    # A subject that is no address: the demo IdP marks it unverified.
+    _, body = OAuthTestClient(client).tokens(user="mallory")
+    forged = {"X-User": "mallory", "X-User-Email": "ceo@example.com"}
+    response = client.post(
+        "/mcp", json=INITIALIZE, headers={**mcp_headers(body["access_token"]), **forged}
+    )
+    seen = response.get_json()
+    claims = decode_access_token(client, body["access_token"]).claims
+    assert seen["x-user"] == claims["sub"]
+    assert claims["email_verified"] is False
+    assert "x-user-email" not in seen
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Remote-User",
+        "X-Remote-User",
+        "X-Remote-Groups",
+        "X-Auth-Request-User",
+        "X-Auth-Request-Email",
+        "X-Auth-Request-Groups",
+    ],
+)
+def test_identity_headers_other_backends_trust_are_stripped(
+    echo_client: t.Any, name: str
+) -> None:
+    _, body = OAuthTestClient(echo_client).tokens()
+    response = echo_client.post(
+        "/mcp",
+        json=INITIALIZE,
+        headers={**mcp_headers(body["access_token"]), name: "admin"},
+    )
+    assert response.status_code == 200
+    assert name.lower() not in response.get_json()

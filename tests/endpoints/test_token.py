@@ -310,7 +310,16 @@ def test_wrong_basic_secret_is_401_with_www_authenticate(
     assert_no_store(response)
 
 
-@pytest.mark.parametrize("header", ["Basic !!notbase64!!", "Basic bm9jb2xvbg=="])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic !!notbase64!!",
+        "Basic bm9jb2xvbg==",
+        "Basic 7Z+/",  # decodes, but to no `id:secret` pair
+        "Basic /w==",  # decodes to a byte that is not UTF-8
+        "Basic \xed\x9f\xbf",  # not ASCII: base64 itself refuses it
+    ],
+)
 def test_malformed_basic_is_401(client: t.Any, flow: Flow, header: str) -> None:
     """TOK-5: undecodable Basic credentials → 401 with WWW-Authenticate: Basic."""
     response = _post(

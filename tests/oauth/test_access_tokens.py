@@ -288,3 +288,29 @@ def test_two_opaque_tokens_for_one_grant_differ() -> None:
 )
 def test_malformed_opaque_tokens_do_not_split(token: str) -> None:
     assert split_opaque(token) is None
+
+
+@pytest.mark.parametrize(
+    "crit", [False, [1e308], [[1]], ["exp"], [], "b64", {"a": 1}, None]
+)
+def test_any_crit_header_is_refused_as_invalid_token(
+    key: ECKey, keyset: KeySet, crit: t.Any
+) -> None:
+    """RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused."""
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid, "crit": crit}
+    good = _mint(key)
+    token = _b64(json.dumps(header)) + good[good.index(".") :]
+    with pytest.raises(InvalidTokenError) as exc:
+        _verify(token, keyset)
+    assert _reason(exc) == "crit"
+
+
+@pytest.mark.parametrize(
+    "header", ["", "!!!", _b64("[1]"), _b64('"text"'), _b64("[" * 5000), "7Z-_"]
+)
+def test_a_header_that_is_no_json_object_is_invalid_token(
+    keyset: KeySet, header: str
+) -> None:
+    with pytest.raises(InvalidTokenError) as exc:
+        _verify(f"{header}.e30.AAAA", keyset)
+    assert _reason(exc) == "bad_header"
