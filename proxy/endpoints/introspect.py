@@ -38,6 +38,12 @@ def introspect_token() -> Response:
     if request.mimetype != "application/x-www-form-urlencoded":
         raise InvalidRequestError("The body must be application/x-www-form-urlencoded.")
     app = state()
+    # RFC 7662 §2.1: the endpoint MUST require authentication; a caller that
+    # sent none is challenged with 401 (INTRO-1), not told its request is bad.
+    if "Authorization" not in request.headers and "client_id" not in request.form:
+        raise InvalidClientError(
+            "Client authentication is required.", basic=True, reason="no_credentials"
+        )
     credentials = read_credentials(request.form, request.headers, request.args)
     caller = authenticate(credentials, app.clients.static(credentials.client_id))
     allowed = {c.client_id for c in app.settings.static_clients if c.can_introspect}

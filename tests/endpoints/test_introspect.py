@@ -118,11 +118,13 @@ def test_revoked_tokens_are_exactly_inactive(
 def test_unauthenticated_caller_is_refused(
     client: t.Any, oauth: OAuthTestClient
 ) -> None:
-    """INTRO-1: no authentication → 401."""
+    """INTRO-1: no authentication → 401 invalid_client with a Basic challenge."""
     _, tokens = oauth.tokens()
     response = client.post("/oauth2/introspect", data={"token": tokens["access_token"]})
-    assert response.status_code in (400, 401)
-    assert response.get_json()["error"] in ("invalid_request", "invalid_client")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_wrong_secret_is_invalid_client(client: t.Any) -> None:
