@@ -9,10 +9,12 @@ kept so the consent page can show them.
 from __future__ import annotations
 
 import typing as t
+import unicodedata
 from enum import StrEnum
 
 from proxy.oauth import redirect_uris
 from proxy.oauth import scopes
+from proxy.oauth import url_syntax
 from proxy.oauth.errors import InvalidClientMetadataError
 from proxy.oauth.errors import InvalidRedirectUriError
 
@@ -38,6 +40,10 @@ SUPPORTED_RESPONSE_TYPES = ("code",)
 
 
 # Descriptive fields echoed back and shown on the consent page.
+#: Unicode categories never accepted in shown text: Cc control, Cf format,
+#: Cs surrogate, Co private use, Cn unassigned.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_URL_FIELDS = frozenset({"client_uri", "logo_uri", "tos_uri", "policy_uri"})
 _TEXT_FIELDS = (
     "client_name",
     "client_uri",
@@ -75,10 +81,10 @@ def validate(metadata: t.Any, *, private_schemes: frozenset[str]) -> dict[str, t
     contacts = metadata.get("contacts")
     if contacts is not None:
         if not isinstance(contacts, list) or not all(
-            isinstance(c, str) and len(c) <= MAX_TEXT_LENGTH for c in contacts
+            isinstance(c, str) for c in contacts
         ):
             raise InvalidClientMetadataError("'contacts' must be a list of strings.")
-        result["contacts"] = contacts[:5]
+        result["contacts"] = [validate_text("contacts", c) for c in contacts[:5]]
     return result
 
 
@@ -163,10 +169,30 @@ def validate_scope(value: t.Any) -> str | None:
 
 
 def validate_text(name: str, value: t.Any) -> str | None:
+    """Human-readable text, shown on the consent page: printable characters only.
+
+    Controls, format characters (bidi overrides, zero-width joiners: they make
+    a name read as another) and lone surrogates (not encodable as UTF-8, so
+    every later page showing the name would fail) are refused.
+    """
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
         raise InvalidClientMetadataError(
             f"'{name}' must be a string of at most {MAX_TEXT_LENGTH} characters."
         )
+    if any(unicodedata.category(c) in _UNPRINTABLE for c in value):
+        raise InvalidClientMetadataError(
+            f"'{name}' contains control, format or surrogate characters."
+        )
+    if name in _URL_FIELDS and not _is_web_url(value):
+        raise InvalidClientMetadataError(f"'{name}' must be an https URL.")
     return value
+
+
+def _is_web_url(value: str) -> bool:
+    """An https URL (http on loopback) that browsers read as we do."""
+    scheme = value.partition(":")[0].lower()
+    if not url_syntax.is_browser_safe_url(value, need_authority=True):
+        return False
+    return scheme == "https" or redirect_uris.is_loopback_uri(value)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from proxy.oauth.url_syntax import is_browser_safe_url
+
 # MCP-SBP / OAuth 2.1 §2.3.1: schemes that can run code are never allowed.
 DANGEROUS_SCHEMES = frozenset(
     {"javascript", "data", "file", "vbscript", "blob", "about"}
@@ -29,7 +31,11 @@ def is_loopback_uri(uri: str) -> bool:
 
 def is_allowed_redirect_uri(uri: str, private_schemes: frozenset[str]) -> bool:
     """May this URI be registered? https, loopback http, or an allowlisted scheme."""
-    if len(uri) > MAX_REDIRECT_URI_LENGTH or any(c.isspace() for c in uri):
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        return False
+    scheme = uri.partition(":")[0].lower()
+    # What we match must be what the browser follows (see url_syntax).
+    if not is_browser_safe_url(uri, need_authority=scheme in ("http", "https")):
         return False
     try:
         parts = urlsplit(uri)

@@ -369,3 +369,58 @@ def test_deeply_nested_body_is_invalid_client_metadata(client: t.Any) -> None:
         content_type="application/json",
     )
     assert_json_error(response, 400, "invalid_client_metadata")
+
+
+def _register_raw(client: t.Any, text: str) -> t.Any:
+    """A body sent as written: JSON escapes such as a lone \\ud800 survive."""
+    return client.post(
+        "/oauth2/register", data=text.encode(), content_type="application/json"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://evil.example\\\\.claude.ai/api/mcp/auth_callback",
+        "https://a..b/cb",
+        "https://0x7f.1/cb",
+        "https://claude.ai/cb\\u202e",
+        "https://claude.ai/\\ud800",
+    ],
+)
+def test_a_redirect_uri_a_browser_reads_differently_is_refused(
+    client: t.Any, uri: str
+) -> None:
+    """Alone, it leaves nothing to register: 400 invalid_redirect_uri."""
+    response = _register_raw(client, '{"redirect_uris": ["' + uri + '"]}')
+    assert_json_error(response, 400, "invalid_redirect_uri")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Evil\\u202eedoC", "Zero\\u200bWidth", "Bell\\u0007", "Half \\ud800", "\\udfff"],
+)
+def test_client_name_with_controls_bidi_or_surrogates_is_refused(
+    client: t.Any, name: str
+) -> None:
+    body = f'{{"redirect_uris": ["{LOOPBACK}"], "client_name": "{name}"}}'
+    assert_json_error(_register_raw(client, body), 400, "invalid_client_metadata")
+
+
+@pytest.mark.parametrize("field", ["client_uri", "logo_uri", "tos_uri", "policy_uri"])
+@pytest.mark.parametrize(
+    "value", ["https://evil.example\\\\.good.example/", "javascript:alert(1)", "x"]
+)
+def test_client_urls_must_be_browser_safe_https(
+    client: t.Any, field: str, value: str
+) -> None:
+    body = f'{{"redirect_uris": ["{LOOPBACK}"], "{field}": "{value}"}}'
+    assert_json_error(_register_raw(client, body), 400, "invalid_client_metadata")
+
+
+def test_unicode_client_names_are_kept(client: t.Any) -> None:
+    """Printable non-ASCII text is a name like any other."""
+    registered = _ok(
+        client, {"redirect_uris": [LOOPBACK], "client_name": "Café Über 日本"}
+    )
+    assert registered["client_name"] == "Café Über 日本"
