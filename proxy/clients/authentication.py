@@ -103,3 +103,15 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
         raise InvalidClientError("Malformed Basic credentials.", basic=True)
     # OAuth 2.1 §2.4.1: both parts are form-urlencoded before base64 (TOK-4).
     return unquote_plus(client_id), unquote_plus(secret)
+
+
+def presented_client_id(headers: Headers, form: MultiDict[str, str]) -> str | None:
+    """The client id a request claims (unverified), for rate limiting only."""
+    try:
+        basic = _parse_basic(headers.get("Authorization", ""))
+    except InvalidClientError:
+        basic = None
+    if basic is not None:
+        return basic[0] or None
+    values = form.getlist("client_id")
+    return values[0] if len(values) == 1 and values[0] else None

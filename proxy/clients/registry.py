@@ -44,7 +44,7 @@ class ClientRegistry:
             return self._static[client_id]
         if not self._settings.dynamic_registration:
             return None
-        return self._store.load_client(client_id, self._settings.client_ttl_seconds)
+        return self._store.load_client(client_id)
 
     def static(self, client_id: str) -> ClientRecord | None:
         return self._static.get(client_id)

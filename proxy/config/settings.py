@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
+from proxy.config.limits import Limits
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.oauth.resource_indicators import canonical_resource
 
@@ -57,7 +58,8 @@ class Settings:
     allowed_redirect_schemes: frozenset[str] = frozenset()
     static_clients: tuple[StaticClient, ...] = ()
     signing_key_pem: str | None = None
-    max_registration_bytes: int = 16 * 1024
+    #: Real registrations are ~0.5-1.5 KiB; a larger body is refused unread.
+    max_registration_bytes: int = 4096
     # Gateway mode: the proxy serves MCP_PATH itself and forwards to this URL.
     backend_url: str | None = None
     required_scopes: tuple[str, ...] = ()
@@ -81,6 +83,7 @@ class Settings:
     google_hosted_domain: str | None = None
     entra_allowed_tenants: frozenset[str] = frozenset()
     secret_key_generated: bool = field(default=False, compare=False)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def issuer(self) -> str:
@@ -173,6 +176,9 @@ class Settings:
             code_replay_tolerance_seconds=env.integer(
                 "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
             ),
+            max_registration_bytes=env.integer(
+                "MAX_REGISTRATION_BYTES", 4096, 1024, 1024 * 1024
+            ),
             client_ttl_seconds=env.integer(
                 "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
             ),
@@ -194,6 +200,7 @@ class Settings:
                 "FORWARD_EMAIL_HEADER", "X-Forwarded-Email"
             ),
             forward_upstream_token=env.flag("FORWARD_UPSTREAM_TOKEN", False),
+            limits=Limits.from_env(env),
             backend_connect_timeout_seconds=env.number(
                 "MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 60
             ),

@@ -21,8 +21,10 @@ from proxy.oauth.authorization_request import AuthorizationRequest
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("authorize", __name__)
+limit_requests(bp, "authorize")
 
 CONSENT_FORM_MAX_AGE_SECONDS = 600
 

@@ -27,8 +27,10 @@ from proxy.store import BindingMismatchError
 from proxy.store.records import Grant
 from proxy.store.records import Transaction
 from proxy.upstream.base import UpstreamError
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("callback", __name__)
+limit_requests(bp, "callback")
 log = logging.getLogger(__name__)
 
 # What the client may learn of an upstream error (UP-6: no upstream details).

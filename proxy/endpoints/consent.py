@@ -16,8 +16,10 @@ from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import AccessDeniedError
 from proxy.oauth.errors import BadRequestPageError
 from proxy.oauth.errors import UnknownClientError
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("consent", __name__)
+limit_requests(bp, "consent")
 
 
 class ForbiddenPageError(BadRequestPageError):

@@ -27,8 +27,10 @@ from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import InvalidTokenError
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("introspect", __name__)
+limit_requests(bp, "introspect", auth_failures=True)
 
 INACTIVE: dict[str, t.Any] = {"active": False}
 

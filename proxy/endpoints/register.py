@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import typing as t
 
@@ -18,10 +19,19 @@ from proxy.keys.keyring import sha256_hex
 from proxy.oauth import client_metadata
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import InvalidClientMetadataError
+from proxy.oauth.errors import TooManyRequestsError
 from proxy.store.records import ClientRecord
+from proxy.web.client_ip import client_ip
 from proxy.web.cors import allow_cors
+from proxy.web.rate_limits import limit_requests
+
+if t.TYPE_CHECKING:
+    from proxy.config.limits import Limits
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("register", __name__)
+limit_requests(bp, "register")
 allow_cors(bp, "POST")
 
 
@@ -34,7 +44,8 @@ def register_client() -> Response:
     # GEN-9: /register takes JSON; anything else is invalid_client_metadata.
     if request.mimetype != "application/json":
         raise InvalidClientMetadataError("The body must be application/json.")
-    raw = request.get_data(cache=False)
+    # Read no more than the limit: a huge body is refused, never buffered.
+    raw = request.stream.read(settings.max_registration_bytes + 1)
     if len(raw) > settings.max_registration_bytes:
         raise InvalidClientMetadataError("The registration request is too large.")
     try:
@@ -44,6 +55,8 @@ def register_client() -> Response:
     metadata = client_metadata.validate(
         body, private_schemes=settings.allowed_redirect_schemes
     )
+
+    _within_quotas(settings.limits)
 
     # SEC-4 / DCR-16: the id is ours, random, and never looks like a CIMD URL.
     client_id = "mcp_" + random_token(18)
@@ -63,7 +76,12 @@ def register_client() -> Response:
             if k not in ("redirect_uris", "token_endpoint_auth_method", "grant_types")
         },
     )
-    app.store.create_client(record, settings.client_ttl_seconds)
+    # Unused clients go soon; the first token request slides the TTL to
+    # CLIENT_TTL_SECONDS. A registration flood leaves little behind.
+    unused_ttl = _unused_client_ttl(settings.limits, settings.client_ttl_seconds)
+    app.store.create_client(record, unused_ttl)
+    if settings.limits.enabled and settings.limits.max_clients:
+        app.store.limits.index_client(client_id, issued_at + (unused_ttl or 86400))
 
     # RFC 7591 §3.2.1: echo the effective metadata, defaults included (DCR-2).
     response_body: dict[str, t.Any] = {
@@ -79,3 +97,33 @@ def register_client() -> Response:
     response.status_code = 201
     response.headers.update(NO_STORE)
     return response
+
+
+def _within_quotas(limits: Limits) -> None:
+    """Refuse a registration over the per-IP daily quota or the client cap."""
+    if not limits.enabled:
+        return
+    store = state().store.limits
+    if limits.registrations_per_ip_per_day:
+        ip = client_ip(
+            request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+        )
+        if not store.count_registration(
+            ip, per_day=limits.registrations_per_ip_per_day
+        ):
+            log.warning("registration quota reached for %s", ip)
+            raise TooManyRequestsError(_seconds_to_midnight(), reason="quota")
+    if limits.max_clients and not store.room_for_client(limits.max_clients):
+        log.warning("MAX_CLIENTS (%d) unused clients registered", limits.max_clients)
+        raise TooManyRequestsError(3600, reason="max_clients")
+
+
+def _unused_client_ttl(limits: Limits, client_ttl: int) -> int:
+    unused = limits.unused_client_ttl_seconds
+    if not unused:
+        return client_ttl
+    return min(unused, client_ttl) if client_ttl else unused
+
+
+def _seconds_to_midnight() -> int:
+    return 86400 - int(time.time()) % 86400

@@ -22,8 +22,10 @@ from proxy.oauth.errors import UnsupportedTokenTypeError
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
 from proxy.web.cors import allow_cors
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("revoke", __name__)
+limit_requests(bp, "revoke", per_client=True, auth_failures=True)
 allow_cors(bp, "POST")
 
 TOKEN_TYPE_HINTS = ("access_token", "refresh_token")

@@ -15,8 +15,10 @@ from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import UnsupportedGrantTypeError
 from proxy.oauth.params import single
 from proxy.web.cors import allow_cors
+from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("token", __name__)
+limit_requests(bp, "token", per_client=True, auth_failures=True)
 allow_cors(bp, "POST")
 
 

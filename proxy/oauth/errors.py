@@ -192,6 +192,24 @@ class TemporarilyUnavailableError(OAuthError):
         return {**super().headers(), "Retry-After": "5"}
 
 
+class TooManyRequestsError(OAuthError):
+    """A rate limit or back-off is in force (RFC 6585 §4: 429 with Retry-After).
+
+    The error code is RFC 6749's `temporarily_unavailable`: every OAuth
+    client already treats it as "retry later".
+    """
+
+    error = "temporarily_unavailable"
+    status_code = 429
+
+    def __init__(self, retry_after_seconds: int, **kw: t.Any) -> None:
+        super().__init__("Too many requests: retry later.", **kw)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after_seconds)}
+
+
 class BadRequestPageError(OAuthError):
     """A browser-facing failure (consent, callback): a page, never a redirect."""
 

@@ -18,6 +18,7 @@ from proxy.oauth.access_tokens import AccessClaims
 from proxy.oauth.errors import InsufficientScopeError
 from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import InvalidTokenError
+from proxy.oauth.errors import TooManyRequestsError
 from proxy.resource_server.bearer import challenge
 from proxy.resource_server.bearer import token_from_header
 
@@ -53,14 +54,20 @@ def verify_request(app: AppState, request: Request) -> AccessClaims:
         raise error
     try:
         claims = app.verified_tokens.verify(app, header_token, int(time.time()))
-        # Revocation is never cached: the store is asked on every request.
-        if not app.store.grant_exists(claims.grant_id):
+        # Revocation is never cached: the store is asked on every request,
+        # in the same round trip as the grant's rate bucket.
+        limits = app.settings.limits
+        rate = limits.per_grant if limits.enabled else None
+        alive, wait = app.store.limits.charge_grant(claims.grant_id, rate)
+        if not alive:
             raise InvalidTokenError("The access token was revoked.", reason="revoked")
     except InvalidTokenError as exc:
         exc.challenge = challenge(
             metadata, scope=scope, error="invalid_token", description=exc.description
         )
         raise
+    if wait:
+        raise TooManyRequestsError(wait, reason="grant_rate_limited")
     required = app.settings.required_scopes
     if required and not scopes.is_subset(list(required), scopes.parse(claims.scope)):
         error = InsufficientScopeError("The token lacks a required scope.")

@@ -19,6 +19,7 @@ from proxy.keys.keyring import Keyring
 from proxy.store import scripts
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
+from proxy.store.limits import Limiter
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import Transaction
@@ -55,6 +56,7 @@ class Store:
         self._take_txn = client.register_script(scripts.TAKE_TXN)
         self._begin_refresh = client.register_script(scripts.BEGIN_REFRESH)
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
+        self.limits = Limiter(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
@@ -72,10 +74,9 @@ class Store:
             )
         )
 
-    def load_client(self, client_id: str, ttl: int) -> ClientRecord | None:
-        """Read a client and slide its TTL in the same command (GETEX)."""
-        key = self.keys.client(client_id)
-        raw = self.redis.getex(key, ex=ttl) if ttl else self.redis.get(key)
+    def load_client(self, client_id: str) -> ClientRecord | None:
+        """Read a client as it is: only the token endpoint slides its TTL."""
+        raw = self.redis.get(self.keys.client(client_id))
         return ClientRecord.from_json(raw) if raw else None
 
     def delete_client(self, client_id: str) -> None:
@@ -86,11 +87,7 @@ class Store:
     ) -> tuple[ClientRecord | None, Grant | None]:
         """Both records in one round trip (the token endpoint's first read)."""
         pipe = self.redis.pipeline(transaction=False)
-        key = self.keys.client(client_id)
-        if ttl:
-            pipe.getex(key, ex=ttl)
-        else:
-            pipe.get(key)
+        _read_client_in_use(pipe, self.keys.client(client_id), ttl)
         pipe.get(self.keys.grant(grant_id))
         raw_client, raw_grant = pipe.execute()
         client = ClientRecord.from_json(raw_client) if raw_client else None
@@ -171,7 +168,7 @@ class Store:
             self._begin_refresh,
             [self.keys.grant(grant_id)],
             args,
-            lambda pipe: pipe.getex(key, ex=ttl) if ttl else pipe.get(key),
+            lambda pipe: _read_client_in_use(pipe, key, ttl),
         )
         client = ClientRecord.from_json(raw_client) if raw_client else None
         if not reply:
@@ -252,6 +249,18 @@ class Store:
 
     def create_signing_keys(self, document: str) -> bool:
         return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
+
+
+def _read_client_in_use(pipe: t.Any, key: str, ttl: int) -> None:
+    """Queue the read of a client the token endpoint is using, sliding its TTL.
+
+    Registration gives a client only the short unused TTL; its first use here
+    gives it the full sliding one (or none at all when CLIENT_TTL_SECONDS=0).
+    """
+    if ttl:
+        pipe.getex(key, ex=ttl)
+    else:
+        pipe.getex(key, persist=True)
 
 
 def _text(value: t.Any) -> str:

@@ -53,3 +53,45 @@ class Keys:
         read by every worker (cached in-process, re-read on an unknown kid).
         """
         return f"{self.prefix}keys"
+
+    def rate(self, scope: str, subject: str) -> str:
+        """``rate:{scope}:{subject}`` STRING: one GCRA bucket (its arrival time, ms).
+
+        scope is ``ip:<endpoint>``, ``client`` or ``grant``; subject the IP,
+        client id or grant id (long ones hashed). TTL: until the bucket is
+        full again. Written and read only by CHARGE_RATE.
+        """
+        return f"{self.prefix}rate:{scope}:{subject}"
+
+    def auth_failures(self, ip: str, client: str) -> str:
+        """``authfail:{{ip} {client}}`` STRING counter: failed client authentications.
+
+        Of one IP for one client id. TTL: the back-off in force plus a quiet
+        window. Written by RECORD_AUTH_FAILURE after a 401 at token, revoke or
+        introspect. Shares its hash tag with ``auth_block``: one script.
+        """
+        return f"{self.prefix}authfail:{{{ip} {client}}}"
+
+    def auth_block(self, ip: str, client: str) -> str:
+        """``authblock:{{ip} {client}}`` STRING flag: the back-off failures earned.
+
+        TTL: the back-off (doubling per failure past AUTH_FAILURES_ALLOWED, up
+        to AUTH_BACKOFF_MAX_SECONDS). Written by RECORD_AUTH_FAILURE; read
+        (PTTL) before client authentication at token, revoke and introspect.
+        """
+        return f"{self.prefix}authblock:{{{ip} {client}}}"
+
+    def registrations(self, ip: str, day: int) -> str:
+        """``regs:{ip}:{day}`` STRING counter: registrations from one IP today.
+
+        TTL: one day. Incremented by register (REGISTRATIONS_PER_IP_PER_DAY).
+        """
+        return f"{self.prefix}regs:{ip}:{day}"
+
+    def client_index(self) -> str:
+        """``clients`` ZSET: recent DCR client ids, scored by their unused expiry.
+
+        No TTL; members past their score are trimmed by register before it
+        counts them against MAX_CLIENTS.
+        """
+        return f"{self.prefix}clients"

@@ -170,3 +170,53 @@ g.lease_holder = nil
 redis.call('SET', KEYS[1], cjson.encode(g), 'KEEPTTL')
 return 1
 """
+
+CHARGE_RATE = """
+-- A GCRA token bucket (the "theoretical arrival time" form: one number a key).
+-- KEYS[1] = rate:{...} (the bucket)
+-- ARGV[1] = emission interval in ms (period / count)
+-- ARGV[2] = burst: how many requests may arrive at once
+-- ARGV[3] = "charge", or "peek" to only look (nothing is written)
+-- Returns: 0 when the request is allowed (and charged), otherwise the ms to
+--   wait before the next one would be.
+-- Edge cases: the clock is Redis' own (TIME), the same for every worker and
+--   instance; a refused request is not charged.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then
+  tat = now
+end
+local new_tat = tat + interval
+local allowed_at = new_tat - tonumber(ARGV[2]) * interval
+if allowed_at > now then
+  return allowed_at - now
+end
+if ARGV[3] == 'charge' then
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+end
+return 0
+"""
+
+RECORD_AUTH_FAILURE = """
+-- KEYS[1] = authfail:{<ip> <client>} (the failure count)
+-- KEYS[2] = authblock:{<ip> <client>} (present while back-off is in force)
+-- ARGV[1] = failures allowed before back-off
+-- ARGV[2] = longest back-off (seconds)
+-- ARGV[3] = how long a failure is remembered without back-off (seconds)
+-- Returns: the back-off now in force (seconds; 0 while under the allowance).
+-- Edge cases: the count survives while failures keep coming; each failure
+--   past the allowance doubles the wait (1, 2, 4 ... seconds, capped).
+local count = redis.call('INCR', KEYS[1])
+local over = count - tonumber(ARGV[1])
+if over <= 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 0
+end
+local backoff = math.min(2 ^ (over - 1), tonumber(ARGV[2]))
+-- Remember the count for the back-off plus the quiet window after it.
+redis.call('EXPIRE', KEYS[1], math.ceil(backoff) + tonumber(ARGV[3]))
+redis.call('SET', KEYS[2], '1', 'EX', math.ceil(backoff))
+return backoff
+"""

@@ -131,7 +131,7 @@ def test_ping(store: Store) -> None:
 def test_create_then_load_client(store: Store) -> None:
     record = _client(client_secret_hash="s" * 64)
     assert store.create_client(record, ttl=3600) is True
-    assert store.load_client("mcp_abc", ttl=3600) == record
+    assert store.load_client("mcp_abc") == record
 
 
 def test_client_key_has_the_configured_ttl(store: Store) -> None:
@@ -143,33 +143,48 @@ def test_client_ttl_zero_means_no_expiry(store: Store) -> None:
     """Schema: CLIENT_TTL_SECONDS=0 keeps clients for ever."""
     store.create_client(_client(), ttl=0)
     assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
-    assert store.load_client("mcp_abc", ttl=0) is not None
+    assert store.load_client("mcp_abc") is not None
     assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
 
 
 def test_create_client_never_overwrites(store: Store) -> None:
     store.create_client(_client(client_secret_hash="1" * 64), ttl=3600)
     assert store.create_client(_client(client_secret_hash="2" * 64), ttl=3600) is False
-    loaded = store.load_client("mcp_abc", ttl=3600)
+    loaded = store.load_client("mcp_abc")
     assert loaded is not None
     assert loaded.client_secret_hash == "1" * 64
 
 
-def test_load_client_slides_the_ttl(store: Store) -> None:
+def test_load_client_leaves_the_ttl_alone(store: Store) -> None:
+    """Authorize and consent read a client; only its use at the token endpoint
+    slides the TTL (an unused registration expires soon)."""
     store.create_client(_client(), ttl=100)
-    store.load_client("mcp_abc", ttl=5000)
+    store.load_client("mcp_abc")
+    assert store.redis.ttl(store.keys.client("mcp_abc")) <= 100
+
+
+def test_use_at_the_token_endpoint_slides_the_ttl(store: Store) -> None:
+    store.create_client(_client(), ttl=100)
+    store.load_client_and_grant("mcp_abc", "g1", ttl=5000)
     assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
 
 
+def test_use_with_ttl_zero_keeps_the_client_for_ever(store: Store) -> None:
+    """CLIENT_TTL_SECONDS=0: the short unused TTL is lifted at first use."""
+    store.create_client(_client(), ttl=100)
+    store.load_client_and_grant("mcp_abc", "g1", ttl=0)
+    assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
+
+
 def test_unknown_client_is_none(store: Store) -> None:
-    assert store.load_client("nope", ttl=3600) is None
+    assert store.load_client("nope") is None
     assert store.redis.exists(store.keys.client("nope")) == 0
 
 
 def test_delete_client(store: Store) -> None:
     store.create_client(_client(), ttl=3600)
     store.delete_client("mcp_abc")
-    assert store.load_client("mcp_abc", ttl=3600) is None
+    assert store.load_client("mcp_abc") is None
 
 
 def test_client_record_is_versioned_json_without_the_secret(store: Store) -> None:

@@ -1,0 +1,134 @@
+"""Rate buckets, failed-authentication back-off and registration quotas in Redis.
+
+Shared by every worker and instance. The request-time checks of one request
+go out in one pipeline: one round trip, however many buckets apply.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from proxy.keys.keyring import sha256_hex
+from proxy.store import scripts
+
+if t.TYPE_CHECKING:
+    import redis
+
+    from proxy.store.keys import Keys
+
+
+class Rate(t.Protocol):
+    """A bucket's shape (proxy.config.limits.Rate): the store needs no config."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def interval_ms(self) -> int: ...
+
+
+#: How long failures are remembered when no back-off is in force.
+AUTH_FAILURE_WINDOW_SECONDS = 600
+_LONG_SUBJECT = 64
+
+
+def subject(value: str) -> str:
+    """A bucket's subject: the value itself, or its hash when long (CIMD URLs)."""
+    return value if len(value) <= _LONG_SUBJECT else sha256_hex(value)[:32]
+
+
+class Limiter:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._charge = client.register_script(scripts.CHARGE_RATE)
+        self._record_failure = client.register_script(scripts.RECORD_AUTH_FAILURE)
+
+    def check(
+        self,
+        charge: t.Sequence[tuple[str, Rate]] = (),
+        *,
+        peek: t.Sequence[tuple[str, Rate]] = (),
+        blocked: t.Sequence[str] = (),
+    ) -> int:
+        """Charge buckets, look at others and at back-off flags, in one round trip.
+
+        Returns 0 when the request may go on, else the seconds to wait (the
+        longest of the refusals).
+        """
+        if not charge and not peek and not blocked:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for mode, buckets in (("charge", charge), ("peek", peek)):
+            for key, rate in buckets:
+                args = [rate.interval_ms, rate.count, mode]
+                self._charge(keys=[key], args=args, client=pipe)
+        for key in blocked:
+            pipe.pttl(key)
+        waits_ms = [max(0, int(reply)) for reply in pipe.execute()]
+        return -(-max(waits_ms, default=0) // 1000)  # ceiling, in whole seconds
+
+    def charge_grant(self, grant_id: str, rate: Rate | None) -> tuple[bool, int]:
+        """(does the grant exist, seconds to wait): one round trip for the gateway."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._keys.grant(grant_id))
+        if rate is not None:
+            args = [rate.interval_ms, rate.count, "charge"]
+            self._charge(keys=[self.grant_bucket(grant_id)], args=args, client=pipe)
+        replies = pipe.execute()
+        wait_ms = int(replies[1]) if rate is not None else 0
+        return bool(replies[0]), -(-wait_ms // 1000)
+
+    def ip_bucket(self, endpoint: str, ip: str) -> str:
+        return self._keys.rate(f"ip:{endpoint}", subject(ip))
+
+    def client_bucket(self, client_id: str) -> str:
+        return self._keys.rate("client", subject(client_id))
+
+    def grant_bucket(self, grant_id: str) -> str:
+        return self._keys.rate("grant", subject(grant_id))
+
+    def auth_block(self, ip: str, client_id: str) -> str:
+        return self._keys.auth_block(subject(ip), subject(client_id))
+
+    def record_auth_failure(
+        self, ip: str, client_id: str, *, allowed: int, longest_seconds: int
+    ) -> int:
+        """Count one failed client authentication; the back-off in force (s)."""
+        ip, client_id = subject(ip), subject(client_id)
+        keys = [
+            self._keys.auth_failures(ip, client_id),
+            self._keys.auth_block(ip, client_id),
+        ]
+        result = self._record_failure(
+            keys=keys,
+            args=[allowed, longest_seconds, AUTH_FAILURE_WINDOW_SECONDS],
+        )
+        return int(result)
+
+    def count_registration(self, ip: str, *, per_day: int) -> bool:
+        """Count one registration from `ip` today; False when over the quota."""
+        day = int(time.time()) // 86400
+        key = self._keys.registrations(subject(ip), day)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, 0, ex=86400, nx=True)
+        pipe.incr(key)
+        _, count = pipe.execute()
+        return int(count) <= per_day
+
+    def room_for_client(self, max_clients: int) -> bool:
+        """Were fewer than `max_clients` DCR clients registered recently?
+
+        The index holds each client until its first (unused) TTL would end,
+        so this caps what a registration flood can leave in Redis.
+        """
+        index = self._keys.client_index()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(index, "-inf", int(time.time()))
+        pipe.zcard(index)
+        _, count = pipe.execute()
+        return int(count) < max_clients
+
+    def index_client(self, client_id: str, expires_at: int) -> None:
+        self._redis.zadd(self._keys.client_index(), {client_id: expires_at})
