@@ -9,6 +9,7 @@ from flask import Response
 from flask import redirect
 from flask import render_template
 from flask import request
+from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
 from proxy.front_channel import browser_binding
@@ -28,7 +29,7 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 
 
 @bp.route("/oauth2/authorize", methods=["GET", "POST"])
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     app = state()
     args = request.args if request.method == "GET" else request.form
     client_id = authorization_request.client_id_of(args)

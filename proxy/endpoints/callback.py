@@ -6,9 +6,9 @@ import logging
 import time
 
 from flask import Blueprint
-from flask import Response
 from flask import redirect
 from flask import request
+from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
 from proxy.front_channel import browser_binding
@@ -39,7 +39,7 @@ _PASSED_ON = {
 
 
 @bp.get("/oauth2/callback")
-def finish_login() -> Response:
+def finish_login() -> BaseResponse:
     app = state()
     proxy_state = request.args.get("state", "")
     if not proxy_state or len(proxy_state) > 128:

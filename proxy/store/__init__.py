@@ -76,7 +76,7 @@ class Store:
         """Read a client and slide its TTL in the same command (GETEX)."""
         key = self.keys.client(client_id)
         raw = self.redis.getex(key, ex=ttl) if ttl else self.redis.get(key)
-        return ClientRecord.from_json(raw) if raw else None
+        return ClientRecord.from_json(_text(raw)) if raw else None
 
     def delete_client(self, client_id: str) -> None:
         self.redis.delete(self.keys.client(client_id))
@@ -131,7 +131,7 @@ class Store:
 
     def load_grant(self, grant_id: str) -> Grant | None:
         raw = self.redis.get(self.keys.grant(grant_id))
-        return Grant.from_json(grant_id, raw) if raw else None
+        return Grant.from_json(grant_id, _text(raw)) if raw else None
 
     def load_upstream_access_token(self, grant_id: str, keyring: Keyring) -> str | None:
         """The grant's upstream access token (gateway forwarding, when enabled)."""
