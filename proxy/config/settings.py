@@ -11,7 +11,6 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,7 +79,6 @@ class Settings:
     github_api_url: str | None = None
     google_hosted_domain: str | None = None
     entra_allowed_tenants: frozenset[str] = frozenset()
-    secret_key_generated: bool = field(default=False, compare=False)
 
     @property
     def issuer(self) -> str:
@@ -142,7 +140,7 @@ class Settings:
             upstream_audience = raw_audience if audience_set else None
 
         redis_url = env.text("REDIS_URL", "") or None
-        secret_key, generated = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        secret_key = env.secret_key("PROXY_SECRET_KEY", redis_url)
         provider = _provider_settings(env, environ)
         settings = cls(
             public_url=public_url,
@@ -150,7 +148,6 @@ class Settings:
             upstream_client_secret=env.text("OAUTH_CLIENT_SECRET", required=True),
             resource=resource,
             secret_key=secret_key,
-            secret_key_generated=generated,
             **provider,
             upstream_audience=upstream_audience,
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),

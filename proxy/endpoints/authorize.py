@@ -33,14 +33,15 @@ def authorize() -> BaseResponse:
     app = state()
     args = request.args if request.method == "GET" else request.form
     client_id = authorization_request.client_id_of(args)
-    client = app.clients.find(client_id)
+    client = authorization_request.validate_client(
+        client_id, app.clients.find(client_id)
+    )
     auth_request = authorization_request.validate(
         args,
         client,
         offered_scopes=app.settings.mcp_scopes,
         resource=app.settings.resource,
     )
-    assert client is not None  # noqa: S101 - validate() raised otherwise
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()

@@ -17,7 +17,6 @@ from proxy.keys.keyring import sha256_hex
 from proxy.oauth import pkce
 from proxy.oauth.errors import InvalidGrantError
 from proxy.oauth.errors import InvalidRequestError
-from proxy.oauth.errors import UnauthorizedClientError
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
@@ -53,10 +52,6 @@ class AuthorizationCodeGrant(TokenGrant):
         else:
             stored_client = app.clients.find(credentials.client_id)
         client = _client(app, credentials, stored_client)
-        if (
-            "authorization_code" not in client.grant_types
-        ):  # pragma: no cover - enforced at DCR
-            raise UnauthorizedClientError("Client may not use this grant.")
         if parts is None or grant is None:
             raise InvalidGrantError("Invalid or expired 'code'.", reason="code_unknown")
         grant_id, secret = parts

@@ -73,9 +73,12 @@ class RefreshTokenGrant(TokenGrant):
             ttl=app.settings.client_ttl_seconds,
         )
         try:
-            self._check(form, credentials, stored, grant, requested_scope, now)
-            assert grant is not None  # noqa: S101 - _check raised otherwise
-            return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
+            checked = self._check(
+                form, credentials, stored, grant, requested_scope, now
+            )
+            return self._answer(
+                checked, secret, requested_scope, leased, now, attempts=3
+            )
         except Exception:
             if leased:
                 app.store.release_refresh_lease(grant_id, lease_holder)
@@ -89,7 +92,8 @@ class RefreshTokenGrant(TokenGrant):
         grant: Grant | None,
         requested_scope: str | None,
         now: int,
-    ) -> None:
+    ) -> Grant:
+        """The grant, if this client may refresh it now; else raise."""
         app = self.app
         client = _client(app, credentials, stored)
         if "refresh_token" not in client.grant_types:
@@ -110,6 +114,7 @@ class RefreshTokenGrant(TokenGrant):
             raise InvalidGrantError(
                 "Invalid refresh token.", reason="rt_absolute_expiry"
             )
+        return grant
 
     def _answer(
         self,

@@ -1,9 +1,10 @@
 """The authorization request (OAuth 2.1 §4.1.1) as one validated value.
 
-:func:`validate` applies the rules in the order the spec demands: first the
-client and its redirect URI, whose failures are shown to the user and never
-redirected (§4.1.2.1); then everything else, whose failures are redirected
-back to the now-trusted redirect URI with `state` and `iss`.
+:func:`validate_client` and then :func:`validate` apply the rules in the order
+the spec demands: first the client and its redirect URI, whose failures are
+shown to the user and never redirected (§4.1.2.1); then everything else, whose
+failures are redirected back to the now-trusted redirect URI with `state` and
+`iss`.
 """
 
 from __future__ import annotations
@@ -73,21 +74,25 @@ def client_id_of(args: MultiDict[str, str]) -> str:
     return values[0]
 
 
-def validate(
-    args: MultiDict[str, str],
-    client: ClientRecord | None,
-    *,
-    offered_scopes: tuple[str, ...],
-    resource: str,
-) -> AuthorizationRequest:
-    """Validate a request; raise an OAuthError, with a redirect only once it is safe."""
-    client_id = client_id_of(args)
+def validate_client(client_id: str, client: ClientRecord | None) -> ClientRecord:
+    """The registered client the request names, or a shown error (AUTHZ-1)."""
     if client is None:
         # J10: mcp-remote reads this JSON to detect a stale registration.
         raise UnknownClientError(
             f"Client '{_printable(client_id)}' is not registered.",
             reason="unknown_client",
         )
+    return client
+
+
+def validate(
+    args: MultiDict[str, str],
+    client: ClientRecord,
+    *,
+    offered_scopes: tuple[str, ...],
+    resource: str,
+) -> AuthorizationRequest:
+    """Validate a request; raise an OAuthError, with a redirect only once it is safe."""
     requested_uris = args.getlist("redirect_uri")
     if len(requested_uris) > 1:
         raise InvalidRequestError(

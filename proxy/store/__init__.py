@@ -78,9 +78,6 @@ class Store:
         raw = self.redis.getex(key, ex=ttl) if ttl else self.redis.get(key)
         return ClientRecord.from_json(_text(raw)) if raw else None
 
-    def delete_client(self, client_id: str) -> None:
-        self.redis.delete(self.keys.client(client_id))
-
     def load_client_and_grant(
         self, client_id: str, grant_id: str, ttl: int
     ) -> tuple[ClientRecord | None, Grant | None]:

@@ -191,7 +191,8 @@ def test_client_deleted_before_consent_is_refused(
 ) -> None:
     """AUTHZ-1: the client is checked again when consent is answered."""
     flow, _ = oauth.authorize(client_id)
-    app.extensions["proxy"].store.delete_client(client_id)
+    store = app.extensions["proxy"].store
+    store.redis.delete(store.keys.client(client_id))
     assert_page(oauth.consent(flow), 400)
 
 

@@ -289,7 +289,8 @@ def test_deleted_client_at_token_is_401_invalid_client(
     """DCR-17: a deleted client_id at /token → 401 invalid_client (re-register)."""
     client_id = oauth.register()["client_id"]
     flow = oauth.login(client_id)
-    app.extensions["proxy"].store.delete_client(client_id)
+    store = app.extensions["proxy"].store
+    store.redis.delete(store.keys.client(client_id))
     response = oauth.token(flow)
     assert_json_error(response, 401, "invalid_client")
     assert_no_store(response)

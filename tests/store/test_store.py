@@ -166,12 +166,6 @@ def test_unknown_client_is_none(store: Store) -> None:
     assert store.redis.exists(store.keys.client("nope")) == 0
 
 
-def test_delete_client(store: Store) -> None:
-    store.create_client(_client(), ttl=3600)
-    store.delete_client("mcp_abc")
-    assert store.load_client("mcp_abc", ttl=3600) is None
-
-
 def test_client_record_is_versioned_json_without_the_secret(store: Store) -> None:
     store.create_client(_client(client_secret_hash="f" * 64), ttl=3600)
     raw = json.loads(t.cast(str, store.redis.get(store.keys.client("mcp_abc"))))
