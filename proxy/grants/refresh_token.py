@@ -130,7 +130,7 @@ class RefreshTokenGrant(TokenGrant):
         if grant.rt_hash and equal(presented, grant.rt_hash):
             if not leased:
                 # Another request is refreshing this grant right now: wait for it
-                # and answer from the grace window (J6: concurrent refreshes).
+                # and answer from the grace window (decision J6 in docs/decisions.md).
                 return self._after_concurrent(grant, secret, requested_scope, attempts)
             return self._rotate(grant, secret, requested_scope, now, attempts)
         if grant.rt_prev_hash and equal(presented, grant.rt_prev_hash):

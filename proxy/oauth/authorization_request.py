@@ -77,7 +77,8 @@ def client_id_of(args: MultiDict[str, str]) -> str:
 def validate_client(client_id: str, client: ClientRecord | None) -> ClientRecord:
     """The registered client the request names, or a shown error (AUTHZ-1)."""
     if client is None:
-        # J10: mcp-remote reads this JSON to detect a stale registration.
+        # Decision J10 (docs/decisions.md): mcp-remote reads this JSON to
+        # detect a stale registration.
         raise UnknownClientError(
             f"Client '{_printable(client_id)}' is not registered.",
             reason="unknown_client",

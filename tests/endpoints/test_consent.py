@@ -298,7 +298,7 @@ def test_remembering_can_be_turned_off(
 def test_trusted_redirect_uri_skips_the_page(
     settings: t.Any, fake_redis: t.Any, idp_url: str
 ) -> None:
-    """CONSENT-1 (design): operator-trusted redirect URIs skip the page."""
+    """CONSENT-1: operator-trusted redirect URIs skip the page."""
     app = create_app(
         settings.replace(trusted_redirect_uris=frozenset({REDIRECT_URI})),
         redis_client=fake_redis,

@@ -156,7 +156,7 @@ def test_dangerous_and_unlisted_schemes_are_refused(client: t.Any, uri: str) -> 
 
 
 def test_disallowed_uris_are_dropped_when_others_remain(client: t.Any) -> None:
-    """DCR-9 (design J1): Cursor registers a mix; the accepted set is echoed."""
+    """DCR-9 (decision J1): Cursor registers a mix; the accepted set is echoed."""
     body = _ok(
         client,
         {
