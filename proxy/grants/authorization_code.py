@@ -61,7 +61,6 @@ def issue_code(
         scope=txn.scope,
         resource=txn.resource,
         redirect_uri=txn.redirect_uri,
-        redirect_uri_given=txn.redirect_uri_given,
         code_challenge=txn.code_challenge,
         code_hash=sha256_hex(code_secret),
         code_exp=now + app.settings.code_ttl_seconds,

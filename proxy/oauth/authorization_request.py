@@ -50,7 +50,6 @@ class AuthorizationRequest:
 
     client_id: str
     redirect_uri: str
-    redirect_uri_given: bool
     state: str | None
     code_challenge: str
     scope: str
@@ -109,7 +108,6 @@ def validate(
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
-        redirect_uri_given=bool(args.getlist("redirect_uri")),
         state=state,
         code_challenge=challenge,
         scope=scope,

@@ -19,7 +19,6 @@ GRANT = Grant(
     scope="mcp",
     resource="https://mcp.example.com/mcp",
     redirect_uri="http://127.0.0.1/cb",
-    redirect_uri_given=True,
     code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
     code_hash="h" * 64,
     code_exp=NOW,
