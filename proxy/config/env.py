@@ -154,7 +154,7 @@ class EnvReader:
                 ) from None
         return value.replace("\\n", "\n") or None
 
-    def secret_key(self, name: str, redis_url: str | None) -> tuple[bytes, bool]:
+    def secret_key(self, name: str, redis_url: str | None) -> bytes:
         value = self._raw(name)
         hint = (
             f'generate one with: python -c "import secrets; '
@@ -164,7 +164,7 @@ class EnvReader:
             if redis_url:
                 # Several processes share the store: they must share the key too.
                 raise ConfigError(f"{name} is required with REDIS_URL; {hint}")
-            return secrets.token_bytes(32), True
+            return secrets.token_bytes(32)
         try:
             key = bytes.fromhex(value)
         except ValueError:
@@ -173,7 +173,7 @@ class EnvReader:
             raise ConfigError(
                 f"{name} must be at least 32 bytes (64 hex digits); {hint}"
             )
-        return key, False
+        return key
 
     def static_clients(self, name: str) -> tuple[StaticClient, ...]:
         path = self._raw(name)

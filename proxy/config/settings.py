@@ -11,7 +11,6 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -82,8 +81,7 @@ class Settings:
     github_api_url: str | None = None
     google_hosted_domain: str | None = None
     entra_allowed_tenants: frozenset[str] = frozenset()
-    secret_key_generated: bool = field(default=False, compare=False)
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     @property
     def issuer(self) -> str:
@@ -123,29 +121,11 @@ class Settings:
         """Read and check every setting; raise ConfigError on the first bad one."""
         env = EnvReader(environ)
         public_url = env.url("PUBLIC_URL", required=True)
-        mcp_path = env.text("MCP_PATH", "/mcp")
-        if not mcp_path.startswith("/") or mcp_path.endswith("/") and mcp_path != "/":
-            raise ConfigError(
-                "MCP_PATH must start with '/' and not end with one, e.g. MCP_PATH=/mcp"
-            )
-        audience_set = bool(environ.get("OAUTH_AUDIENCE", "").strip())
-        resource_text = env.url("OAUTH_AUDIENCE") or public_url + mcp_path
-        resource = canonical_resource(resource_text)
-        if resource is None:
-            raise ConfigError(
-                "OAUTH_AUDIENCE must be the absolute URL of the protected MCP "
-                "endpoint, e.g. OAUTH_AUDIENCE=https://mcp.example.com/mcp"
-            )
-        upstream_audience: str | None
-        if "OAUTH_UPSTREAM_AUDIENCE" in environ:
-            upstream_audience = environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
-        else:
-            # Sent as typed: Auth0 compares API identifiers byte for byte.
-            raw_audience = environ.get("OAUTH_AUDIENCE", "").strip()
-            upstream_audience = raw_audience if audience_set else None
-
+        mcp_path = _mcp_path(env)
+        resource = _resource(env, public_url + mcp_path)
+        upstream_audience = _upstream_audience(environ)
         redis_url = env.text("REDIS_URL", "") or None
-        secret_key, generated = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        secret_key = env.secret_key("PROXY_SECRET_KEY", redis_url)
         provider = _provider_settings(env, environ)
         settings = cls(
             public_url=public_url,
@@ -153,7 +133,6 @@ class Settings:
             upstream_client_secret=env.text("OAUTH_CLIENT_SECRET", required=True),
             resource=resource,
             secret_key=secret_key,
-            secret_key_generated=generated,
             **provider,
             upstream_audience=upstream_audience,
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
@@ -162,51 +141,18 @@ class Settings:
             key_prefix=env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX),
             mcp_path=mcp_path,
             mcp_scopes=tuple(env.text("MCP_SCOPES", "mcp").split()),
-            access_token_ttl_seconds=env.integer(
-                "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
-            ),
-            refresh_token_ttl_seconds=env.integer(
-                "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
-            ),
-            refresh_token_max_lifetime_seconds=env.integer(
-                "REFRESH_TOKEN_MAX_LIFETIME_SECONDS", 90 * 86400, 300, 3650 * 86400
-            ),
-            refresh_grace_seconds=env.integer("REFRESH_GRACE_SECONDS", 30, 0, 120),
-            code_ttl_seconds=env.integer("AUTH_CODE_TTL_SECONDS", 120, 10, 300),
-            code_replay_tolerance_seconds=env.integer(
-                "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
-            ),
+            **_lifetimes(env),
             max_registration_bytes=env.integer(
                 "MAX_REGISTRATION_BYTES", 4096, 1024, 1024 * 1024
             ),
-            client_ttl_seconds=env.integer(
-                "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
-            ),
-            consent_remember_seconds=env.integer(
-                "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
-            ),
+            limits=Limits.from_env(env),
             trusted_redirect_uris=frozenset(env.items("TRUSTED_REDIRECT_URIS")),
             allowed_redirect_schemes=frozenset(
                 s.lower() for s in env.items("ALLOWED_REDIRECT_SCHEMES")
             ),
             static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
             signing_key_pem=env.file_or_value("SIGNING_KEY"),
-            backend_url=env.url("MCP_BACKEND_URL", normalise=False, private_http=True)
-            or None,
-            required_scopes=tuple(env.text("MCP_REQUIRED_SCOPES", "").split()),
-            allowed_origins=frozenset(env.items("MCP_ALLOWED_ORIGINS")),
-            forward_user_header=env.header("FORWARD_USER_HEADER", "X-Forwarded-User"),
-            forward_email_header=env.header(
-                "FORWARD_EMAIL_HEADER", "X-Forwarded-Email"
-            ),
-            forward_upstream_token=env.flag("FORWARD_UPSTREAM_TOKEN", False),
-            limits=Limits.from_env(env),
-            backend_connect_timeout_seconds=env.number(
-                "MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 60
-            ),
-            backend_read_timeout_seconds=env.number(
-                "MCP_BACKEND_READ_TIMEOUT_SECONDS", 300, 1, 86400
-            ),
+            **_gateway_settings(env),
         )
         if (
             settings.refresh_token_max_lifetime_seconds
@@ -217,6 +163,79 @@ class Settings:
                 "REFRESH_TOKEN_TTL_SECONDS"
             )
         return settings
+
+
+def _mcp_path(env: EnvReader) -> str:
+    mcp_path = env.text("MCP_PATH", "/mcp")
+    if not mcp_path.startswith("/") or mcp_path.endswith("/") and mcp_path != "/":
+        raise ConfigError(
+            "MCP_PATH must start with '/' and not end with one, e.g. MCP_PATH=/mcp"
+        )
+    return mcp_path
+
+
+def _resource(env: EnvReader, default: str) -> str:
+    """The protected resource (RFC 8707): OAUTH_AUDIENCE, else PUBLIC_URL+MCP_PATH."""
+    resource = canonical_resource(env.url("OAUTH_AUDIENCE") or default)
+    if resource is None:
+        raise ConfigError(
+            "OAUTH_AUDIENCE must be the absolute URL of the protected MCP "
+            "endpoint, e.g. OAUTH_AUDIENCE=https://mcp.example.com/mcp"
+        )
+    return resource
+
+
+def _upstream_audience(environ: Mapping[str, str]) -> str | None:
+    """The audience asked of the IdP: OAUTH_UPSTREAM_AUDIENCE, else OAUTH_AUDIENCE."""
+    if "OAUTH_UPSTREAM_AUDIENCE" in environ:
+        return environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
+    # Sent as typed: Auth0 compares API identifiers byte for byte.
+    return environ.get("OAUTH_AUDIENCE", "").strip() or None
+
+
+def _lifetimes(env: EnvReader) -> dict[str, Any]:
+    """Token, code, client and consent lifetimes, each within its bounds."""
+    return {
+        "access_token_ttl_seconds": env.integer(
+            "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
+        ),
+        "refresh_token_ttl_seconds": env.integer(
+            "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
+        ),
+        "refresh_token_max_lifetime_seconds": env.integer(
+            "REFRESH_TOKEN_MAX_LIFETIME_SECONDS", 90 * 86400, 300, 3650 * 86400
+        ),
+        "refresh_grace_seconds": env.integer("REFRESH_GRACE_SECONDS", 30, 0, 120),
+        "code_ttl_seconds": env.integer("AUTH_CODE_TTL_SECONDS", 120, 10, 300),
+        "code_replay_tolerance_seconds": env.integer(
+            "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
+        ),
+        "client_ttl_seconds": env.integer(
+            "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
+        ),
+        "consent_remember_seconds": env.integer(
+            "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
+        ),
+    }
+
+
+def _gateway_settings(env: EnvReader) -> dict[str, Any]:
+    """Gateway mode (MCP_BACKEND_URL): the backend, who may call, what it is told."""
+    return {
+        "backend_url": env.url("MCP_BACKEND_URL", normalise=False, private_http=True)
+        or None,
+        "required_scopes": tuple(env.text("MCP_REQUIRED_SCOPES", "").split()),
+        "allowed_origins": frozenset(env.items("MCP_ALLOWED_ORIGINS")),
+        "forward_user_header": env.header("FORWARD_USER_HEADER", "X-Forwarded-User"),
+        "forward_email_header": env.header("FORWARD_EMAIL_HEADER", "X-Forwarded-Email"),
+        "forward_upstream_token": env.flag("FORWARD_UPSTREAM_TOKEN", False),
+        "backend_connect_timeout_seconds": env.number(
+            "MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 60
+        ),
+        "backend_read_timeout_seconds": env.number(
+            "MCP_BACKEND_READ_TIMEOUT_SECONDS", 300, 1, 86400
+        ),
+    }
 
 
 PROVIDERS = ("oidc", "github", "google", "auth0", "okta", "keycloak", "entra")

@@ -9,6 +9,7 @@ from flask import Response
 from flask import redirect
 from flask import render_template
 from flask import request
+from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
 from proxy.front_channel import browser_binding
@@ -30,18 +31,19 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 
 
 @bp.route("/oauth2/authorize", methods=["GET", "POST"])
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     app = state()
     args = request.args if request.method == "GET" else request.form
     client_id = authorization_request.client_id_of(args)
-    client = app.clients.find(client_id)
+    client = authorization_request.validate_client(
+        client_id, app.clients.find(client_id)
+    )
     auth_request = authorization_request.validate(
         args,
         client,
         offered_scopes=app.settings.mcp_scopes,
         resource=app.settings.resource,
     )
-    assert client is not None  # noqa: S101 - validate() raised otherwise
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from flask import Response
 from flask import redirect
 from flask import request
+from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
 from proxy.front_channel import browser_binding
@@ -29,7 +29,7 @@ class ForbiddenPageError(BadRequestPageError):
 
 
 @bp.post("/oauth2/consent")
-def answer_consent() -> Response:
+def answer_consent() -> BaseResponse:
     app = state()
     blob = request.form.get("request", "")
     payload = app.keyring.unsign(blob, purpose="consent")

@@ -27,7 +27,9 @@ from proxy.web.cors import ALLOWED_HEADERS
 from proxy.web.cors import EXPOSED_HEADERS
 
 if t.TYPE_CHECKING:
+    from proxy.app_state import AppState
     from proxy.config.settings import Settings
+    from proxy.oauth.access_tokens import AccessClaims
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,29 @@ def create_blueprint(settings: Settings) -> Blueprint:
 
 def forward() -> Response:
     app = state()
-    settings = app.settings
     origin = request.headers.get("Origin")
     # MCP Streamable HTTP: servers MUST validate Origin (DNS rebinding; PRM-15).
-    if origin and not settings.origin_allowed(origin):
+    if origin and not app.settings.origin_allowed(origin):
         return _json({"error": "forbidden_origin"}, 403)
     if request.method == "OPTIONS":
         return _preflight()
     claims = verify_request(app, request)
+    headers = _backend_headers(app, claims)
+    request.max_content_length = app.settings.max_mcp_body_bytes
+    body = request.get_data(cache=False)
+    relayed = relay.open_backend(
+        t.cast(urllib3.PoolManager, app.backend),
+        request.method,
+        _backend_url(app.settings),
+        body=body,
+        headers=headers,
+    )
+    return _streamed(relayed)
 
+
+def _backend_headers(app: AppState, claims: AccessClaims) -> dict[str, str]:
+    """What the backend is told: the verified identity, never the client's token."""
+    settings = app.settings
     headers = relay.backend_request_headers(
         request.headers.items(),
         identity_headers(settings, claims),
@@ -63,19 +79,19 @@ def forward() -> Response:
         upstream = app.store.load_upstream_access_token(claims.grant_id, app.keyring)
         if upstream:
             headers["Authorization"] = f"Bearer {upstream}"
+    return headers
 
-    request.max_content_length = settings.max_mcp_body_bytes
-    body = request.get_data(cache=False)
+
+def _backend_url(settings: Settings) -> str:
+    """MCP_BACKEND_URL with this request's query string."""
     url = t.cast(str, settings.backend_url)
     if request.query_string:
         url += ("&" if "?" in url else "?") + request.query_string.decode("latin-1")
-    relayed = relay.open_backend(
-        t.cast(urllib3.PoolManager, app.backend),
-        request.method,
-        url,
-        body=body,
-        headers=headers,
-    )
+    return url
+
+
+def _streamed(relayed: urllib3.BaseHTTPResponse) -> Response:
+    """The backend's response, relayed chunk by chunk as it arrives."""
     stream = relay.Relay(relayed)
     response = Response(
         stream.chunks(),

@@ -17,7 +17,7 @@ from proxy.keys.keyring import sha256_hex
 
 if t.TYPE_CHECKING:
     from flask import Request
-    from flask import Response
+    from werkzeug.wrappers import Response
 
     from proxy.config.settings import Settings
 

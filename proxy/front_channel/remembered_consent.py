@@ -13,7 +13,7 @@ from proxy.oauth import scopes
 
 if t.TYPE_CHECKING:
     from flask import Request
-    from flask import Response
+    from werkzeug.wrappers import Response
 
     from proxy.config.settings import Settings
 

@@ -1,1 +1,4 @@
-"""The token endpoint's grants: authorization code and refresh (RFC 6749 §4.1, §6)."""
+"""The grants: the code minted at the callback, and the token endpoint's grant types.
+
+Authorization code and refresh token (RFC 6749 §4.1, §6).
+"""

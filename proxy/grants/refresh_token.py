@@ -1,4 +1,9 @@
-"""grant_type=refresh_token (OAuth 2.1 §4.3): rotation, grace, reuse detection."""
+"""grant_type=refresh_token (OAuth 2.1 §4.3): rotation, grace, reuse detection.
+
+Every refresh rotates the token. The previous one is still answered inside the
+grace window (:func:`in_grace_window`); any older one is reuse
+(:func:`detect_reuse`), which revokes the whole grant.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,41 @@ if t.TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# RFC 9700 §4.14.2: "If a refresh token is compromised and subsequently used by
+# both the attacker and the legitimate client, one of them will present an
+# invalidated refresh token, which will inform the authorization server of the
+# breach. The authorization server cannot determine which party submitted the
+# invalid refresh token, but it will revoke the active refresh token."
+def detect_reuse(grant: Grant, presented_hash: str) -> bool:
+    """Is the presented token one this grant has already rotated away?
+
+    The history is kept by ROTATE_REFRESH (proxy/store/scripts.py): the
+    previous token's hash, and 12-hex-digit prefixes of the 8 generations
+    before it. Outside the grace window any of them is reuse, and the caller
+    revokes the whole grant, current token included (OAuth 2.1 §4.3.1, RT-2).
+    """
+    if grant.rt_prev_hash and equal(presented_hash, grant.rt_prev_hash):
+        return True
+    return presented_hash[:12] in grant.rt_old
+
+
+def in_grace_window(
+    grant: Grant, presented_hash: str, now: int, grace_seconds: int
+) -> bool:
+    """The previous token, less than `grace_seconds` after its rotation (J6).
+
+    Answered with the refresh token that rotation issued, so two concurrent
+    refreshes with one token both succeed (decision J6 in docs/decisions.md).
+    "Less than", so a window of 0 turns it off.
+    """
+    return bool(
+        grant.rt_prev_hash
+        and equal(presented_hash, grant.rt_prev_hash)
+        and grant.pending
+        and now - (grant.rotated_at or 0) < grace_seconds
+    )
+
+
 class RefreshTokenGrant(TokenGrant):
     GRANT_TYPE = "refresh_token"
 
@@ -73,9 +113,12 @@ class RefreshTokenGrant(TokenGrant):
             ttl=app.settings.client_ttl_seconds,
         )
         try:
-            self._check(form, credentials, stored, grant, requested_scope, now)
-            assert grant is not None  # noqa: S101 - _check raised otherwise
-            return self._answer(grant, secret, requested_scope, leased, now, attempts=3)
+            checked = self._check(
+                form, credentials, stored, grant, requested_scope, now
+            )
+            return self._answer(
+                checked, secret, requested_scope, leased, now, attempts=3
+            )
         except Exception:
             if leased:
                 app.store.release_refresh_lease(grant_id, lease_holder)
@@ -89,7 +132,8 @@ class RefreshTokenGrant(TokenGrant):
         grant: Grant | None,
         requested_scope: str | None,
         now: int,
-    ) -> None:
+    ) -> Grant:
+        """The grant, if this client may refresh it now; else raise."""
         app = self.app
         client = _client(app, credentials, stored)
         if "refresh_token" not in client.grant_types:
@@ -110,6 +154,7 @@ class RefreshTokenGrant(TokenGrant):
             raise InvalidGrantError(
                 "Invalid refresh token.", reason="rt_absolute_expiry"
             )
+        return grant
 
     def _answer(
         self,
@@ -120,28 +165,22 @@ class RefreshTokenGrant(TokenGrant):
         now: int,
         attempts: int,
     ) -> dict[str, t.Any]:
-        app = self.app
         presented = sha256_hex(secret)
         if grant.rt_hash and equal(presented, grant.rt_hash):
             if not leased:
                 # Another request is refreshing this grant right now: wait for it
-                # and answer from the grace window (J6: concurrent refreshes).
+                # and answer from the grace window (decision J6).
                 return self._after_concurrent(grant, secret, requested_scope, attempts)
             return self._rotate(grant, secret, requested_scope, now, attempts)
-        if grant.rt_prev_hash and equal(presented, grant.rt_prev_hash):
-            rotated_at = grant.rotated_at or 0
-            # Within the grace window: "less than N seconds ago", so 0 is off.
-            if now - rotated_at < app.settings.refresh_grace_seconds and grant.pending:
-                return self._from_grace(grant, secret)
-            # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated token
-            # revokes the whole grant (RT-2).
-            self._revoke_for_reuse(grant)
-        # RFC 9700 §4.14.2: an older generation is reuse too.
-        if presented[:12] in grant.rt_old:
+        grace = self.app.settings.refresh_grace_seconds
+        if in_grace_window(grant, presented, now, grace):
+            return self._from_grace(grant, secret)
+        if detect_reuse(grant, presented):
             self._revoke_for_reuse(grant)
         raise InvalidGrantError("Invalid refresh token.", reason="rt_unknown")
 
     def _revoke_for_reuse(self, grant: Grant) -> t.NoReturn:
+        """Reuse revokes the grant: every token it issued stops working (DEL)."""
         self.app.store.revoke_grant(grant.grant_id)
         log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
@@ -211,36 +250,10 @@ class RefreshTokenGrant(TokenGrant):
         now: int,
         attempts: int,
     ) -> dict[str, t.Any]:
+        """Refresh upstream, then swap the current token for a new one, atomically."""
         app = self.app
-        context = app.store.keys.grant(grant.grant_id)
-        upstream_sealed = None
-        upstream = UpstreamTokens.from_dict(
-            json.loads(app.keyring.open(grant.upstream, context=context))
-        )
-        if upstream.refresh_token:
-            try:
-                renewed = app.upstream.refresh(upstream)
-            except UpstreamError as exc:
-                # Only invalid_grant means the user's upstream grant is dead;
-                # anything else (rate limit, outage, misconfiguration) is a
-                # 503 that destroys nothing.
-                if exc.kind == "invalid_grant":
-                    # The user lost access at the IdP: our grant ends with theirs.
-                    app.store.revoke_grant(grant.grant_id)
-                    log.info(
-                        "upstream refused refresh (%s): grant %s ended",
-                        exc.detail,
-                        grant.grant_id[:8],
-                    )
-                    raise InvalidGrantError(
-                        "The grant was revoked upstream.",
-                        reason="upstream_invalid_grant",
-                    ) from exc
-                raise TemporarilyUnavailableError(
-                    "The identity provider is unavailable.",
-                    reason=f"upstream_{exc.kind}",
-                ) from exc
-            upstream_sealed = seal_upstream(app, renewed, context)
+        upstream_sealed = self._refresh_upstream(grant)
+        if upstream_sealed is not None:
             # The grace window starts when the new pair exists, not when this
             # request began: a slow IdP must not eat a concurrent request's grace.
             now = int(time.time())
@@ -257,19 +270,12 @@ class RefreshTokenGrant(TokenGrant):
             refresh_token=refresh_token,
             now=now,
         )
-        pending = app.keyring.seal_with(
-            secret,
-            json.dumps(
-                {"refresh_token": refresh_token, "scope": body["scope"]}
-            ).encode(),
-            context=context,
-        )
         result = app.store.rotate_refresh(
             grant.grant_id,
             expected_gen=grant.gen,
             new_hash=sha256_hex(new_secret),
             now=now,
-            pending=pending,
+            pending=self._seal_pending(grant, secret, refresh_token, body["scope"]),
             ttl=_refresh_ttl(app, grant, now),
             upstream=upstream_sealed,
         )
@@ -283,4 +289,49 @@ class RefreshTokenGrant(TokenGrant):
                 )
         raise InvalidGrantError(
             "Invalid refresh token.", reason=f"rotate_{result.value.lower()}"
+        )
+
+    def _refresh_upstream(self, grant: Grant) -> str | None:
+        """The grant's upstream tokens refreshed and sealed; None if it has none.
+
+        Only the IdP's invalid_grant means the user's upstream grant is dead,
+        and ends ours; anything else (rate limit, outage, misconfiguration) is
+        a 503 that destroys nothing.
+        """
+        app = self.app
+        context = app.store.keys.grant(grant.grant_id)
+        upstream = UpstreamTokens.from_dict(
+            json.loads(app.keyring.open(grant.upstream, context=context))
+        )
+        if not upstream.refresh_token:
+            return None
+        try:
+            renewed = app.upstream.refresh(upstream)
+        except UpstreamError as exc:
+            if exc.kind == "invalid_grant":
+                # The user lost access at the IdP: our grant ends with theirs.
+                app.store.revoke_grant(grant.grant_id)
+                log.info(
+                    "upstream refused refresh (%s): grant %s ended",
+                    exc.detail,
+                    grant.grant_id[:8],
+                )
+                raise InvalidGrantError(
+                    "The grant was revoked upstream.",
+                    reason="upstream_invalid_grant",
+                ) from exc
+            raise TemporarilyUnavailableError(
+                "The identity provider is unavailable.",
+                reason=f"upstream_{exc.kind}",
+            ) from exc
+        return seal_upstream(app, renewed, context)
+
+    def _seal_pending(
+        self, grant: Grant, secret: str, refresh_token: str, scope: str
+    ) -> str:
+        """The new refresh token, sealed under the presented one (for the grace)."""
+        return self.app.keyring.seal_with(
+            secret,
+            json.dumps({"refresh_token": refresh_token, "scope": scope}).encode(),
+            context=self.app.store.keys.grant(grant.grant_id),
         )

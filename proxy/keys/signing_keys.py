@@ -111,6 +111,9 @@ def _with_kid(key: ECKey) -> ECKey:
 
 
 def _public_jwk(key: ECKey) -> dict[str, t.Any]:
-    jwk = key.as_dict(private=False)
-    jwk.update({"use": "sig", "alg": ALGORITHM, "kid": key.kid})
-    return jwk
+    return {
+        **key.as_dict(private=False),
+        "use": "sig",
+        "alg": ALGORITHM,
+        "kid": key.kid,
+    }

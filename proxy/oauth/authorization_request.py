@@ -1,9 +1,10 @@
 """The authorization request (OAuth 2.1 §4.1.1) as one validated value.
 
-:func:`validate` applies the rules in the order the spec demands: first the
-client and its redirect URI, whose failures are shown to the user and never
-redirected (§4.1.2.1); then everything else, whose failures are redirected
-back to the now-trusted redirect URI with `state` and `iss`.
+:func:`validate_client` and then :func:`validate` apply the rules in the order
+the spec demands: first the client and its redirect URI, whose failures are
+shown to the user and never redirected (§4.1.2.1); then everything else, whose
+failures are redirected back to the now-trusted redirect URI with `state` and
+`iss`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class AuthorizationRequest:
 
     client_id: str
     redirect_uri: str
-    redirect_uri_given: bool
     state: str | None
     code_challenge: str
     scope: str
@@ -73,21 +73,61 @@ def client_id_of(args: MultiDict[str, str]) -> str:
     return values[0]
 
 
+def validate_client(client_id: str, client: ClientRecord | None) -> ClientRecord:
+    """The registered client the request names, or a shown error (AUTHZ-1)."""
+    if client is None:
+        # Decision J10 (docs/decisions.md): mcp-remote reads this JSON to
+        # detect a stale registration.
+        raise UnknownClientError(
+            f"Client '{_printable(client_id)}' is not registered.",
+            reason="unknown_client",
+        )
+    return client
+
+
 def validate(
     args: MultiDict[str, str],
-    client: ClientRecord | None,
+    client: ClientRecord,
     *,
     offered_scopes: tuple[str, ...],
     resource: str,
 ) -> AuthorizationRequest:
     """Validate a request; raise an OAuthError, with a redirect only once it is safe."""
-    client_id = client_id_of(args)
-    if client is None:
-        # J10: mcp-remote reads this JSON to detect a stale registration.
-        raise UnknownClientError(
-            f"Client '{_printable(client_id)}' is not registered.",
-            reason="unknown_client",
-        )
+    redirect_uri = _trusted_redirect_uri(args, client)
+    # From here on, errors go back to the client's redirect URI.
+    state_values = args.getlist("state")
+    state = state_values[0] if len(state_values) == 1 and state_values[0] else None
+    fail = _redirecting(redirect_uri, state)
+    for name in _SINGLE:
+        if len(args.getlist(name)) > 1:
+            raise fail(InvalidRequestError, f"'{name}' is repeated.", "repeated")
+    _check_response_type(args, client, fail)
+    challenge = _code_challenge(args, fail)
+    scope = _granted_scope(args, client, offered_scopes, fail)
+    _check_resources(args, resource, fail)
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        state=state,
+        code_challenge=challenge,
+        scope=scope,
+        resource=resource,
+    )
+
+
+#: Builds the error to raise, redirected to the client with its `state`.
+_Fail = t.Callable[[type[OAuthError], str, str], OAuthError]
+
+
+def _redirecting(redirect_uri: str, state: str | None) -> _Fail:
+    def fail(error: type[OAuthError], description: str, reason: str) -> OAuthError:
+        return error(description, reason=reason, redirect_uri=redirect_uri, state=state)
+
+    return fail
+
+
+def _trusted_redirect_uri(args: MultiDict[str, str], client: ClientRecord) -> str:
+    """The redirect URI errors may go to; a shown error when there is none."""
     requested_uris = args.getlist("redirect_uri")
     if len(requested_uris) > 1:
         raise InvalidRequestError(
@@ -101,18 +141,12 @@ def validate(
             "'redirect_uri' is missing or not registered for this client.",
             reason="redirect_mismatch",
         )
+    return redirect_uri
 
-    # From here on, errors go back to the client's redirect URI.
-    state_values = args.getlist("state")
-    state = state_values[0] if len(state_values) == 1 and state_values[0] else None
 
-    def fail(error: type[OAuthError], description: str, reason: str) -> OAuthError:
-        return error(description, reason=reason, redirect_uri=redirect_uri, state=state)
-
-    for name in _SINGLE:
-        if len(args.getlist(name)) > 1:
-            raise fail(InvalidRequestError, f"'{name}' is repeated.", "repeated")
-
+def _check_response_type(
+    args: MultiDict[str, str], client: ClientRecord, fail: _Fail
+) -> None:
     response_type = single(args, "response_type")
     if response_type is None:
         raise fail(
@@ -125,7 +159,9 @@ def validate(
     if "authorization_code" not in client.grant_types:
         raise fail(InvalidRequestError, "Client may not use the code grant.", "grant")
 
-    # OAuth 2.1 §4.1.1: PKCE is required; this server accepts only S256.
+
+def _code_challenge(args: MultiDict[str, str], fail: _Fail) -> str:
+    """The PKCE challenge: OAuth 2.1 §4.1.1 requires one; only S256 is accepted."""
     challenge = single(args, "code_challenge")
     if challenge is None:
         raise fail(InvalidRequestError, "'code_challenge' is required.", "no_pkce")
@@ -139,14 +175,26 @@ def validate(
         )
     if not pkce.is_valid_challenge(challenge):
         raise fail(InvalidRequestError, "Malformed 'code_challenge'.", "pkce_format")
+    return challenge
 
+
+def _granted_scope(
+    args: MultiDict[str, str],
+    client: ClientRecord,
+    offered_scopes: tuple[str, ...],
+    fail: _Fail,
+) -> str:
+    """The scope to grant (decision J7): what was asked and is offered."""
     scope_text = single(args, "scope")
     if scope_text is not None and not scopes.is_well_formed(scope_text):
         raise fail(InvalidScopeError, "Malformed 'scope'.", "scope_format")
     granted = scopes.grant(
         scope_text or client_scope(client), offered_for(client, offered_scopes)
     )
+    return scopes.format_scopes(granted)
 
+
+def _check_resources(args: MultiDict[str, str], resource: str, fail: _Fail) -> None:
     # RFC 8707 §2: resource may repeat; each must name our protected resource.
     for value in args.getlist("resource"):
         if not value:
@@ -157,16 +205,6 @@ def validate(
             )
         if not matches_resource(value, resource):
             raise fail(InvalidTargetError, "Unknown 'resource'.", "res_unknown")
-
-    return AuthorizationRequest(
-        client_id=client.client_id,
-        redirect_uri=redirect_uri,
-        redirect_uri_given=requested is not None,
-        state=state,
-        code_challenge=challenge,
-        scope=scopes.format_scopes(granted),
-        resource=resource,
-    )
 
 
 def offered_for(client: ClientRecord, offered: tuple[str, ...]) -> tuple[str, ...]:

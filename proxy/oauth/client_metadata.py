@@ -1,9 +1,9 @@
 """RFC 7591 §2 client metadata: one `validate_<field>()` per registered field.
 
-The registration policy follows design J1: disallowed redirect URIs are dropped
-and the accepted set is echoed back, unless none is left. Fields we do not
-understand are ignored (RFC 7591 §2), and a few harmless descriptive ones are
-kept so the consent page can show them.
+The registration policy follows decision J1 (docs/decisions.md): disallowed
+redirect URIs are dropped and the accepted set is echoed back, unless none is
+left. Fields we do not understand are ignored (RFC 7591 §2), and a few harmless
+descriptive ones are kept so the consent page can show them.
 """
 
 from __future__ import annotations

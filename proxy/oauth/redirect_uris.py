@@ -1,8 +1,8 @@
 """Redirect URI rules: registration policy and matching (OAuth 2.1 §2.3, RFC 8252 §7.3).
 
 Matching is exact string comparison, with two deliberate exceptions for loopback
-URIs only (design J2, J3): the port is ignored for `127.0.0.1`, `[::1]` and
-`localhost`, and an empty path equals `/`.
+URIs only (decisions J2, J3 in docs/decisions.md): the port is ignored for
+`127.0.0.1`, `[::1]` and `localhost`, and an empty path equals `/`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def is_allowed_redirect_uri(uri: str, private_schemes: frozenset[str]) -> bool:
         # MCP: redirect URIs MUST be either localhost or HTTPS (SEC-1).
         return is_loopback_host(parts.hostname or "")
     # Private-use schemes (RFC 8252 §7.1) only when the operator allowlisted
-    # them (design J1). The operator's explicit choice is the control, so a
+    # them (decision J1). The operator's explicit choice is the control, so a
     # dotless scheme such as Cursor's `cursor` can be allowed too.
     return scheme in private_schemes
 
@@ -76,7 +76,7 @@ def matches(requested: str, registered: str) -> bool:
     if req.username is not None or req.password is not None:
         return False
     # RFC 8252 §7.3: "MUST allow any port to be specified at the time of the
-    # request for loopback IP redirect URIs"; extended to localhost (J2).
+    # request for loopback IP redirect URIs"; extended to localhost (decision J2).
     return (
         req.hostname == reg.hostname
         and (req.path or "/") == (reg.path or "/")
@@ -102,7 +102,7 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
 def is_loopback_host(host: str) -> bool:
-    """RFC 8252 §7.3 loopback hosts, plus `localhost` (see design: J2)."""
+    """RFC 8252 §7.3 loopback hosts, plus `localhost` (decision J2)."""
     host = host.lower()
     if host in LOOPBACK_HOSTS:
         return True

@@ -1,8 +1,9 @@
-"""Scope parsing and the grant policy (OAuth 2.1 §1.4.1, §3.2.3; design J7).
+"""Scope parsing and the grant policy (OAuth 2.1 §1.4.1, §3.2.3; decision J7).
 
 Requested scopes the proxy does not offer (OIDC scopes ChatGPT or mcp-remote
 ask for) are dropped rather than refused, and the narrower grant is reported
 in the token response's `scope`. An empty request means the default scopes.
+Decision J7 is explained in docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -77,10 +77,7 @@ class Store:
     def load_client(self, client_id: str) -> ClientRecord | None:
         """Read a client as it is: only the token endpoint slides its TTL."""
         raw = self.redis.get(self.keys.client(client_id))
-        return ClientRecord.from_json(raw) if raw else None
-
-    def delete_client(self, client_id: str) -> None:
-        self.redis.delete(self.keys.client(client_id))
+        return ClientRecord.from_json(_text(raw)) if raw else None
 
     def load_client_and_grant(
         self, client_id: str, grant_id: str, ttl: int
@@ -128,7 +125,7 @@ class Store:
 
     def load_grant(self, grant_id: str) -> Grant | None:
         raw = self.redis.get(self.keys.grant(grant_id))
-        return Grant.from_json(grant_id, raw) if raw else None
+        return Grant.from_json(grant_id, _text(raw)) if raw else None
 
     def load_upstream_access_token(self, grant_id: str, keyring: Keyring) -> str | None:
         """The grant's upstream access token (gateway forwarding, when enabled)."""

@@ -29,13 +29,14 @@ class Keys:
         """``txn:{proxy_state}`` STRING JSON: the approved authorize request.
 
         Holds the upstream PKCE verifier, nonce and browser binding hash.
-        TTL: 10 min. Written by consent (SET NX); taken once by callback
+        TTL: 10 min. Written (SET NX) by consent, or by authorize when the
+        redirect URI is trusted or consent remembered; taken once by callback
         (TAKE_TXN, which leaves a "used" tombstone until the TTL ends).
         """
         return f"{self.prefix}txn:{proxy_state}"
 
     def grant(self, grant_id: str) -> str:
-        """``grant:{grant_id}`` HASH: one authorization, from code to last refresh.
+        """``grant:{grant_id}`` STRING JSON: one authorization, code to last refresh.
 
         Holds the identity, client, scope, resource, the one-time code's hash,
         the current and previous refresh-token hashes and generation, and the
@@ -50,7 +51,8 @@ class Keys:
         """``keys`` STRING JSON: JWT signing keys, private parts sealed.
 
         No TTL. Created once with SET NX by the first worker that needs it;
-        read by every worker (cached in-process, re-read on an unknown kid).
+        read by every worker (cached in-process, re-read every 300 s:
+        ``RELOAD_INTERVAL_SECONDS`` in ``proxy/keys/signing_keys.py``).
         """
         return f"{self.prefix}keys"
 

@@ -62,7 +62,7 @@ class Limiter:
         pipe = self._redis.pipeline(transaction=False)
         for mode, buckets in (("charge", charge), ("peek", peek)):
             for key, rate in buckets:
-                args = [rate.interval_ms, rate.count, mode]
+                args: list[str | int] = [rate.interval_ms, rate.count, mode]
                 self._charge(keys=[key], args=args, client=pipe)
         for key in blocked:
             pipe.pttl(key)
@@ -74,7 +74,7 @@ class Limiter:
         pipe = self._redis.pipeline(transaction=False)
         pipe.exists(self._keys.grant(grant_id))
         if rate is not None:
-            args = [rate.interval_ms, rate.count, "charge"]
+            args: list[str | int] = [rate.interval_ms, rate.count, "charge"]
             self._charge(keys=[self.grant_bucket(grant_id)], args=args, client=pipe)
         replies = pipe.execute()
         wait_ms = int(replies[1]) if rate is not None else 0

@@ -51,7 +51,6 @@ class Transaction:
 
     client_id: str
     redirect_uri: str
-    redirect_uri_given: bool
     state: str | None
     code_challenge: str
     scope: str
@@ -70,6 +69,8 @@ class Transaction:
     def from_json(cls, text: str) -> Transaction:
         data = json.loads(text)
         data.pop("v", None)
+        # Written by earlier versions; it never decided anything.
+        data.pop("redirect_uri_given", None)
         return cls(**data)
 
 
@@ -88,7 +89,6 @@ class Grant:
     scope: str
     resource: str
     redirect_uri: str
-    redirect_uri_given: bool
     code_challenge: str
     code_hash: str
     code_exp: int
@@ -116,7 +116,6 @@ class Grant:
             "scope": self.scope,
             "resource": self.resource,
             "redirect_uri": self.redirect_uri,
-            "redirect_uri_given": self.redirect_uri_given,
             "code_challenge": self.code_challenge,
             "code_hash": self.code_hash,
             "code_exp": self.code_exp,
@@ -149,7 +148,6 @@ class Grant:
             scope=data["scope"],
             resource=data["resource"],
             redirect_uri=data["redirect_uri"],
-            redirect_uri_given=data.get("redirect_uri_given") is True,
             code_challenge=data["code_challenge"],
             code_hash=data["code_hash"],
             code_exp=int(data["code_exp"]),

@@ -18,6 +18,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
@@ -34,7 +35,7 @@ def wants_json() -> bool:
     return best == "application/json" or not request.accept_mimetypes.accept_html
 
 
-def render_error(exc: OAuthError, issuer: str) -> Response:
+def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     """Turn an OAuthError into its response: a redirect only when validated."""
     log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
     if exc.redirect_uri:
@@ -70,7 +71,7 @@ def init_app(app: Flask, issuer: str) -> None:
     """Register handlers: OAuthError (all subclasses), Redis outages, HTTP errors."""
 
     @app.errorhandler(OAuthError)
-    def _oauth_error(exc: OAuthError) -> Response:
+    def _oauth_error(exc: OAuthError) -> BaseResponse:
         return render_error(exc, issuer)
 
     # Outages, failovers and overload: retryable, so 503, never a 500. A
@@ -82,7 +83,7 @@ def init_app(app: Flask, issuer: str) -> None:
     @app.errorhandler(redis.exceptions.TryAgainError)
     @app.errorhandler(redis.exceptions.ClusterDownError)
     @app.errorhandler(redis.exceptions.MasterDownError)
-    def _store_down(exc: Exception) -> Response:
+    def _store_down(exc: Exception) -> BaseResponse:
         log.warning("store unavailable: %s", exc.__class__.__name__)
         error = TemporarilyUnavailableError(
             "The service is temporarily unavailable, retry shortly.",
@@ -91,7 +92,7 @@ def init_app(app: Flask, issuer: str) -> None:
         return render_error(error, issuer)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
+    def _http_error(exc: HTTPException) -> BaseResponse:
         code = exc.code or 500
         body = {"error": "invalid_request" if code < 500 else "server_error"}
         if code == 413 and request.blueprint == "register":
@@ -112,6 +113,6 @@ def init_app(app: Flask, issuer: str) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
+    def _unexpected(exc: Exception) -> BaseResponse:
         log.exception("unhandled error on %r", request.path)
         return render_error(ServerError("Internal error.", reason="unhandled"), issuer)

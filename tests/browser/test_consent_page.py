@@ -167,7 +167,7 @@ def authorization(
             "code_challenge_method": "S256",
             "scope": scope,
             "state": state,
-            "resource": proxy.config.settings.resource,
+            "resource": proxy.settings.resource,
         }
     )
     url = f"{proxy.url}/oauth2/authorize?{query}"

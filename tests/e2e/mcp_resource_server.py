@@ -1,6 +1,6 @@
 """A minimal MCP resource server that trusts the proxy as its authorization server.
 
-It is the "standalone authorization server" deployment from the design: the MCP
+It is the "standalone authorization server" deployment: the MCP
 server lives elsewhere, verifies the proxy's access-token JWTs offline against the
 proxy's JWKS, and publishes RFC 9728 metadata naming the proxy. The end-to-end
 tests use it to prove that tokens minted by the proxy are usable by a real MCP

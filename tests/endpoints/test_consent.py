@@ -191,7 +191,8 @@ def test_client_deleted_before_consent_is_refused(
 ) -> None:
     """AUTHZ-1: the client is checked again when consent is answered."""
     flow, _ = oauth.authorize(client_id)
-    app.extensions["proxy"].store.delete_client(client_id)
+    store = app.extensions["proxy"].store
+    store.redis.delete(store.keys.client(client_id))
     assert_page(oauth.consent(flow), 400)
 
 
@@ -297,7 +298,7 @@ def test_remembering_can_be_turned_off(
 def test_trusted_redirect_uri_skips_the_page(
     settings: t.Any, fake_redis: t.Any, idp_url: str
 ) -> None:
-    """CONSENT-1 (design): operator-trusted redirect URIs skip the page."""
+    """CONSENT-1: operator-trusted redirect URIs skip the page."""
     app = create_app(
         settings.replace(trusted_redirect_uris=frozenset({REDIRECT_URI})),
         redis_client=fake_redis,

@@ -49,7 +49,7 @@ def test_readiness_recovers_with_the_store(
 def test_store_outage_at_an_oauth_endpoint_is_503_not_500(
     client: t.Any, fake_server: fakeredis.FakeServer
 ) -> None:
-    """Design: Redis down is 503 temporarily_unavailable with Retry-After."""
+    """Redis down is 503 temporarily_unavailable with Retry-After."""
     fake_server.connected = False
     response = client.post(
         "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}

@@ -156,7 +156,7 @@ def test_dangerous_and_unlisted_schemes_are_refused(client: t.Any, uri: str) -> 
 
 
 def test_disallowed_uris_are_dropped_when_others_remain(client: t.Any) -> None:
-    """DCR-9 (design J1): Cursor registers a mix; the accepted set is echoed."""
+    """DCR-9 (decision J1): Cursor registers a mix; the accepted set is echoed."""
     body = _ok(
         client,
         {
@@ -289,7 +289,8 @@ def test_deleted_client_at_token_is_401_invalid_client(
     """DCR-17: a deleted client_id at /token → 401 invalid_client (re-register)."""
     client_id = oauth.register()["client_id"]
     flow = oauth.login(client_id)
-    app.extensions["proxy"].store.delete_client(client_id)
+    store = app.extensions["proxy"].store
+    store.redis.delete(store.keys.client(client_id))
     response = oauth.token(flow)
     assert_json_error(response, 401, "invalid_client")
     assert_no_store(response)

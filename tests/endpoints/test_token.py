@@ -372,7 +372,7 @@ def test_credentials_in_the_query_are_refused(
 
 
 def test_store_outage_is_503(client: t.Any, flow: Flow, fake_server: t.Any) -> None:
-    """Design: Redis down at /token → 503 temporarily_unavailable, no-store."""
+    """Redis down at /token → 503 temporarily_unavailable, no-store."""
     fake_server.connected = False
     response = _post(client, _form(flow))
     assert_json_error(response, 503, "temporarily_unavailable")

@@ -1,4 +1,4 @@
-"""proxy/oauth/scopes.py: scope parsing and the grant policy (design J7)."""
+"""proxy/oauth/scopes.py: scope parsing and the grant policy (decision J7)."""
 
 from __future__ import annotations
 

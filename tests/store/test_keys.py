@@ -159,7 +159,7 @@ def test_the_scan_ignores_docstrings_and_lua_comments() -> None:
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_key_is_built_outside_keys_py(path: pathlib.Path) -> None:
-    """Design 7.4: proxy/store/keys.py is the only place a key string is built."""
+    """proxy/store/keys.py is the only place a key string is built."""
     assert key_pieces(path.read_text(encoding="utf-8")) == []
 
 

@@ -50,7 +50,6 @@ def _txn(**override: t.Any) -> Transaction:
     fields: dict[str, t.Any] = {
         "client_id": "mcp_abc",
         "redirect_uri": "http://127.0.0.1/cb",
-        "redirect_uri_given": True,
         "state": "client-state",
         "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
         "scope": "mcp",
@@ -73,7 +72,6 @@ def _grant(grant_id: str = "g" * 22, **override: t.Any) -> Grant:
         "scope": "mcp",
         "resource": "https://mcp.example.com/mcp",
         "redirect_uri": "http://127.0.0.1/cb",
-        "redirect_uri_given": True,
         "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
         "code_hash": "c" * 64,
         "code_exp": NOW + CODE_TTL,
@@ -181,10 +179,14 @@ def test_unknown_client_is_none(store: Store) -> None:
     assert store.redis.exists(store.keys.client("nope")) == 0
 
 
-def test_delete_client(store: Store) -> None:
-    store.create_client(_client(), ttl=3600)
-    store.delete_client("mcp_abc")
-    assert store.load_client("mcp_abc") is None
+def test_records_written_with_redirect_uri_given_are_still_read() -> None:
+    """Earlier versions stored a `redirect_uri_given` that decided nothing."""
+    txn = json.loads(_txn().to_json())
+    txn["redirect_uri_given"] = True
+    assert Transaction.from_json(json.dumps(txn)) == _txn()
+    grant = json.loads(_grant().to_json())
+    grant["redirect_uri_given"] = True
+    assert Grant.from_json("g" * 22, json.dumps(grant)) == _grant()
 
 
 def test_client_record_is_versioned_json_without_the_secret(store: Store) -> None:
