@@ -64,7 +64,6 @@ class ProxyFixtures:
             scope=" ".join(s.mcp_scopes) or "mcp",
             resource=s.resource,
             redirect_uri=REDIRECT_URI,
-            redirect_uri_given=True,
             code_challenge=self.challenge,
             code_hash=sha256_hex(secret),
             code_exp=now + s.code_ttl_seconds,

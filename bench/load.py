@@ -186,6 +186,58 @@ class FlowResult:
     client_id: str
 
 
+MCP_PROTOCOL_VERSION = "2025-06-18"
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": MCP_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "1"},
+    },
+}
+MCP_INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+#: tools/call of the demo backend's `echo` tool.
+MCP_ECHO_CALL = {
+    "jsonrpc": "2.0",
+    "id": 2,
+    "method": "tools/call",
+    "params": {"name": "echo", "arguments": {"text": "hello"}},
+}
+
+
+async def mcp_open(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    url: str,
+    headers: dict[str, str],
+    *,
+    names: tuple[str, str] = ("init", "note"),
+) -> dict[str, str]:
+    """initialize + notifications/initialized (recorded under ``names``); returns
+    ``headers`` plus the session id and protocol version for the next requests."""
+    answer = await call(
+        session, rec, names[0], "POST", url, json=MCP_INITIALIZE, headers=headers
+    )
+    out = dict(headers)
+    sid = answer.headers.get("mcp-session-id")
+    if sid:
+        out["mcp-session-id"] = sid
+    out["mcp-protocol-version"] = MCP_PROTOCOL_VERSION
+    await call(
+        session,
+        rec,
+        names[1],
+        "POST",
+        url,
+        json=MCP_INITIALIZED,
+        headers=out,
+        expect=(200, 202),
+    )
+    return out
+
+
 async def mcp_session(
     session: aiohttp.ClientSession,
     rec: Recorder,
@@ -195,41 +247,16 @@ async def mcp_session(
 ) -> None:
     """initialize, notifications/initialized, tools/call echo: one MCP call."""
     auth = {"Authorization": f"Bearer {access_token}", "Accept": MCP_ACCEPT}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"},
-        },
-    }
+    names = (f"{prefix}_initialize", f"{prefix}_initialized")
+    headers = await mcp_open(session, rec, url, auth, names=names)
     answer = await call(
-        session, rec, f"{prefix}_initialize", "POST", url, json=init, headers=auth
-    )
-    sid = answer.headers.get("mcp-session-id")
-    headers = dict(auth, **({"mcp-session-id": sid} if sid else {}))
-    headers["mcp-protocol-version"] = "2025-06-18"
-    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    await call(
         session,
         rec,
-        f"{prefix}_initialized",
+        f"{prefix}_call",
         "POST",
         url,
-        json=note,
+        json=MCP_ECHO_CALL,
         headers=headers,
-        expect=(200, 202),
-    )
-    tool = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": "hello"}},
-    }
-    answer = await call(
-        session, rec, f"{prefix}_call", "POST", url, json=tool, headers=headers
     )
     if b"hello" not in answer.body:
         rec.fail(f"{prefix}_call", f"unexpected body {answer.body[:200]!r}")
@@ -246,75 +273,146 @@ async def complete_flow(
 ) -> FlowResult:
     """register, authorize, consent, upstream login, callback, token, refresh[, MCP]."""
     browser = Browser()
-    base = target.base
     verifier, challenge = pkce_pair()
     answer = await call(
         session,
         rec,
         "register",
         "POST",
-        base + target.register_path,
+        target.base + target.register_path,
         json=registration_body(),
         expect=(201, 200),
     )
     client_id = answer.json()["client_id"]
     params = authorize_params(client_id, challenge, target.resource, target.scope)
-    url = base + target.authorize_path
-    if target.kind == "proxy":
-        answer = await call(
-            session, rec, "authorize", "GET", url, params=params, browser=browser
-        )
-        fields = dict(_HIDDEN.findall(answer.body.decode()))
-        form = {
-            "request": fields["request"],
-            "csrf_token": fields["csrf_token"],
-            "action": "approve",
-        }
-        consent_url = base + "/oauth2/consent"
-        answer = await call(
-            session,
-            rec,
-            "consent",
-            "POST",
-            consent_url,
-            data=form,
-            browser=browser,
-            expect=(303, 302),
-        )
-        upstream_url = answer.location(consent_url)
-    else:
-        answer = await call(
-            session,
-            rec,
-            "authorize",
-            "GET",
-            url,
-            params=params,
-            browser=browser,
-            expect=(302, 303, 307),
-        )
-        page_url = answer.location(url)
-        answer = await call(
-            session, rec, "consent_page", "GET", page_url, browser=browser
-        )
-        fields = dict(_HIDDEN.findall(answer.body.decode()))
-        form = {
-            "txn_id": fields["txn_id"],
-            "csrf_token": fields["csrf_token"],
-            "submit": "true",
-            "action": "approve",
-        }
-        answer = await call(
-            session,
-            rec,
-            "consent",
-            "POST",
-            page_url,
-            data=form,
-            browser=browser,
-            expect=(302, 303),
-        )
-        upstream_url = answer.location(page_url)
+    consent = _proxy_consent if target.kind == "proxy" else _peer_consent
+    upstream_url = await consent(session, rec, browser, target, params)
+    code = await _upstream_login(session, rec, browser, upstream_url, user)
+    token_url = target.base + target.token_path
+    answer = await call(
+        session,
+        rec,
+        "token_code",
+        "POST",
+        token_url,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "resource": target.resource,
+        },
+    )
+    tokens = answer.json()
+    answer = await call(
+        session,
+        rec,
+        "token_refresh",
+        "POST",
+        token_url,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    refreshed = answer.json()
+    if with_mcp and target.mcp_url:
+        await mcp_session(session, rec, target.mcp_url, refreshed["access_token"])
+    return FlowResult(tokens=tokens, refreshed=refreshed, client_id=client_id)
+
+
+async def _proxy_consent(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    browser: Browser,
+    target: Target,
+    params: dict[str, str],
+) -> str:
+    """Our authorize answers the consent page itself."""
+    url = target.base + target.authorize_path
+    page = await call(
+        session, rec, "authorize", "GET", url, params=params, browser=browser
+    )
+    return await _approve(
+        session,
+        rec,
+        browser,
+        page,
+        target.base + "/oauth2/consent",
+        hidden=("request", "csrf_token"),
+        extra={"action": "approve"},
+    )
+
+
+async def _peer_consent(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    browser: Browser,
+    target: Target,
+    params: dict[str, str],
+) -> str:
+    """FastMCP's authorize redirects to a separate consent page (a GET of its own)."""
+    url = target.base + target.authorize_path
+    answer = await call(
+        session,
+        rec,
+        "authorize",
+        "GET",
+        url,
+        params=params,
+        browser=browser,
+        expect=(302, 303, 307),
+    )
+    page_url = answer.location(url)
+    page = await call(session, rec, "consent_page", "GET", page_url, browser=browser)
+    return await _approve(
+        session,
+        rec,
+        browser,
+        page,
+        page_url,
+        hidden=("txn_id", "csrf_token"),
+        extra={"submit": "true", "action": "approve"},
+    )
+
+
+async def _approve(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    browser: Browser,
+    page: Answer,
+    url: str,
+    *,
+    hidden: tuple[str, ...],
+    extra: dict[str, str],
+) -> str:
+    """Approve a consent page: POST its ``hidden`` fields and ``extra`` to ``url``;
+    returns where the answer redirects (the upstream's authorize URL)."""
+    fields = dict(_HIDDEN.findall(page.body.decode()))
+    form = {name: fields[name] for name in hidden} | extra
+    answer = await call(
+        session,
+        rec,
+        "consent",
+        "POST",
+        url,
+        data=form,
+        browser=browser,
+        expect=(302, 303),
+    )
+    return answer.location(url)
+
+
+async def _upstream_login(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    browser: Browser,
+    upstream_url: str,
+    user: str,
+) -> str:
+    """Log in at the upstream IdP and follow its callback: the code for the client."""
     answer = await call(
         session,
         rec,
@@ -340,39 +438,7 @@ async def complete_flow(
     if "code" not in query:
         rec.fail("callback", f"no code in {back[:200]}")
         raise FlowError("callback returned no code")
-    token_url = base + target.token_path
-    answer = await call(
-        session,
-        rec,
-        "token_code",
-        "POST",
-        token_url,
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "code_verifier": verifier,
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "resource": target.resource,
-        },
-    )
-    tokens = answer.json()
-    answer = await call(
-        session,
-        rec,
-        "token_refresh",
-        "POST",
-        token_url,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": client_id,
-        },
-    )
-    refreshed = answer.json()
-    if with_mcp and target.mcp_url:
-        await mcp_session(session, rec, target.mcp_url, refreshed["access_token"])
-    return FlowResult(tokens=tokens, refreshed=refreshed, client_id=client_id)
+    return query["code"][0]
 
 
 @dataclass

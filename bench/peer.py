@@ -7,7 +7,13 @@ import sys
 import venv
 from pathlib import Path
 
-from . import procs
+from support.processes import REPO_ROOT
+from support.processes import ManagedProcess
+from support.processes import ProcessStartError
+from support.processes import free_port
+from support.processes import start_http
+
+from .stack import START_TIMEOUT
 
 VENV = Path(__file__).resolve().parent / ".venv-peer"
 SERVER = Path(__file__).resolve().parent / "peer_server.py"
@@ -47,15 +53,20 @@ def ensure_venv(log_dir: Path) -> str:
     return found.stdout.strip()
 
 
-def start(idp_url: str, log_dir: Path) -> procs.Proc:
-    port = procs.free_port()
+def start(idp_url: str, log_dir: Path) -> ManagedProcess:
+    port = free_port()
     argv = [str(python()), str(SERVER), "--port", str(port), "--issuer", idp_url]
-    url = f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server"
     try:
-        return procs.start(
-            "peer", argv, port=port, ready=procs.http_ok(url), log_dir=log_dir
+        return start_http(
+            "peer",
+            argv,
+            port=port,
+            ready_path="/.well-known/oauth-authorization-server",
+            cwd=REPO_ROOT,
+            log_dir=log_dir,
+            timeout=START_TIMEOUT,
         )
-    except procs.StartError as exc:
+    except ProcessStartError as exc:
         raise PeerUnavailableError(str(exc)) from exc
 
 

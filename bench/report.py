@@ -19,31 +19,41 @@ def _f(value: t.Any, digits: int = 1) -> str:
 
 def targets(doc: Doc) -> list[Doc]:
     """Each target: measured value, limit, met or not, and the margin."""
-    out: list[Doc] = []
     endpoints = doc.get("endpoints", {})
-    for name, row in endpoints.items():
-        ratio = row.get("ratio")
-        out.append(
-            _verdict(
-                f"{name}: throughput vs floor",
-                ratio,
-                TARGETS["floor_ratio_min"],
-                higher_is_better=True,
-                unit="x",
-            )
+    return [
+        *_floor_ratio_verdicts(endpoints),
+        *_round_trip_verdicts(doc.get("redis_per_step", {}), endpoints),
+        *_memory_verdicts(doc.get("memory", {})),
+        *_gateway_verdicts(doc.get("gateway", {})),
+        *_peer_ratio_verdicts(doc.get("flows", {})),
+    ]
+
+
+def _floor_ratio_verdicts(endpoints: Doc) -> list[Doc]:
+    return [
+        _verdict(
+            f"{name}: throughput vs floor",
+            row.get("ratio"),
+            TARGETS["floor_ratio_min"],
+            higher_is_better=True,
+            unit="x",
         )
-    steps = doc.get("redis_per_step", {})
-    for name, row in steps.items():
-        if name == "upstream_login":
-            continue
-        out.append(
-            _verdict(
-                f"{name}: Redis round trips per request",
-                row["round_trips"],
-                TARGETS["round_trips_max"],
-                higher_is_better=False,
-            )
+        for name, row in endpoints.items()
+    ]
+
+
+def _round_trip_verdicts(steps: Doc, endpoints: Doc) -> list[Doc]:
+    """Per flow step measured alone, then per endpoint under load."""
+    out = [
+        _verdict(
+            f"{name}: Redis round trips per request",
+            row["round_trips"],
+            TARGETS["round_trips_max"],
+            higher_is_better=False,
         )
+        for name, row in steps.items()
+        if name != "upstream_login"
+    ]
     for name, row in endpoints.items():
         redis_row = (row.get("proxy") or {}).get("redis")
         if redis_row:
@@ -55,7 +65,11 @@ def targets(doc: Doc) -> list[Doc]:
                     higher_is_better=False,
                 )
             )
-    memory = doc.get("memory", {})
+    return out
+
+
+def _memory_verdicts(memory: Doc) -> list[Doc]:
+    out = []
     if "client" in memory:
         out.append(
             _verdict(
@@ -74,48 +88,35 @@ def targets(doc: Doc) -> list[Doc]:
                 higher_is_better=False,
             )
         )
-    gateway = doc.get("gateway", {})
-    if "added_p50_ms" in gateway:
-        out.append(
-            _verdict(
-                "gateway added latency p50 (ms)",
-                gateway["added_p50_ms"],
-                TARGETS["gateway_added_p50_ms_max"],
-                higher_is_better=False,
-            )
-        )
-        out.append(
-            {
-                "target": "SSE passes through unbuffered",
-                "value": gateway.get("sse_unbuffered"),
-                "limit": True,
-                "met": bool(gateway.get("sse_unbuffered")),
-                "margin": "",
-            }
-        )
-    flows = doc.get("flows", {})
+    return out
+
+
+def _gateway_verdicts(gateway: Doc) -> list[Doc]:
+    if "added_p50_ms" not in gateway:
+        return []
+    return [
+        _verdict(
+            "gateway added latency p50 (ms)",
+            gateway["added_p50_ms"],
+            TARGETS["gateway_added_p50_ms_max"],
+            higher_is_better=False,
+        ),
+        {
+            "target": "SSE passes through unbuffered",
+            "value": gateway.get("sse_unbuffered"),
+            "limit": True,
+            "met": bool(gateway.get("sse_unbuffered")),
+            "margin": "",
+        },
+    ]
+
+
+def _peer_ratio_verdicts(flows: Doc) -> list[Doc]:
+    """Complete flows/s over FastMCP's, with and without the MCP call."""
     ours = (flows.get("proxy") or {}).get("flows_per_second")
     theirs = (flows.get("peer") or {}).get("flows_per_second")
-    if ours is not None and theirs:
-        for label, mine, peer in (
-            ("", "proxy", "peer"),
-            (" (OAuth steps only)", "proxy_oauth_only", "peer_oauth_only"),
-        ):
-            a = (flows.get(mine) or {}).get("flows_per_second")
-            b = (flows.get(peer) or {}).get("flows_per_second")
-            if a is None or not b:
-                continue
-            out.append(
-                _verdict(
-                    f"complete flows/s vs FastMCP{label}",
-                    round(a / b, 2),
-                    TARGETS["peer_ratio_min"],
-                    higher_is_better=True,
-                    unit="x",
-                )
-            )
-    else:
-        out.append(
+    if ours is None or not theirs:
+        return [
             {
                 "target": "complete flows/s vs FastMCP",
                 "value": None,
@@ -123,6 +124,24 @@ def targets(doc: Doc) -> list[Doc]:
                 "met": None,
                 "margin": (flows.get("peer") or {}).get("skipped", "no peer figure"),
             }
+        ]
+    out = []
+    for label, mine, peer in (
+        ("", "proxy", "peer"),
+        (" (OAuth steps only)", "proxy_oauth_only", "peer_oauth_only"),
+    ):
+        a = (flows.get(mine) or {}).get("flows_per_second")
+        b = (flows.get(peer) or {}).get("flows_per_second")
+        if a is None or not b:
+            continue
+        out.append(
+            _verdict(
+                f"complete flows/s vs FastMCP{label}",
+                round(a / b, 2),
+                TARGETS["peer_ratio_min"],
+                higher_is_better=True,
+                unit="x",
+            )
         )
     return out
 
@@ -152,22 +171,35 @@ def _verdict(
 
 
 def table(doc: Doc) -> str:
-    lines: list[str] = []
-    add = lines.append
-    endpoints = doc.get("endpoints", {})
-    add("")
-    add("Per-endpoint loops (same client, same concurrency, proxy vs floor)")
+    """The stdout report: one section per part of the document that is present."""
+    lines = [
+        *_endpoint_table(doc.get("endpoints", {})),
+        *_redis_step_table(doc.get("redis_per_step", {})),
+        *_flow_lines(doc.get("flows", {})),
+        *_gateway_lines(doc.get("gateway", {})),
+        *_memory_lines(doc.get("memory", {})),
+        *_target_lines(doc.get("targets", [])),
+        *_profile_lines(doc.get("profile")),
+    ]
+    return "\n".join(lines)
+
+
+def _endpoint_table(endpoints: Doc) -> list[str]:
     header = (
         f"{'endpoint':<14}{'proxy r/s':>10}{'floor r/s':>10}{'ratio':>7}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'fl p50':>8}{'fl p99':>8}"
         f"{'cpu ms/r':>9}{'fl cpu':>8}{'RT/r':>6}{'cmd/r':>6}{'err':>5}"
     )
-    add(header)
-    add("-" * len(header))
+    lines = [
+        "",
+        "Per-endpoint loops (same client, same concurrency, proxy vs floor)",
+        header,
+        "-" * len(header),
+    ]
     for name, row in endpoints.items():
         p, f = row.get("proxy", {}), row.get("floor", {})
         redis_row = p.get("redis") or {}
-        add(
+        lines.append(
             f"{name:<14}{_f(p.get('per_second')):>10}{_f(f.get('per_second')):>10}"
             f"{_f(row.get('ratio'), 2):>7}{_f(p.get('p50_ms')):>8}"
             f"{_f(p.get('p99_ms')):>8}{_f(f.get('p50_ms')):>8}{_f(f.get('p99_ms')):>8}"
@@ -177,123 +209,141 @@ def table(doc: Doc) -> str:
             f"{_f(redis_row.get('commands'), 1):>6}"
             f"{p.get('errors', 0):>5}"
         )
-    steps = doc.get("redis_per_step", {})
-    if steps:
-        add("")
-        add("Redis work per request, each flow step measured alone (sequential flows)")
-        add(
-            f"{'step':<22}{'RT':>6}{'mean':>6}{'max':>5}{'cmds':>6}"
-            "  commands per request (incl. inside Lua)"
+    return lines
+
+
+def _redis_step_table(steps: Doc) -> list[str]:
+    if not steps:
+        return []
+    lines = [
+        "",
+        "Redis work per request, each flow step measured alone (sequential flows)",
+        f"{'step':<22}{'RT':>6}{'mean':>6}{'max':>5}{'cmds':>6}"
+        "  commands per request (incl. inside Lua)",
+    ]
+    for name, row in steps.items():
+        cmds = ", ".join(f"{k} {_f(v, 2)}" for k, v in row["by_command"].items())
+        lines.append(
+            f"{name:<22}{row['round_trips']:>6}"
+            f"{_f(row.get('round_trips_mean'), 2):>6}"
+            f"{row['round_trips_max']:>5}"
+            f"{_f(row['commands'], 1):>6}  {cmds}"
         )
-        for name, row in steps.items():
-            cmds = ", ".join(f"{k} {_f(v, 2)}" for k, v in row["by_command"].items())
-            add(
-                f"{name:<22}{row['round_trips']:>6}"
-                f"{_f(row.get('round_trips_mean'), 2):>6}"
-                f"{row['round_trips_max']:>5}"
-                f"{_f(row['commands'], 1):>6}  {cmds}"
-            )
-    flows = doc.get("flows", {})
-    add("")
-    add("Complete flows (register > authorize > consent > upstream login > callback")
-    add("  > token > refresh [> MCP initialize + tools/call])")
+    return lines
+
+
+def _flow_lines(flows: Doc) -> list[str]:
+    lines = [
+        "",
+        "Complete flows (register > authorize > consent > upstream login > callback",
+        "  > token > refresh [> MCP initialize + tools/call])",
+    ]
     for who in ("proxy", "peer", "proxy_oauth_only", "peer_oauth_only"):
         row = flows.get(who) or {}
         if "skipped" in row:
-            add(f"  {who}: skipped: {row['skipped']}")
-            continue
-        if not row:
-            continue
-        add(
-            f"  {who}: {_f(row.get('flows_per_second'))} flows/s "
-            f"({row.get('requests')} flows, {row.get('errors')} failed, "
-            f"{_f(row.get('seconds'))} s), flow p50 {_f(row.get('p50_ms'))} ms, "
-            f"p99 {_f(row.get('p99_ms'))} ms"
-            + (
-                f", FastMCP {row.get('fastmcp_version')}"
-                f"{'' if row.get('with_mcp_call') else ' (no MCP call)'}"
-                if who.startswith("peer")
-                else ""
-            )
-        )
-        steps_row = row.get("steps", {})
-        add(
-            "    step p50/p99 ms: "
-            + "; ".join(
-                f"{k} {_f(v['p50_ms'])}/{_f(v['p99_ms'])}" for k, v in steps_row.items()
-            )
-        )
-        share = row.get("cpu_share", {})
-        cpu = row.get("cpu_seconds", {})
-        add(
-            "    server CPU share: "
-            + ", ".join(f"{k} {v * 100:.0f}%" for k, v in share.items())
-            + f"; bench client {_f(cpu.get('bench_client'))} CPU-s"
-        )
+            lines.append(f"  {who}: skipped: {row['skipped']}")
+        elif row:
+            lines += _flow_row(who, row)
     for mine, peer in (("proxy", "peer"), ("proxy_oauth_only", "peer_oauth_only")):
         a = (flows.get(mine) or {}).get("flows_per_second")
         b = (flows.get(peer) or {}).get("flows_per_second")
         if a and b:
-            add(f"  ratio {mine}/{peer}: {a / b:.2f}x")
-    gateway = doc.get("gateway", {})
-    if gateway:
-        add("")
-        add(
-            f"Gateway (sequential tools/call, {gateway.get('calls')} each): direct "
-            f"p50/p99 {_f(gateway.get('direct_p50_ms'), 2)}/"
-            f"{_f(gateway.get('direct_p99_ms'), 2)} ms, via gateway "
-            f"{_f(gateway.get('gateway_p50_ms'), 2)}/"
-            f"{_f(gateway.get('gateway_p99_ms'), 2)} ms, added "
-            f"{_f(gateway.get('added_p50_ms'), 2)}/{_f(gateway.get('added_p99_ms'), 2)}"
-            " ms"
+            lines.append(f"  ratio {mine}/{peer}: {a / b:.2f}x")
+    return lines
+
+
+def _flow_row(who: str, row: Doc) -> list[str]:
+    """Throughput and flow latency, then per-step latency, then CPU shares."""
+    peer_note = (
+        f", FastMCP {row.get('fastmcp_version')}"
+        f"{'' if row.get('with_mcp_call') else ' (no MCP call)'}"
+        if who.startswith("peer")
+        else ""
+    )
+    steps = "; ".join(
+        f"{k} {_f(v['p50_ms'])}/{_f(v['p99_ms'])}"
+        for k, v in row.get("steps", {}).items()
+    )
+    share = row.get("cpu_share", {})
+    cpu = row.get("cpu_seconds", {})
+    return [
+        f"  {who}: {_f(row.get('flows_per_second'))} flows/s "
+        f"({row.get('requests')} flows, {row.get('errors')} failed, "
+        f"{_f(row.get('seconds'))} s), flow p50 {_f(row.get('p50_ms'))} ms, "
+        f"p99 {_f(row.get('p99_ms'))} ms" + peer_note,
+        "    step p50/p99 ms: " + steps,
+        "    server CPU share: "
+        + ", ".join(f"{k} {v * 100:.0f}%" for k, v in share.items())
+        + f"; bench client {_f(cpu.get('bench_client'))} CPU-s",
+    ]
+
+
+def _gateway_lines(gateway: Doc) -> list[str]:
+    if not gateway:
+        return []
+    return [
+        "",
+        f"Gateway (sequential tools/call, {gateway.get('calls')} each): direct "
+        f"p50/p99 {_f(gateway.get('direct_p50_ms'), 2)}/"
+        f"{_f(gateway.get('direct_p99_ms'), 2)} ms, via gateway "
+        f"{_f(gateway.get('gateway_p50_ms'), 2)}/"
+        f"{_f(gateway.get('gateway_p99_ms'), 2)} ms, added "
+        f"{_f(gateway.get('added_p50_ms'), 2)}/{_f(gateway.get('added_p99_ms'), 2)}"
+        " ms",
+        f"  SSE event arrivals (ms): direct {gateway.get('sse_direct_arrivals_ms')}"
+        f", gateway {gateway.get('sse_gateway_arrivals_ms')}; unbuffered: "
+        f"{gateway.get('sse_unbuffered')}",
+    ]
+
+
+def _memory_lines(memory: Doc) -> list[str]:
+    if not memory:
+        return []
+    c, g = memory.get("client", {}), memory.get("grant", {})
+    lines = [
+        "",
+        f"Redis memory ({memory.get('count')} each): per client "
+        f"{_f(c.get('bytes_per_client'), 0)} B (MEMORY USAGE sample "
+        f"{c.get('memory_usage_sample_bytes')} B); per live grant "
+        f"{_f(g.get('bytes_per_grant'), 0)} B (sample "
+        f"{g.get('memory_usage_sample_bytes')} B, real-flow grant "
+        f"{g.get('memory_usage_real_flow_grant_bytes')} B, {g.get('encoding')})",
+    ]
+    if g.get("field_bytes_sample"):
+        lines.append(
+            "  grant field bytes: "
+            + ", ".join(f"{k} {v}" for k, v in g["field_bytes_sample"].items())
         )
-        add(
-            f"  SSE event arrivals (ms): direct {gateway.get('sse_direct_arrivals_ms')}"
-            f", gateway {gateway.get('sse_gateway_arrivals_ms')}; unbuffered: "
-            f"{gateway.get('sse_unbuffered')}"
+    return lines
+
+
+def _target_lines(verdicts: list[Doc]) -> list[str]:
+    if not verdicts:
+        return []
+    lines = ["", "Targets"]
+    for v in verdicts:
+        mark = {True: "MET ", False: "MISS", None: "n/a "}[v["met"]]
+        lines.append(
+            f"  [{mark}] {v['target']}: {_f(v['value'], 2)} "
+            f"(target {'>=' if 'vs' in v['target'] else '<='} {v['limit']}) "
+            f"{v.get('margin', '')}"
         )
-    memory = doc.get("memory", {})
-    if memory:
-        c, g = memory.get("client", {}), memory.get("grant", {})
-        add("")
-        add(
-            f"Redis memory ({memory.get('count')} each): per client "
-            f"{_f(c.get('bytes_per_client'), 0)} B (MEMORY USAGE sample "
-            f"{c.get('memory_usage_sample_bytes')} B); per live grant "
-            f"{_f(g.get('bytes_per_grant'), 0)} B (sample "
-            f"{g.get('memory_usage_sample_bytes')} B, real-flow grant "
-            f"{g.get('memory_usage_real_flow_grant_bytes')} B, {g.get('encoding')})"
+    return lines
+
+
+def _profile_lines(profile: Doc | None) -> list[str]:
+    """Per profiled phase: proxy functions by inclusive share, all by self share."""
+    if not profile:
+        return []
+    lines = ["", f"Profile (py-spy, proxy workers; files in {profile.get('files')})"]
+    for phase, data in profile.items():
+        if not isinstance(data, dict) or "inclusive_pct" not in data:
+            continue
+        lines.append(
+            f"  {phase}: {data['samples']} GIL-holding samples; "
+            "proxy functions by inclusive %:"
         )
-        if g.get("field_bytes_sample"):
-            add(
-                "  grant field bytes: "
-                + ", ".join(f"{k} {v}" for k, v in g["field_bytes_sample"].items())
-            )
-    verdicts = doc.get("targets", [])
-    if verdicts:
-        add("")
-        add("Targets")
-        for v in verdicts:
-            mark = {True: "MET ", False: "MISS", None: "n/a "}[v["met"]]
-            add(
-                f"  [{mark}] {v['target']}: {_f(v['value'], 2)} "
-                f"(target {'>=' if 'vs' in v['target'] else '<='} {v['limit']}) "
-                f"{v.get('margin', '')}"
-            )
-    profile = doc.get("profile")
-    if profile:
-        add("")
-        add(f"Profile (py-spy, proxy workers; files in {profile.get('files')})")
-        for phase, data in profile.items():
-            if not isinstance(data, dict) or "inclusive_pct" not in data:
-                continue
-            add(
-                f"  {phase}: {data['samples']} GIL-holding samples; "
-                "proxy functions by inclusive %:"
-            )
-            for name, pct in data["inclusive_pct"][:18]:
-                add(f"    {pct:5.1f}  {name}")
-            add("   top self %:")
-            for name, pct in data["self_pct"][:10]:
-                add(f"    {pct:5.1f}  {name}")
-    return "\n".join(lines)
+        lines += [f"    {pct:5.1f}  {name}" for name, pct in data["inclusive_pct"][:18]]
+        lines.append("   top self %:")
+        lines += [f"    {pct:5.1f}  {name}" for name, pct in data["self_pct"][:10]]
+    return lines

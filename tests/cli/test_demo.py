@@ -23,8 +23,8 @@ import anyio
 import pytest
 import requests
 
+from support.processes import free_port
 from tests.e2e.mcp_oauth_client import connect_and_call
-from tests.e2e.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0

@@ -1,4 +1,4 @@
-"""Fixtures composing the real end-to-end stack (see processes.py)."""
+"""Fixtures composing the real end-to-end stack (see stack.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from .processes import Stack
-from .processes import running_stack
+from .stack import Stack
+from .stack import running_stack
 
 
 def require_redis_server() -> None:

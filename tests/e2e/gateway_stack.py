@@ -1,5 +1,5 @@
 """The gateway-mode stack: the proxy (gunicorn) serving /mcp in front of the demo
-MCP server, built from the process helpers in processes.py.
+MCP server, built from the process helpers in support/processes.py.
 
 redis-server and the IdP may be shared by several proxies; each proxy gets its
 own Redis key prefix (its secret key seals its own signing keys).
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import sys
 import uuid
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -22,16 +21,16 @@ from urllib.parse import urlencode
 import requests
 
 from proxy.oauth.pkce import s256
+from support.processes import ManagedProcess
+from support.processes import free_port
+from support.processes import start_demo_backend
+from support.processes import start_proxy
+from support.processes import start_redis
 
 from .mcp_oauth_client import DEFAULT_REDIRECT_URI
 from .mcp_oauth_client import drive_browser_login
-from .processes import ManagedProcess
-from .processes import free_port
-from .processes import proxy_env
-from .processes import start_idp
-from .processes import start_process
-from .processes import start_proxy
-from .processes import start_redis
+from .stack import proxy_env
+from .stack import start_idp
 
 #: What an MCP client sends as Accept on every Streamable HTTP POST.
 ACCEPT = "application/json, text/event-stream"
@@ -46,24 +45,6 @@ def rpc_messages(content_type: str, body: str) -> list[dict[str, Any]]:
         for line in body.splitlines()
         if line.startswith("data:") and line[len("data:") :].strip()
     ]
-
-
-def _answers(url: str) -> bool:
-    # Any HTTP answer below 500 (405, 406, 400) means the server is listening.
-    return requests.get(url, timeout=1.0).status_code < 500
-
-
-def start_demo_backend() -> ManagedProcess:
-    """`python -m proxy.cli.demo_mcp_server` (no auth) on a free loopback port."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    return start_process(
-        "demo-mcp-server",
-        [sys.executable, "-m", "proxy.cli.demo_mcp_server", "--port", str(port)],
-        port=port,
-        url=url,
-        ready=lambda: _answers(url),
-    )
 
 
 @dataclass

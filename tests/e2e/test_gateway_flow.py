@@ -22,6 +22,8 @@ import requests
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from support.processes import free_port
+
 from .conftest import require_redis_server
 from .gateway_stack import ACCEPT
 from .gateway_stack import GatewayStack
@@ -36,7 +38,6 @@ from .mcp_oauth_client import InMemoryTokenStorage
 from .mcp_oauth_client import expire_access_token
 from .mcp_oauth_client import make_provider
 from .mcp_oauth_client import recording_http_client
-from .processes import free_port
 
 USER = "gateway-e2e@example.com"
 TIMEOUT = 30.0

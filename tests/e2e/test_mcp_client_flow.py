@@ -16,7 +16,7 @@ from joserfc import jws
 from .mcp_oauth_client import DEFAULT_REDIRECT_URI
 from .mcp_oauth_client import FlowReport
 from .mcp_oauth_client import connect_and_call
-from .processes import Stack
+from .stack import Stack
 
 USER = "alice-e2e@example.com"
 

@@ -11,7 +11,6 @@ import gzip
 import http.server
 import json
 import socket
-import sys
 import threading
 import time
 import typing as t
@@ -28,9 +27,8 @@ from proxy import create_app
 from proxy.config.settings import Settings
 from proxy.oauth.access_tokens import mint_access_token
 from proxy.resource_server import verification
-from tests.e2e.processes import ManagedProcess
-from tests.e2e.processes import free_port
-from tests.e2e.processes import start_process
+from support.processes import ManagedProcess
+from support.processes import start_demo_backend
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import OAuthTestClient
 
@@ -63,26 +61,10 @@ INITIALIZE = {
 # --------------------------------------------------------------------------- #
 
 
-def _backend_ready(url: str) -> t.Callable[[], bool]:
-    def probe() -> bool:
-        # Any HTTP answer (405/406/400) means the server is listening.
-        return requests.get(url, timeout=1.0).status_code < 500
-
-    return probe
-
-
 @pytest.fixture(scope="module")
 def backend() -> Iterator[ManagedProcess]:
     """`python -m proxy.cli.demo_mcp_server` on a free port, stopped at module end."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    proc = start_process(
-        "demo-mcp-server",
-        [sys.executable, "-m", "proxy.cli.demo_mcp_server", "--port", str(port)],
-        port=port,
-        url=url,
-        ready=_backend_ready(url),
-    )
+    proc = start_demo_backend()
     try:
         yield proc
     finally:

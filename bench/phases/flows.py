@@ -1,0 +1,69 @@
+"""Phase 3: complete flows, concurrent users each running register > authorize >
+consent > upstream login > callback > token > refresh [> MCP calls]."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from support.processes import ManagedProcess
+
+from ..cpu import CpuMeter
+from ..load import FlowResult
+from ..load import Recorder
+from ..load import Target
+from ..load import new_session
+from ..load import run_flows
+from ..options import Options
+from ..stack import Stack
+from ..stats import stats_summary
+from ..stats import step_latencies
+
+
+async def flows_phase(
+    target: Target, options: Options, named: dict[str, ManagedProcess]
+) -> tuple[dict[str, t.Any], list[FlowResult]]:
+    """`--clients` users for `--flow-seconds`; CPU shared among the `named` servers."""
+    rec = Recorder()
+    async with new_session(options.clients * 4) as session:
+        meter = CpuMeter(named)
+        stats, results = await run_flows(
+            session,
+            rec,
+            target,
+            clients=options.clients,
+            duration=options.flow_seconds,
+            with_mcp=target.mcp_url is not None,
+        )
+        cpu = meter.stop()
+    summary = stats_summary(stats)
+    summary["flows_per_second"] = summary.pop("per_second")
+    summary["steps"] = step_latencies(rec)
+    summary["cpu_seconds"] = cpu
+    servers = {k: v for k, v in cpu.items() if k != "bench_client"}
+    total = sum(servers.values()) or 1.0
+    summary["cpu_share"] = {k: round(v / total, 3) for k, v in servers.items()}
+    if rec.error_samples:
+        summary["error_sample"] = dict(rec.error_samples)
+    return summary, results
+
+
+async def proxy_flows_phase(
+    stack: Stack, options: Options
+) -> tuple[dict[str, t.Any], FlowResult]:
+    """The proxy's flows with the MCP call, then the OAuth steps alone (as the peer
+    reference figure was measured); returns them and a sample flow's result."""
+    named = {
+        "proxy": stack.proxy,
+        "upstream_idp": stack.idp,
+        "redis": stack.redis,
+        "mcp_backend": stack.backend,
+    }
+    target = stack.proxy_target()
+    flows, flow_results = await flows_phase(target, options, named)
+    print("· complete flows without the MCP call: proxy", flush=True)
+    oauth_only = dataclasses.replace(target, mcp_url=None)
+    only, _ = await flows_phase(oauth_only, options, named)
+    if not flow_results:
+        raise RuntimeError(f"no complete flow succeeded: {flows.get('error_sample')}")
+    return {"proxy": flows, "proxy_oauth_only": only}, flow_results[-1]

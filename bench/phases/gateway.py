@@ -1,0 +1,116 @@
+"""Phase 4: the gateway's added latency and SSE streaming.
+
+Sequential `tools/call echo`, alternating directly to the backend and through
+the gateway with a token; then the `count` tool (5 progress notifications
+200 ms apart) both ways, with each SSE event's arrival time.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+import aiohttp
+
+from ..load import MCP_ACCEPT
+from ..load import MCP_ECHO_CALL
+from ..load import Recorder
+from ..load import call
+from ..load import mcp_open
+from ..load import new_session
+from ..load import percentile
+from ..options import Options
+from ..stack import Stack
+from ..stats import ms
+
+#: tools/call `count`: five progress notifications 200 ms apart, as SSE events.
+COUNT_CALL = {
+    "jsonrpc": "2.0",
+    "id": 9,
+    "method": "tools/call",
+    "params": {
+        "name": "count",
+        "arguments": {"to": 5, "delay_seconds": 0.2},
+        "_meta": {"progressToken": "p1"},
+    },
+}
+
+
+async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str, t.Any]:
+    """Sequential tools/call, alternating direct and through the gateway."""
+    direct_url = stack.backend.url
+    gateway_url = stack.proxy.url + stack.settings.mcp_path
+    base = {"Accept": MCP_ACCEPT}
+    rec = Recorder()
+    async with new_session(4) as session:
+        direct = await mcp_open(session, Recorder(), direct_url, base)
+        via = await mcp_open(
+            session,
+            Recorder(),
+            gateway_url,
+            dict(base, Authorization=f"Bearer {token}"),
+        )
+        ways = [("direct", direct_url, direct), ("gateway", gateway_url, via)]
+        for _ in range(5):  # warm-up
+            await _echo_each_way(session, Recorder(), ways)
+        for _ in range(options.gateway_calls):
+            await _echo_each_way(session, rec, ways)
+        sse_direct = await _sse_arrivals(session, direct_url, direct)
+        sse_gateway = await _sse_arrivals(session, gateway_url, via)
+    out = _added_latency(rec.latencies["direct"], rec.latencies["gateway"])
+    out["sse_direct_arrivals_ms"] = sse_direct
+    out["sse_gateway_arrivals_ms"] = sse_gateway
+    out["sse_unbuffered"] = _unbuffered(sse_direct, sse_gateway)
+    return out
+
+
+async def _echo_each_way(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    ways: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """One `echo` call per (name, url, headers), recorded under the name."""
+    for name, url, headers in ways:
+        await call(session, rec, name, "POST", url, json=MCP_ECHO_CALL, headers=headers)
+
+
+def _added_latency(direct: list[float], gateway: list[float]) -> dict[str, t.Any]:
+    out: dict[str, t.Any] = {
+        "calls": len(gateway),
+        "direct_p50_ms": ms(percentile(direct, 50)),
+        "direct_p99_ms": ms(percentile(direct, 99)),
+        "gateway_p50_ms": ms(percentile(gateway, 50)),
+        "gateway_p99_ms": ms(percentile(gateway, 99)),
+    }
+    if direct and gateway:
+        out["added_p50_ms"] = round(out["gateway_p50_ms"] - out["direct_p50_ms"], 2)
+        out["added_p99_ms"] = round(out["gateway_p99_ms"] - out["direct_p99_ms"], 2)
+    return out
+
+
+async def _sse_arrivals(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> list[float]:
+    """Arrival time (ms after the request) of each SSE event of a `count` call."""
+    arrivals = []
+    start = time.perf_counter()
+    async with session.post(url, json=COUNT_CALL, headers=headers) as response:
+        buffer = b""
+        async for chunk in response.content.iter_any():
+            buffer += chunk.replace(b"\r\n", b"\n")
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                if b"data:" in event:
+                    arrivals.append(round((time.perf_counter() - start) * 1000, 1))
+    return arrivals
+
+
+def _unbuffered(direct: list[float], gateway: list[float]) -> bool:
+    """Events arrive spread over the stream's life as they do directly, not all
+    together at the end: each within 100 ms of its direct arrival time."""
+    return (
+        len(gateway) >= 3
+        and len(gateway) == len(direct)
+        and gateway[0] < gateway[-1] / 2
+        and all(abs(a - b) < 100 for a, b in zip(gateway, direct, strict=True))
+    )

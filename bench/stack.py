@@ -1,0 +1,175 @@
+"""The benchmark's processes: redis-server, the upstream IdP, the MCP backend,
+the proxy and the floor (the peer is started by its own phase, bench/peer.py).
+
+Each runs in its own process group (support/processes.py), so its CPU can be
+attributed; every child's log is kept in the results directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from proxy.config.settings import Settings
+from support.processes import REPO_ROOT
+from support.processes import ManagedProcess
+from support.processes import free_port
+from support.processes import start_demo_backend
+from support.processes import start_gunicorn
+from support.processes import start_http
+from support.processes import start_proxy
+from support.processes import start_redis
+
+from .load import Target
+from .options import Options
+
+UPSTREAMS = {"fast": "bench.fast_idp:app", "mock": "bench.idp_app:app"}
+#: How long a child may take to answer (two busy cores start gunicorn slowly).
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Stack:
+    redis: ManagedProcess
+    idp: ManagedProcess
+    backend: ManagedProcess
+    proxy: ManagedProcess
+    floor: ManagedProcess
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    others: list[ManagedProcess] = field(default_factory=list)
+
+    def all(self) -> list[ManagedProcess]:
+        return [
+            self.redis,
+            self.idp,
+            self.backend,
+            self.proxy,
+            self.floor,
+            *self.others,
+        ]
+
+    def stop(self) -> None:
+        for proc in reversed(self.all()):
+            proc.stop()
+
+    def proxy_target(self) -> Target:
+        """Complete flows against the proxy, with its gateway as the MCP URL."""
+        return Target(
+            kind="proxy",
+            base=self.proxy.url,
+            resource=self.settings.resource,
+            scope="mcp",
+            mcp_url=self.proxy.url + self.settings.mcp_path,
+        )
+
+
+def start_stack(options: Options, log_dir: Path) -> Stack:
+    started: list[ManagedProcess] = []
+    try:
+        started.append(start_redis(log_dir=log_dir, timeout=START_TIMEOUT))
+        idp_app = UPSTREAMS[options.upstream]
+        started.append(start_idp(log_dir, options.idp_threads, idp_app))
+        started.append(
+            start_demo_backend(
+                name="mcp-backend", log_dir=log_dir, timeout=START_TIMEOUT
+            )
+        )
+        redis, idp, backend = started
+        proxy_port = free_port()
+        env = _proxy_env(proxy_port, idp.url, redis.url, backend.url)
+        settings = Settings.from_env(env)
+        started.append(
+            start_proxy(
+                env,
+                port=proxy_port,
+                workers=options.workers,
+                log_dir=log_dir,
+                timeout=START_TIMEOUT,
+            )
+        )
+        started.append(start_floor(redis.url, idp.url, options.workers, log_dir))
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        raise
+    return Stack(*started, settings=settings, env=env, log_dir=log_dir)
+
+
+def _proxy_env(port: int, idp_url: str, redis_url: str, mcp_url: str) -> dict[str, str]:
+    """The proxy in gateway mode in front of the MCP backend."""
+    return {
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "OAUTH_ISSUER": idp_url,
+        "OAUTH_CLIENT_ID": "proxy-client",
+        "OAUTH_CLIENT_SECRET": "proxy-secret",
+        "REDIS_URL": redis_url,
+        "PROXY_SECRET_KEY": secrets.token_hex(32),
+        "MCP_BACKEND_URL": mcp_url,
+        "MCP_SCOPES": "mcp",
+        "LOG_LEVEL": "warning",
+        # Limits stay on (their round trips are part of the cost measured)
+        # but far above what one load generator on one IP sends.
+        **{f"RATE_LIMIT_{name}": "1000000/second" for name in _LIMITED},
+        "REGISTRATIONS_PER_IP_PER_DAY": "10000000",
+    }
+
+
+_LIMITED = (
+    "REGISTER AUTHORIZE CONSENT CALLBACK TOKEN REVOKE INTROSPECT PER_CLIENT PER_GRANT"
+).split()
+
+
+def start_idp(log_dir: Path, threads: int, app: str) -> ManagedProcess:
+    """The upstream IdP under gunicorn: ONE worker (the mock's state is in-process)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
+    argv += ["--workers", "1", "--threads", str(threads)]
+    argv += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    argv += [app]
+    return start_http(
+        "idp",
+        argv,
+        port=port,
+        ready_path="/.well-known/openid-configuration",
+        cwd=REPO_ROOT,
+        log_dir=log_dir,
+        timeout=START_TIMEOUT,
+    )
+
+
+def start_floor(
+    redis_url: str, idp_url: str, workers: int, log_dir: Path
+) -> ManagedProcess:
+    """bench/floor_app.py under the proxy's gunicorn command and settings."""
+    port = free_port()
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    env = {
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "REDIS_URL": redis_url,
+        "FLOOR_SIGNING_KEY": pem,
+        "FLOOR_UPSTREAM_AUTHORIZE": idp_url + "/oauth2/authorize",
+        "LOG_LEVEL": "warning",
+    }
+    return start_gunicorn(
+        "floor",
+        "bench.floor_app:app",
+        env,
+        port=port,
+        workers=workers,
+        ready_path="/.well-known/jwks.json",
+        log_dir=log_dir,
+        timeout=START_TIMEOUT,
+    )
