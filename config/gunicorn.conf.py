@@ -1,13 +1,38 @@
 """gunicorn settings for the proxy (PaaS-friendly: $PORT, $WEB_CONCURRENCY).
 
 Workers are separate processes sharing nothing but Redis. The worker class is
-`gthread`: each request, including a long-lived MCP SSE stream relayed by the
-gateway, holds one thread while it waits on the network, and the other threads
-of the same worker keep serving. Capacity is workers x threads concurrent
-requests (default: cores x 32, so 64 open streams on 2 cores) before a request
-queues. We chose threads over gevent: no monkey-patching of redis-py,
-requests and cryptography, and an idle thread costs little memory. Raise
-GUNICORN_THREADS for many simultaneous SSE clients.
+gunicorn's `gevent` worker with deadlines for slow clients
+(proxy/web/worker.py): a connection waiting on the network, be it a relayed
+MCP SSE stream, a slow request or an idle keep-alive, costs a greenlet, and
+everyone else keeps being served. gevent patches the standard library when a
+worker starts, before the app (redis-py, requests, urllib3, our locks) is
+imported; `preload_app` would import it too early and is refused.
+
+Why not `gthread` (our previous choice): a waiting connection holds one of
+workers x threads (2 x 32 measured), so 64 slow or long-lived clients stop
+the service. Measured by tests/resilience (2 workers, real Redis, IdP and MCP
+backend; probes: discovery, a token refresh, a tool call on another grant,
+each with a 10 s client timeout):
+
+    answered probes, p50 / p99    gthread 2x32            gevent + deadlines
+    1,000 slowloris (1 byte/s)    0/2, all timed out      114/114, 5.5 / 13 ms
+    500 open SSE streams          0/2; 64-128 streams up  114/114, 5.7 / 11 ms
+    200 slow bodies (1 byte/s)    0/2, all timed out      114/114, 6.0 / 10 ms
+    all three at once             0/2; 64 streams up      112/112, 5.9 / 17 ms
+
+(Under gthread each probe waited out its 10 s, so only two fit in the 12 s.)
+
+gthread has no deadline for a request head or body, so those clients hold
+their threads for as long as they like; gevent by itself has none either,
+hence the worker's:
+
+- REQUEST_HEADER_TIMEOUT_SECONDS (10): request line and headers, in total;
+- REQUEST_BODY_TIMEOUT_SECONDS (15): the body, in total (then 408);
+- KEEPALIVE_SECONDS (5): idle time between two requests on a connection;
+- GUNICORN_WORKER_CONNECTIONS (4000): open connections per worker.
+
+To go back to threads without a release:
+GUNICORN_CMD_ARGS="--worker-class gthread --threads 32" (no deadlines then).
 
 On shutdown (SIGTERM), workers stop accepting, and in-flight requests and
 streams get `graceful_timeout` seconds to finish before they are cut.
@@ -15,23 +40,64 @@ streams get `graceful_timeout` seconds to finish before they are cut.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
+import resource
 import sys
+from pathlib import Path
 
 from dotenv import load_dotenv
 
 load_dotenv()
 
+
+def _setting(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also refuses nan
+        sys.stderr.write(
+            f"configuration error: {name}={raw!r} must be a number from {low:g} "
+            f"to {high:g} (default {default:g}).\n"
+        )
+        raise SystemExit(2)
+    return value
+
+
+def _deadline_worker() -> type:
+    """proxy/web/worker.py, loaded by path. Importing it as proxy.web.worker would
+    import the proxy package, and with it requests, urllib3 and redis, into the
+    arbiter before gevent patches the workers: their TLS would then block a
+    whole worker on every call to the IdP."""
+    path = Path(__file__).resolve().parent.parent / "proxy" / "web" / "worker.py"
+    spec = importlib.util.spec_from_file_location("_proxy_gunicorn_worker", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"error: cannot load the worker class from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.DeadlineGeventWorker.configure(  # type: ignore[no-any-return]
+        header_timeout=_setting("REQUEST_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
+        body_timeout=_setting("REQUEST_BODY_TIMEOUT_SECONDS", 15, 1, 3600),
+    )
+
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
-# A worker is restarted only if it stops answering the arbiter; threads that
-# relay long SSE streams do not count against it.
+worker_class = _deadline_worker()
+# Open connections per worker, SSE streams and slow clients included; past it
+# a worker stops accepting and the kernel's backlog holds new connections.
+worker_connections = int(_setting("GUNICORN_WORKER_CONNECTIONS", 4000, 10, 100_000))
+# The arbiter restarts a worker that stops answering it for this long; under
+# gevent only a worker stuck on the CPU does, never one waiting on streams.
 timeout = 60
 graceful_timeout = 30
-keepalive = 5
+# Idle time allowed between two requests on one connection (0 is refused: the
+# worker's header deadline rides on gunicorn's keep-alive loop).
+keepalive = int(_setting("KEEPALIVE_SECONDS", 5, 1, 300))
 # Several proxies (and tests) may run on one host: no shared control socket.
 control_socket_disable = True
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true") else None
@@ -52,3 +118,23 @@ def on_starting(server: object) -> None:
             "(e.g. REDIS_URL=redis://localhost:6379/0) or run with --workers 1.\n"
         )
         raise SystemExit(3)
+    _raise_open_files_limit(cfg)
+
+
+def _raise_open_files_limit(cfg: object) -> None:
+    """Every connection is a file descriptor, two when the gateway relays it:
+    raise the soft limit (the workers inherit it) as far as the hard one allows."""
+    count = int(getattr(cfg, "workers", workers))
+    per_worker = int(getattr(cfg, "worker_connections", worker_connections))
+    wanted = count * per_worker * 2 + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        sys.stderr.write(
+            f"warning: open files limited to {target} (ulimit -n), below the "
+            f"{wanted} that {count} workers x {per_worker} connections may need.\n"
+        )
