@@ -314,6 +314,8 @@ def start_demo_backend(
         ready=answers,
         log_dir=log_dir,
         timeout=timeout,
+        # From the repository: `proxy` imports whether or not it is installed.
+        cwd=REPO_ROOT,
     )
 
 
