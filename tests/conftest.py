@@ -72,7 +72,12 @@ def _start_redis() -> Iterator[str]:
     deadline = time.monotonic() + 10
     while True:
         try:
-            redis.Redis.from_url(url).ping()
+            # Wait for the socket file first: redis 5.0.0 leaks the socket
+            # of a failed connect (an unraisable ResourceWarning here).
+            if not os.path.exists(sock):
+                raise FileNotFoundError(sock)
+            with redis.Redis.from_url(url) as probe:
+                probe.ping()
             break
         except (redis.exceptions.ConnectionError, FileNotFoundError):
             if time.monotonic() > deadline:
