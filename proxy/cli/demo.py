@@ -112,61 +112,67 @@ def _start(
                 "OAUTH_ISSUER, OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET for your IdP.\n"
             )
             return 2
-        idp_port = free_port()
-        children.append(
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "oidc_provider_mock", "-p", str(idp_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        issuer = f"http://127.0.0.1:{idp_port}"
-        wait_for(issuer + "/.well-known/openid-configuration")
-        env.update(
-            OAUTH_ISSUER=issuer,
-            OAUTH_CLIENT_ID=DEMO_CLIENT_ID,
-            OAUTH_CLIENT_SECRET="demo-secret",  # noqa: S106 - the demo IdP takes any
-        )
-        say(f"demo identity provider: {issuer} (log in as any name, e.g. {DEMO_USER})")
+        env.update(_start_demo_idp(children))
         if not env.get("MCP_BACKEND_URL"):
-            backend_port = free_port()
-            children.append(
-                subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                    [
-                        sys.executable,
-                        "-m",
-                        "proxy.cli.demo_mcp_server",
-                        "--port",
-                        str(backend_port),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            env["MCP_BACKEND_URL"] = f"http://127.0.0.1:{backend_port}/mcp"
-            # The MCP URL is printed only once the server behind it answers.
-            wait_for(env["MCP_BACKEND_URL"], any_status=True)
-            say(
-                f"demo MCP server:        {env['MCP_BACKEND_URL']} (behind the gateway)"
-            )
+            env["MCP_BACKEND_URL"] = _start_demo_backend(children)
     if workers is None:
         workers = 1 if not env.get("REDIS_URL") else None
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(ROOT / "config" / "gunicorn.conf.py"),
-        "--chdir",
-        str(ROOT),
-        "--bind",
-        f"127.0.0.1:{port}" if not env.get("HOST") else f"{env['HOST']}:{port}",
-    ]
+    children.append(subprocess.Popen(_gunicorn_command(env, port, workers), env=env))  # noqa: S603
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    _announce(env)
+    return 0
+
+
+def _start_demo_idp(children: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    """oidc-provider-mock on a free port; the settings that point the proxy at it."""
+    idp_port = free_port()
+    children.append(
+        subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "oidc_provider_mock", "-p", str(idp_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    issuer = f"http://127.0.0.1:{idp_port}"
+    wait_for(issuer + "/.well-known/openid-configuration")
+    say(f"demo identity provider: {issuer} (log in as any name, e.g. {DEMO_USER})")
+    return {
+        "OAUTH_ISSUER": issuer,
+        "OAUTH_CLIENT_ID": DEMO_CLIENT_ID,
+        "OAUTH_CLIENT_SECRET": "demo-secret",  # noqa: S106 - the demo IdP takes any
+    }
+
+
+def _start_demo_backend(children: list[subprocess.Popen[bytes]]) -> str:
+    """The demo MCP server on a free port; its /mcp URL once it answers."""
+    backend_port = free_port()
+    argv = [sys.executable, "-m", "proxy.cli.demo_mcp_server"]
+    children.append(
+        subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [*argv, "--port", str(backend_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    url = f"http://127.0.0.1:{backend_port}/mcp"
+    # The MCP URL is printed only once the server behind it answers.
+    wait_for(url, any_status=True)
+    say(f"demo MCP server:        {url} (behind the gateway)")
+    return url
+
+
+def _gunicorn_command(env: dict[str, str], port: int, workers: int | None) -> list[str]:
+    """The Procfile's command, bound to loopback (or HOST) and `port`."""
+    host = env.get("HOST") or "127.0.0.1"
+    command = [sys.executable, "-m", "gunicorn"]
+    command += ["-c", str(ROOT / "config" / "gunicorn.conf.py"), "--chdir", str(ROOT)]
+    command += ["--bind", f"{host}:{port}"]
     if workers:
         command += ["--workers", str(workers)]
-    command.append("wsgi:app")
-    children.append(subprocess.Popen(command, env=env))  # noqa: S603
-    wait_for(f"http://127.0.0.1:{port}/healthz")
+    return [*command, "wsgi:app"]
+
+
+def _announce(env: dict[str, str]) -> None:
     say(f"proxy issuer: {env['PUBLIC_URL']}")
     if env.get("MCP_BACKEND_URL"):
         mcp_url = env["PUBLIC_URL"] + env.get("MCP_PATH", "/mcp")
@@ -175,7 +181,6 @@ def _start(
         say(f"   or: npx mcp-remote {mcp_url}")
     say(f"discovery:    {env['PUBLIC_URL']}/.well-known/oauth-authorization-server")
     say("press Ctrl-C to stop")
-    return 0
 
 
 def _wait(children: list[subprocess.Popen[bytes]]) -> int:

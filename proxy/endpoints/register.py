@@ -41,52 +41,26 @@ def register_client() -> Response:
     settings = app.settings
     if not settings.dynamic_registration:
         abort(404)
-    # GEN-9: /register takes JSON; anything else is invalid_client_metadata.
-    if request.mimetype != "application/json":
-        raise InvalidClientMetadataError("The body must be application/json.")
-    # Read no more than the limit: a huge body is refused, never buffered.
-    raw = request.stream.read(settings.max_registration_bytes + 1)
-    if len(raw) > settings.max_registration_bytes:
-        raise InvalidClientMetadataError("The registration request is too large.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidClientMetadataError("The body is not valid JSON.") from None
     metadata = client_metadata.validate(
-        body, private_schemes=settings.allowed_redirect_schemes
+        _json_body(settings.max_registration_bytes),
+        private_schemes=settings.allowed_redirect_schemes,
     )
 
     _within_quotas(settings.limits)
 
-    # SEC-4 / DCR-16: the id is ours, random, and never looks like a CIMD URL.
-    client_id = "mcp_" + random_token(18)
-    method = metadata["token_endpoint_auth_method"]
-    secret = None if method == "none" else random_token()
-    issued_at = int(time.time())
-    record = ClientRecord(
-        client_id=client_id,
-        redirect_uris=tuple(metadata["redirect_uris"]),
-        token_endpoint_auth_method=method,
-        grant_types=tuple(metadata["grant_types"]),
-        client_id_issued_at=issued_at,
-        client_secret_hash=sha256_hex(secret) if secret else None,
-        metadata={
-            k: v
-            for k, v in metadata.items()
-            if k not in ("redirect_uris", "token_endpoint_auth_method", "grant_types")
-        },
-    )
+    record, secret = _new_client(metadata)
     # Unused clients go soon; the first token request slides the TTL to
     # CLIENT_TTL_SECONDS. A registration flood leaves little behind.
     unused_ttl = _unused_client_ttl(settings.limits, settings.client_ttl_seconds)
     app.store.create_client(record, unused_ttl)
     if settings.limits.enabled and settings.limits.max_clients:
-        app.store.limits.index_client(client_id, issued_at + (unused_ttl or 86400))
+        expires_at = record.client_id_issued_at + (unused_ttl or 86400)
+        app.store.limits.index_client(record.client_id, expires_at)
 
     # RFC 7591 §3.2.1: echo the effective metadata, defaults included (DCR-2).
     response_body: dict[str, t.Any] = {
-        "client_id": client_id,
-        "client_id_issued_at": issued_at,
+        "client_id": record.client_id,
+        "client_id_issued_at": record.client_id_issued_at,
     }
     if secret:
         response_body["client_secret"] = secret
@@ -97,6 +71,42 @@ def register_client() -> Response:
     response.status_code = 201
     response.headers.update(NO_STORE)
     return response
+
+
+def _json_body(max_bytes: int) -> t.Any:
+    # GEN-9: /register takes JSON; anything else is invalid_client_metadata.
+    if request.mimetype != "application/json":
+        raise InvalidClientMetadataError("The body must be application/json.")
+    # Read no more than the limit: a huge body is refused, never buffered.
+    raw = request.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise InvalidClientMetadataError("The registration request is too large.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidClientMetadataError("The body is not valid JSON.") from None
+
+
+def _new_client(metadata: dict[str, t.Any]) -> tuple[ClientRecord, str | None]:
+    """The record to store and the secret to hand out once (None: public client)."""
+    # SEC-4 / DCR-16: the id is ours, random, and never looks like a CIMD URL.
+    client_id = "mcp_" + random_token(18)
+    method = metadata["token_endpoint_auth_method"]
+    secret = None if method == "none" else random_token()
+    record = ClientRecord(
+        client_id=client_id,
+        redirect_uris=tuple(metadata["redirect_uris"]),
+        token_endpoint_auth_method=method,
+        grant_types=tuple(metadata["grant_types"]),
+        client_id_issued_at=int(time.time()),
+        client_secret_hash=sha256_hex(secret) if secret else None,
+        metadata={
+            k: v
+            for k, v in metadata.items()
+            if k not in ("redirect_uris", "token_endpoint_auth_method", "grant_types")
+        },
+    )
+    return record, secret
 
 
 def _within_quotas(limits: Limits) -> None:

@@ -73,34 +73,45 @@ def limit_requests(
 
     @blueprint.after_request
     def _count_outcome(response: Response) -> Response:
-        subject = g.get("rate_limit_subject")
+        subject: tuple[str, str | None] | None = g.get("rate_limit_subject")
         if subject is None or subject[1] is None:
             return response
+        ip, client_id = subject
         try:
-            _count(response.status_code, *subject)
+            _count(
+                endpoint, response.status_code, ip, client_id, per_client, auth_failures
+            )
         except redis.exceptions.RedisError as exc:
             # The answer is already decided (a code may be spent): keep it.
             log.warning("rate limit not counted: %s", exc.__class__.__name__)
         return response
 
-    def _count(status: int, ip: str, client_id: str) -> None:
-        app = state()
-        limits = app.settings.limits
-        store = app.store.limits
-        if per_client and status < 300 and limits.per_client:
-            store.check([(store.client_bucket(client_id), limits.per_client)])
-        elif auth_failures and status == 401:
-            backoff = store.record_auth_failure(
+
+def _count(
+    endpoint: str,
+    status: int,
+    ip: str,
+    client_id: str,
+    per_client: bool,
+    auth_failures: bool,
+) -> None:
+    """After the view: a success spends the client's bucket, a 401 earns back-off."""
+    app = state()
+    limits = app.settings.limits
+    store = app.store.limits
+    if per_client and status < 300 and limits.per_client:
+        store.check([(store.client_bucket(client_id), limits.per_client)])
+    elif auth_failures and status == 401:
+        backoff = store.record_auth_failure(
+            ip,
+            client_id,
+            allowed=limits.auth_failures_allowed,
+            longest_seconds=limits.auth_backoff_max_seconds,
+        )
+        if backoff:
+            log.warning(
+                "client authentication keeps failing at %s from %s: backing off %d s",
+                endpoint,
                 ip,
-                client_id,
-                allowed=limits.auth_failures_allowed,
-                longest_seconds=limits.auth_backoff_max_seconds,
+                backoff,
             )
-            if backoff:
-                log.warning(
-                    "client authentication keeps failing at %s from %s: "
-                    "backing off %d s",
-                    endpoint,
-                    ip,
-                    backoff,
-                )
