@@ -74,9 +74,11 @@ def limit_requests(
     @blueprint.after_request
     def _count_outcome(response: Response) -> Response:
         subject: tuple[str, str | None] | None = g.get("rate_limit_subject")
-        if subject is None or subject[1] is None:
+        if subject is None:
             return response
         ip, client_id = subject
+        if client_id is None:
+            return response
         try:
             _count(
                 endpoint, response.status_code, ip, client_id, per_client, auth_failures
