@@ -245,6 +245,12 @@ class Store:
         return t.cast("str | None", raw)
 
     def create_signing_keys(self, document: str) -> bool:
+        """Store ``document`` unless a record exists (SET NX): False if one did.
+
+        NX is what makes racing workers converge: whoever loses adopts the
+        winner's keys by reading them back, and nothing ever overwrites keys
+        that tokens in flight were signed with.
+        """
         return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
 
 
