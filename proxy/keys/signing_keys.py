@@ -8,8 +8,10 @@ The record is the only truth, and a worker's copy is only a cache. Redis can
 come back empty (a restart without persistence), and then every worker must
 end up on the one key that is stored next, never on one it made up itself:
 
-- **Signing reads the record every time** (one GET per token issued). A worker
-  that finds it gone re-creates it with ``SET NX`` and signs with whatever is
+- **Signing reads the record every time**: the token endpoint pipelines the GET
+  with its first read of the client and grant (``active_from()``; no extra
+  round trip), anything else signing calls ``active()``. A worker that finds
+  the record gone re-creates it with ``SET NX`` and signs with whatever is
   stored after that, so two workers racing converge on the winner's key.
 - **The JWKS document re-reads at most once per second** (``JWKS_REREAD_SECONDS``),
   so two workers never publish different key sets for longer than that.
@@ -116,6 +118,20 @@ class SigningKeys:
             return self._pinned_view().keys[0]
         return self._read().keys[0]
 
+    def active_from(self, stored: str | None) -> ECKey:
+        """The signing key, from the ``keys`` record the caller read in its own
+        round trip (the token endpoint pipelines it with the client and grant).
+
+        As good as reading it now: the grant script that follows proves Redis
+        still holds that state. A missing record is re-created (SET NX).
+        """
+        if self._pinned:
+            return self._pinned_view().keys[0]
+        read = next(self._reads)
+        if stored is None:
+            return self._read(missing=True).keys[0]
+        return self._adopt(read, stored).keys[0]
+
     def jwks(self) -> dict[str, t.Any]:
         """The public key set, re-read at most every ``JWKS_REREAD_SECONDS``."""
         view = self._fresh(JWKS_REREAD_SECONDS)
@@ -203,10 +219,13 @@ class SigningKeys:
             view = self._read()
             return view if kid in view.kids else None
 
-    def _read(self) -> KeyView:
-        """Read the record (creating it with SET NX if it is gone) and adopt it."""
+    def _read(self, *, missing: bool = False) -> KeyView:
+        """Read the record (creating it with SET NX if it is gone) and adopt it.
+
+        ``missing``: the caller just read it and found nothing.
+        """
         read = next(self._reads)
-        raw = self._store.load_signing_keys()
+        raw = None if missing else self._store.load_signing_keys()
         attempts = 0
         while raw is None:
             attempts += 1

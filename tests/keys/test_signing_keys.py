@@ -445,3 +445,21 @@ def test_pinned_single_jwk_and_several_pem_blocks(fake_redis: redis.Redis) -> No
     ]
     assert _verify(pem_keys, _access_token(jwk_keys)) == "alice"
     assert store.load_signing_keys() is None
+
+
+def test_active_from_the_record_read_with_the_grant(real_redis: redis.Redis) -> None:
+    """The token endpoint's pipelined read: what it read is what signs."""
+    store = CountingStore(real_redis, f"from-{uuid.uuid4().hex[:8]}:")
+    stale, other = _worker(store), _worker(store)
+    old_kid = stale.active().kid
+    real_redis.flushall()
+    new_kid = other.active().kid
+    assert new_kid != old_kid
+    store.reads = 0
+    assert stale.active_from(store.redis.get(store.keys.signing_keys())).kid == new_kid
+    assert store.reads == 0  # no read of its own
+    # A record read as missing is re-created with SET NX and adopted.
+    real_redis.flushall()
+    created = stale.active_from(None).kid
+    assert created not in (old_kid, new_kid)
+    assert other.active().kid == created
