@@ -55,7 +55,7 @@ def create_app(
         settings=settings,
         store=store,
         keyring=keyring,
-        signing_keys=SigningKeys(store, keyring, settings.signing_key_pem),
+        signing_keys=SigningKeys(store, keyring, settings.signing_keys),
         upstream=upstream,
         clients=ClientRegistry(store, settings),
         backend=backend_pool(settings) if settings.gateway else None,

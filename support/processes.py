@@ -262,15 +262,22 @@ def start_http(
 
 
 def start_redis(
-    *, log_dir: Path | None = None, timeout: float = DEFAULT_TIMEOUT
+    *,
+    port: int | None = None,
+    log_dir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> ManagedProcess:
-    """A throwaway redis-server with persistence off; url is its redis:// URL."""
+    """A throwaway redis-server with persistence off; url is its redis:// URL.
+
+    ``port`` restarts one on the port a killed one had (empty: no persistence),
+    as a Redis restarted without its data looks to the proxy.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise ProcessStartError(
             "redis-server is not installed (apt-get install redis-server)"
         )
-    port = free_port()
+    port = free_port() if port is None else port
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1"]
     argv += ["--save", "", "--appendonly", "no"]
 

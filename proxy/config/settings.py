@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from joserfc.jwk import ECKey
+
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
 from proxy.config.limits import Limits
+from proxy.keys.pinned import KeyMaterialError
+from proxy.keys.pinned import parse_signing_keys
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.oauth.resource_indicators import canonical_resource
 
@@ -56,7 +60,9 @@ class Settings:
     trusted_redirect_uris: frozenset[str] = frozenset()
     allowed_redirect_schemes: frozenset[str] = frozenset()
     static_clients: tuple[StaticClient, ...] = ()
-    signing_key_pem: str | None = None
+    #: Operator-pinned signing keys (SIGNING_KEYS): the first signs, all
+    #: verify; nothing is generated or stored in Redis when set.
+    signing_keys: tuple[ECKey, ...] = ()
     #: Real registrations are ~0.5-1.5 KiB; a larger body is refused unread.
     max_registration_bytes: int = 4096
     # Gateway mode: the proxy serves MCP_PATH itself and forwards to this URL.
@@ -151,7 +157,7 @@ class Settings:
                 s.lower() for s in env.items("ALLOWED_REDIRECT_SCHEMES")
             ),
             static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
-            signing_key_pem=env.file_or_value("SIGNING_KEY"),
+            signing_keys=_signing_keys(env),
             **_gateway_settings(env),
         )
         if (
@@ -191,6 +197,32 @@ def _upstream_audience(environ: Mapping[str, str]) -> str | None:
         return environ["OAUTH_UPSTREAM_AUDIENCE"].strip() or None
     # Sent as typed: Auth0 compares API identifiers byte for byte.
     return environ.get("OAUTH_AUDIENCE", "").strip() or None
+
+
+def _signing_keys(env: EnvReader) -> tuple[ECKey, ...]:
+    """SIGNING_KEYS (or its older alias SIGNING_KEY), each also as ``*_FILE``.
+
+    Parsed here, so bad key material stops the start with one line instead of
+    failing the first token request.
+    """
+    keys, alias = env.file_or_value("SIGNING_KEYS"), env.file_or_value("SIGNING_KEY")
+    if keys and alias:
+        raise ConfigError(
+            "set SIGNING_KEYS (or SIGNING_KEYS_FILE) or its alias SIGNING_KEY "
+            "(or SIGNING_KEY_FILE), not both"
+        )
+    name = "SIGNING_KEYS" if keys else "SIGNING_KEY"
+    text = keys or alias
+    if text is None:
+        return ()
+    if env.text(name + "_FILE"):
+        name += "_FILE"
+    try:
+        return parse_signing_keys(text)
+    except KeyMaterialError as exc:
+        raise ConfigError(
+            f"{name}: {exc}; give ES256 (EC P-256) keys as PEM, a JWK or a JWKS"
+        ) from None
 
 
 def _lifetimes(env: EnvReader) -> dict[str, Any]:

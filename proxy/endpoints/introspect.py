@@ -20,7 +20,6 @@ from proxy.clients.authentication import authenticate
 from proxy.clients.authentication import read_credentials
 from proxy.keys.keyring import equal
 from proxy.keys.keyring import sha256_hex
-from proxy.oauth.access_tokens import verify_access_token
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import InvalidClientError
 from proxy.oauth.errors import InvalidRequestError
@@ -87,9 +86,8 @@ def _describe(token: str) -> dict[str, t.Any]:
             "exp": grant.expires_at,
         }
     try:
-        claims = verify_access_token(
+        claims = app.signing_keys.verify(
             token,
-            app.signing_keys.keyset(),
             issuer=settings.issuer,
             audience=settings.resource,
             now=int(time.time()),

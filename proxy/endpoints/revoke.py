@@ -13,7 +13,6 @@ from proxy.clients.authentication import authenticate
 from proxy.clients.authentication import read_credentials
 from proxy.keys.keyring import equal
 from proxy.keys.keyring import sha256_hex
-from proxy.oauth.access_tokens import verify_access_token
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import InvalidGrantError
 from proxy.oauth.errors import InvalidRequestError
@@ -71,9 +70,8 @@ def _grant_of(token: str, client_id: str) -> str | None:
         _check_owner(grant.client_id, client_id)
         return grant.grant_id
     try:
-        claims = verify_access_token(
+        claims = app.signing_keys.verify(
             token,
-            app.signing_keys.keyset(),
             issuer=app.settings.issuer,
             audience=app.settings.resource,
             now=int(time.time()),

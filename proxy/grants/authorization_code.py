@@ -95,6 +95,7 @@ class AuthorizationCodeGrant(TokenGrant):
         refresh_token = self._redeem(client, grant, code_hash, now)
         return token_response(
             self.app,
+            signing_key=self.signing_key(),
             sub=grant.sub,
             claims=grant.claims,
             client_id=client.client_id,
@@ -113,9 +114,10 @@ class AuthorizationCodeGrant(TokenGrant):
         parts = split_opaque(code)
         stored_client, grant = (None, None)
         if parts:
-            stored_client, grant = app.store.load_client_and_grant(
+            stored_client, grant, self.keys_record = app.store.load_client_and_grant(
                 credentials.client_id, parts[0], app.settings.client_ttl_seconds
             )
+            self.keys_read = True
         else:
             stored_client = app.clients.find(credentials.client_id)
         client = _client(app, credentials, stored_client)

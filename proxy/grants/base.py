@@ -17,6 +17,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 
 if t.TYPE_CHECKING:
+    from joserfc.jwk import ECKey
     from werkzeug.datastructures import MultiDict
 
     from proxy.app_state import AppState
@@ -63,6 +64,16 @@ class TokenGrant:
 
     def __init__(self, app: AppState) -> None:
         self.app = app
+        #: The ``keys`` record as read with the client and grant (one round trip).
+        self.keys_record: str | None = None
+        self.keys_read = False
+
+    def signing_key(self) -> ECKey:
+        """The key to sign with: from the record read in this request's first
+        round trip, else read now. Never a key only this worker has cached."""
+        if self.keys_read:
+            return self.app.signing_keys.active_from(self.keys_record)
+        return self.app.signing_keys.active()
 
     def issue(
         self, form: MultiDict[str, str], credentials: ClientCredentials

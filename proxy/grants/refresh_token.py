@@ -103,15 +103,18 @@ class RefreshTokenGrant(TokenGrant):
         # One round trip: the client, the grant, and the upstream-refresh lease,
         # which Lua grants only to the grant's own client presenting the
         # current token. Any refusal below gives the lease straight back.
-        stored, grant, leased = app.store.load_client_and_begin_refresh(
-            credentials.client_id,
-            grant_id,
-            presented_hash=sha256_hex(secret),
-            now=now,
-            lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
-            lease_holder=lease_holder,
-            ttl=app.settings.client_ttl_seconds,
+        stored, grant, leased, self.keys_record = (
+            app.store.load_client_and_begin_refresh(
+                credentials.client_id,
+                grant_id,
+                presented_hash=sha256_hex(secret),
+                now=now,
+                lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
+                lease_holder=lease_holder,
+                ttl=app.settings.client_ttl_seconds,
+            )
         )
+        self.keys_read = True
         try:
             checked = self._check(
                 form, credentials, stored, grant, requested_scope, now
@@ -205,6 +208,7 @@ class RefreshTokenGrant(TokenGrant):
         pending = json.loads(plain)
         return token_response(
             self.app,
+            signing_key=self.signing_key(),
             sub=grant.sub,
             claims=grant.claims,
             client_id=grant.client_id,
@@ -261,6 +265,7 @@ class RefreshTokenGrant(TokenGrant):
         scope = requested_scope and scopes.format_scopes(scopes.parse(requested_scope))
         body = token_response(
             app,
+            signing_key=self.signing_key(),
             sub=grant.sub,
             claims=grant.claims,
             client_id=grant.client_id,

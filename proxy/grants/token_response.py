@@ -9,12 +9,15 @@ from proxy.oauth.access_tokens import mint_access_token
 from proxy.upstream.base import UpstreamTokens
 
 if t.TYPE_CHECKING:
+    from joserfc.jwk import ECKey
+
     from proxy.app_state import AppState
 
 
 def token_response(
     app: AppState,
     *,
+    signing_key: ECKey,
     sub: str,
     claims: dict[str, t.Any],
     client_id: str,
@@ -27,7 +30,7 @@ def token_response(
     """The RFC 6749 §5.1 success body with a freshly signed access token."""
     ttl = app.settings.access_token_ttl_seconds
     access_token = mint_access_token(
-        app.signing_keys.active(),
+        signing_key,
         issuer=app.settings.issuer,
         sub=sub,
         audience=resource,

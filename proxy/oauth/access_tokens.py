@@ -126,6 +126,19 @@ def verify_access_token(
         ) from exc
 
 
+def unverified_kid(token: str) -> str | None:
+    """The ``kid`` a token's header names, unverified: which key to look for.
+
+    Only a hint for finding the key (a key set re-read on a kid we lack); the
+    signature decides.
+    """
+    try:
+        kid = _protected_header(token).get("kid")
+    except InvalidTokenError:
+        return None
+    return kid if isinstance(kid, str) and kid else None
+
+
 #: Claims the proxy sets itself in an access token; TOKEN_EXTRA_CLAIMS never
 #: copies these from upstream (RFC 9068 §2.2 plus ours: sid, and email/name,
 #: which come only from the verified identity).

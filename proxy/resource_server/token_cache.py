@@ -8,7 +8,6 @@ from collections import OrderedDict
 
 from proxy.oauth.access_tokens import CLOCK_SKEW_SECONDS
 from proxy.oauth.access_tokens import AccessClaims
-from proxy.oauth.access_tokens import verify_access_token
 from proxy.oauth.errors import InvalidTokenError
 
 if t.TYPE_CHECKING:
@@ -20,17 +19,24 @@ class VerifiedTokens:
 
     Only the result of a pure check is kept (a token string always verifies
     the same way against the same keys, issuer and audience); expiry is
-    re-checked on every hit, and revocation always asks the store. One per app,
-    bounded, least recently used first out.
+    re-checked on every hit, and revocation always asks the store. The cache
+    is emptied when the key set changes (``SigningKeys.generation()``), so a
+    key dropped from Redis stops a cached token too. One per app, bounded,
+    least recently used first out.
     """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._claims: OrderedDict[str, AccessClaims] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0
 
     def verify(self, app: AppState, token: str, now: int) -> AccessClaims:
+        generation = app.signing_keys.generation()
         with self._lock:
+            if generation != self._generation:
+                self._claims.clear()
+                self._generation = generation
             cached = self._claims.get(token)
             if cached is not None:
                 self._claims.move_to_end(token)
@@ -38,14 +44,15 @@ class VerifiedTokens:
             if cached.expires_at + CLOCK_SKEW_SECONDS < now:
                 raise InvalidTokenError("The access token expired.", reason="expired")
             return cached
-        claims = verify_access_token(
+        claims = app.signing_keys.verify(
             token,
-            app.signing_keys.keyset(),
             issuer=app.settings.issuer,
             audience=app.settings.resource,
             now=now,
         )
         with self._lock:
+            if generation != self._generation:
+                return claims  # the keys changed meanwhile: do not cache
             self._claims[token] = claims
             while len(self._claims) > self._size:
                 self._claims.popitem(last=False)

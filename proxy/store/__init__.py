@@ -81,15 +81,18 @@ class Store:
 
     def load_client_and_grant(
         self, client_id: str, grant_id: str, ttl: int
-    ) -> tuple[ClientRecord | None, Grant | None]:
-        """Both records in one round trip (the token endpoint's first read)."""
+    ) -> tuple[ClientRecord | None, Grant | None, str | None]:
+        """Both records, and the signing keys record, in one round trip (the
+        token endpoint's first read; the keys are what its token is signed with).
+        """
         pipe = self.redis.pipeline(transaction=False)
         _read_client_in_use(pipe, self.keys.client(client_id), ttl)
         pipe.get(self.keys.grant(grant_id))
-        raw_client, raw_grant = pipe.execute()
+        pipe.get(self.keys.signing_keys())
+        raw_client, raw_grant, raw_keys = pipe.execute()
         client = ClientRecord.from_json(raw_client) if raw_client else None
         grant = Grant.from_json(grant_id, raw_grant) if raw_grant else None
-        return client, grant
+        return client, grant, raw_keys
 
     # -- transactions ---------------------------------------------------------
     def create_txn(self, proxy_state: str, txn: Transaction) -> bool:
@@ -153,25 +156,29 @@ class Store:
         lease: int,
         lease_holder: str,
         ttl: int,
-    ) -> tuple[ClientRecord | None, Grant | None, bool]:
-        """Client and grant in one round trip; take the refresh lease if due.
+    ) -> tuple[ClientRecord | None, Grant | None, bool, str | None]:
+        """Client, grant and the signing keys record in one round trip; take the
+        refresh lease if due.
 
         The lease is taken only for the grant's own client presenting the
         current token; the caller must `release_refresh_lease` if it refuses.
         """
         key = self.keys.client(client_id)
         args = (presented_hash, now, lease, client_id, lease_holder)
-        raw_client, reply = self._pipelined_script(
-            self._begin_refresh,
-            [self.keys.grant(grant_id)],
-            args,
-            lambda pipe: _read_client_in_use(pipe, key, ttl),
+
+        def before(pipe: t.Any) -> None:
+            _read_client_in_use(pipe, key, ttl)
+            pipe.get(self.keys.signing_keys())
+
+        (raw_client, raw_keys), reply = self._pipelined_script(
+            self._begin_refresh, [self.keys.grant(grant_id)], args, before
         )
         client = ClientRecord.from_json(raw_client) if raw_client else None
         if not reply:
-            return client, None, False
+            return client, None, False, raw_keys
         raw_grant, leased = reply
-        return client, Grant.from_json(grant_id, _text(raw_grant)), int(leased) == 1
+        grant = Grant.from_json(grant_id, _text(raw_grant))
+        return client, grant, int(leased) == 1, raw_keys
 
     def _pipelined_script(
         self,
@@ -179,8 +186,8 @@ class Store:
         keys: list[str],
         args: tuple[t.Any, ...],
         before: t.Callable[[t.Any], object],
-    ) -> tuple[t.Any, t.Any]:
-        """One command then one script, in a single round trip.
+    ) -> tuple[list[t.Any], t.Any]:
+        """Commands then one script, in a single round trip: their replies, its reply.
 
         EVALSHA is sent by hand: a redis-py Script object inside a pipeline
         costs an extra SCRIPT EXISTS round trip on every execute. The script is
@@ -191,7 +198,7 @@ class Store:
             before(pipe)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             try:
-                first, second = pipe.execute()
+                *first, second = pipe.execute()
                 return first, second
             except redis.exceptions.NoScriptError:
                 if attempt:
@@ -245,6 +252,12 @@ class Store:
         return t.cast("str | None", raw)
 
     def create_signing_keys(self, document: str) -> bool:
+        """Store ``document`` unless a record exists (SET NX): False if one did.
+
+        NX is what makes racing workers converge: whoever loses adopts the
+        winner's keys by reading them back, and nothing ever overwrites keys
+        that tokens in flight were signed with.
+        """
         return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
 
 

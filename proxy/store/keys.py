@@ -50,9 +50,11 @@ class Keys:
     def signing_keys(self) -> str:
         """``keys`` STRING JSON: JWT signing keys, private parts sealed.
 
-        No TTL. Created once with SET NX by the first worker that needs it;
-        read by every worker (cached in-process, re-read every 300 s:
-        ``RELOAD_INTERVAL_SECONDS`` in ``proxy/keys/signing_keys.py``).
+        No TTL. Created with SET NX by the first worker that needs it, and
+        again by the first that finds it gone (Redis restarted empty); read on
+        every signature, and by every worker on an unknown ``kid``, for the
+        JWKS and on a 30 s schedule (``proxy/keys/signing_keys.py``). Never
+        written when the operator pins SIGNING_KEYS.
         """
         return f"{self.prefix}keys"
 

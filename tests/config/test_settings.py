@@ -7,6 +7,7 @@ import pathlib
 import typing as t
 
 import pytest
+from joserfc.jwk import ECKey
 
 from proxy.config.env import ConfigError
 from proxy.config.env import StaticClient
@@ -161,7 +162,7 @@ def test_defaults() -> None:
     assert settings.trusted_redirect_uris == frozenset()
     assert settings.allowed_redirect_schemes == frozenset()
     assert settings.static_clients == ()
-    assert settings.signing_key_pem is None
+    assert settings.signing_keys == ()
     assert settings.insecure_loopback is False
 
 
@@ -176,7 +177,6 @@ def test_values_are_read() -> None:
         UPSTREAM_TIMEOUT_SECONDS="2.5",
         TRUSTED_REDIRECT_URIS="https://chatgpt.com/cb, https://claude.ai/cb",
         ALLOWED_REDIRECT_SCHEMES="Com.Example.App",
-        SIGNING_KEY="-----BEGIN-----\\nabc\\n-----END-----",
     )
     assert settings.upstream_scopes == ("openid", "email")
     assert settings.mcp_scopes == ("mcp", "mcp:write")
@@ -190,7 +190,6 @@ def test_values_are_read() -> None:
         "https://claude.ai/cb",
     }
     assert settings.allowed_redirect_schemes == {"com.example.app"}
-    assert settings.signing_key_pem == "-----BEGIN-----\nabc\n-----END-----"
 
 
 @pytest.mark.parametrize(
@@ -211,11 +210,82 @@ def test_booleans(value: str, expected: bool) -> None:
 
 
 def test_signing_key_file_is_read(tmp_path: pathlib.Path) -> None:
+    """SIGNING_KEY(_FILE), the older name, is an alias of SIGNING_KEYS."""
+    key = ECKey.generate_key("P-256", private=True)
     pem = tmp_path / "key.pem"
-    pem.write_text("-----BEGIN-----\nabc\n")
-    assert (
-        _settings(SIGNING_KEY_FILE=str(pem)).signing_key_pem == "-----BEGIN-----\nabc\n"
+    pem.write_bytes(key.as_pem(private=True))
+    (pinned,) = _settings(SIGNING_KEY_FILE=str(pem)).signing_keys
+    assert pinned.kid == key.thumbprint()
+
+
+def test_signing_key_in_the_environment_with_escaped_newlines() -> None:
+    key = ECKey.generate_key("P-256", private=True)
+    escaped = key.as_pem(private=True).decode().replace("\n", "\\n")
+    (pinned,) = _settings(SIGNING_KEY=escaped).signing_keys
+    assert pinned.kid == key.thumbprint()
+
+
+def test_signing_keys_as_a_jwks_file(tmp_path: pathlib.Path) -> None:
+    first = ECKey.generate_key("P-256", private=True)
+    second = ECKey.generate_key("P-256", private=True)
+    path = tmp_path / "jwks.json"
+    path.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {**first.as_dict(private=True), "kid": "new"},
+                    {**second.as_dict(private=False), "kid": "old"},
+                ]
+            }
+        )
     )
+    keys = _settings(SIGNING_KEYS_FILE=str(path)).signing_keys
+    assert [k.kid for k in keys] == ["new", "old"]
+
+
+def test_signing_keys_as_a_jwk_value() -> None:
+    key = ECKey.generate_key("P-256", private=True)
+    (pinned,) = _settings(
+        SIGNING_KEYS=json.dumps(key.as_dict(private=True))
+    ).signing_keys
+    assert pinned.kid == key.thumbprint()
+
+
+def test_signing_keys_and_the_alias_together_are_refused() -> None:
+    pem = ECKey.generate_key("P-256", private=True).as_pem(private=True).decode()
+    message = _config_error(SIGNING_KEYS=pem, SIGNING_KEY=pem)
+    assert "SIGNING_KEYS" in message
+    assert "SIGNING_KEY " in message or "SIGNING_KEY (" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SIGNING_KEYS", "not a key"),
+        ("SIGNING_KEYS", '{"keys": []}'),
+        (
+            "SIGNING_KEYS",
+            "-----BEGIN PRIVATE KEY-----\\nabc\\n-----END PRIVATE KEY-----",
+        ),
+        ("SIGNING_KEY", "-----BEGIN-----\\nabc\\n-----END-----"),
+        ("SIGNING_KEYS", json.dumps({"kty": "RSA", "n": "x", "e": "AQAB"})),
+    ],
+)
+def test_bad_signing_keys_are_one_line_config_errors(name: str, value: str) -> None:
+    message = _config_error(**{name: value})
+    assert message.startswith(name + ":")
+    assert "\n" not in message
+    assert "ES256" in message
+
+
+def test_a_bad_signing_keys_file_is_named(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "keys.pem"
+    path.write_text(
+        "-----BEGIN EC PRIVATE KEY-----\nnope\n-----END EC PRIVATE KEY-----\n"
+    )
+    message = _config_error(SIGNING_KEYS_FILE=str(path))
+    assert message.startswith("SIGNING_KEYS_FILE:")
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import typing as t
 import uuid
 
+import fakeredis
 import pytest
 import redis
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from joserfc.jwk import KeySet
 
 from proxy.keys.keyring import Keyring
+from proxy.keys.pinned import parse_signing_keys
+from proxy.keys.signing_keys import JWKS_REREAD_SECONDS
+from proxy.keys.signing_keys import RECHECK_SECONDS
+from proxy.keys.signing_keys import UNKNOWN_KID_REREAD_SECONDS
 from proxy.keys.signing_keys import SigningKeys
 from proxy.oauth.access_tokens import ALGORITHM
+from proxy.oauth.access_tokens import mint_access_token
+from proxy.oauth.errors import InvalidTokenError
 from proxy.store import Store
 
 SECRET_KEY = bytes(range(32))
@@ -27,7 +36,8 @@ def store(redis_client: redis.Redis) -> Store:
 
 
 def _worker(store: Store, pem: str | None = None) -> SigningKeys:
-    return SigningKeys(store, Keyring(SECRET_KEY), pem)
+    pinned = parse_signing_keys(pem) if pem else ()
+    return SigningKeys(store, Keyring(SECRET_KEY), pinned)
 
 
 def _sign(keys: SigningKeys) -> str:
@@ -82,7 +92,7 @@ def test_private_key_is_stored_sealed(store: Store) -> None:
 
 def test_a_worker_with_another_secret_cannot_read_the_keys(store: Store) -> None:
     _worker(store).active()
-    stranger = SigningKeys(store, Keyring(bytes(32)), None)
+    stranger = SigningKeys(store, Keyring(bytes(32)))
     with pytest.raises(ValueError, match="authenticate"):
         stranger.active()
 
@@ -149,3 +159,307 @@ def test_jwks_of_a_configured_key_has_only_public_parts(store: Store) -> None:
 def test_kid_is_the_rfc7638_thumbprint(store: Store) -> None:
     keys = _worker(store)
     assert keys.active().kid == keys.active().thumbprint()
+
+
+# -- Redis restarted empty: every worker converges on the one stored key -------------
+
+ISSUER = "https://as.example.com"
+AUDIENCE = "https://as.example.com/mcp"
+
+
+class Clock:
+    """A hand-moved monotonic clock: intervals are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingStore(Store):
+    """A Store that counts reads of the signing-keys record."""
+
+    reads = 0
+
+    def load_signing_keys(self) -> str | None:
+        self.reads += 1
+        return super().load_signing_keys()
+
+
+def _access_token(keys: SigningKeys, kid: str | None = None) -> str:
+    key = keys.active()
+    return mint_access_token(
+        key if kid is None else _renamed(key, kid),
+        issuer=ISSUER,
+        sub="alice",
+        audience=AUDIENCE,
+        client_id="c",
+        scope="mcp",
+        grant_id="g",
+        now=int(time.time()),
+        ttl=600,
+    )
+
+
+def _renamed(key: ECKey, kid: str) -> ECKey:
+    return ECKey.import_key(key.as_pem(private=True), parameters={"kid": kid})
+
+
+def _verify(keys: SigningKeys, token: str) -> str:
+    claims = keys.verify(token, issuer=ISSUER, audience=AUDIENCE, now=int(time.time()))
+    return claims.sub
+
+
+def _clocked(store: Store, clock: Clock) -> SigningKeys:
+    return SigningKeys(store, Keyring(SECRET_KEY), clock=clock)
+
+
+def test_after_flushall_two_workers_converge_on_one_key(
+    real_redis: redis.Redis,
+) -> None:
+    store = Store(real_redis, f"flush-{uuid.uuid4().hex[:8]}:")
+    clock = Clock()
+    first, second = _clocked(store, clock), _clocked(store, clock)
+    old_kid = first.active().kid
+    assert second.active().kid == old_kid
+    first.jwks(), second.jwks()  # both have the old key cached
+    real_redis.flushall()
+    # The worker that signs next finds the record gone and re-creates it.
+    token = _access_token(second)
+    new_kid = second.active().kid
+    assert new_kid != old_kid
+    assert json.loads(t.cast(str, store.load_signing_keys()))["keys"][0]["kid"] == (
+        new_kid
+    )
+    # The other still has the old key cached: the unknown kid makes it re-read.
+    assert _verify(first, token) == "alice"
+    # And it signs with the stored key, never with its cached one.
+    assert first.active().kid == new_kid
+    assert _verify(second, _access_token(first)) == "alice"
+    clock.now += 1.5
+    assert first.jwks() == second.jwks()
+    assert [k["kid"] for k in first.jwks()["keys"]] == [new_kid]
+
+
+def test_racing_workers_with_an_old_key_cached_converge_after_flushall(
+    real_redis: redis.Redis,
+) -> None:
+    store = Store(real_redis, f"reflush-{uuid.uuid4().hex[:8]}:")
+    workers = [_worker(store) for _ in range(8)]
+    old_kids = {w.active().kid for w in workers}
+    assert len(old_kids) == 1
+    real_redis.flushall()
+    barrier = threading.Barrier(len(workers))
+    kids: list[str] = []
+
+    def sign(keys: SigningKeys) -> None:
+        barrier.wait(timeout=10)
+        kids.append(keys.active().kid)
+
+    threads = [threading.Thread(target=sign, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(kids) == len(workers)
+    assert len(set(kids)) == 1
+    assert set(kids) != old_kids
+    stored = json.loads(t.cast(str, store.load_signing_keys()))["keys"]
+    assert [entry["kid"] for entry in stored] == kids[:1]
+
+
+def test_an_unknown_kid_rereads_at_most_once_per_interval(
+    redis_client: redis.Redis,
+) -> None:
+    store = CountingStore(redis_client, f"flood-{uuid.uuid4().hex[:8]}:")
+    clock = Clock()
+    keys = _clocked(store, clock)
+    tokens = [_access_token(keys, kid=uuid.uuid4().hex) for _ in range(200)]
+    store.reads = 0
+    for token in tokens:
+        with pytest.raises(InvalidTokenError):
+            _verify(keys, token)
+    print(f"\n200 tokens with random kids: {store.reads} read(s) of the keys record")
+    assert store.reads == 1
+    clock.now += UNKNOWN_KID_REREAD_SECONDS - 0.01
+    with pytest.raises(InvalidTokenError):
+        _verify(keys, tokens[0])
+    assert store.reads == 1
+    clock.now += 0.02
+    with pytest.raises(InvalidTokenError):
+        _verify(keys, tokens[1])
+    assert store.reads == 2
+
+
+def test_a_bad_signature_under_a_known_kid_rereads_nothing(
+    redis_client: redis.Redis,
+) -> None:
+    store = CountingStore(redis_client, f"badsig-{uuid.uuid4().hex[:8]}:")
+    keys = _clocked(store, Clock())
+    kid = str(keys.active().kid)
+    forged = ECKey.generate_key("P-256", private=True)
+    store.reads = 0
+    token = mint_access_token(
+        _renamed(forged, kid),
+        issuer=ISSUER,
+        sub="mallory",
+        audience=AUDIENCE,
+        client_id="c",
+        scope="mcp",
+        grant_id="g",
+        now=int(time.time()),
+        ttl=600,
+    )
+    with pytest.raises(InvalidTokenError):
+        _verify(keys, token)
+    assert store.reads == 0
+
+
+def test_a_verifying_worker_drops_a_vanished_key_on_its_schedule(
+    redis_client: redis.Redis,
+) -> None:
+    store = Store(redis_client, f"sched-{uuid.uuid4().hex[:8]}:")
+    clock = Clock()
+    verifier, signer = _clocked(store, clock), _clocked(store, clock)
+    old_token = _access_token(signer)
+    assert _verify(verifier, old_token) == "alice"
+    generation = verifier.generation()
+    store.redis.delete(store.keys.signing_keys())
+    _access_token(signer)  # re-creates the record with a new key
+    clock.now += RECHECK_SECONDS - 1
+    assert _verify(verifier, old_token) == "alice"  # cached, within the schedule
+    clock.now += 1
+    assert verifier.generation() != generation
+    with pytest.raises(InvalidTokenError):
+        _verify(verifier, old_token)
+
+
+def test_jwks_rereads_at_most_once_per_second(redis_client: redis.Redis) -> None:
+    store = CountingStore(redis_client, f"jwks-{uuid.uuid4().hex[:8]}:")
+    clock = Clock()
+    keys = _clocked(store, clock)
+    first = keys.jwks()
+    store.reads = 0
+    for _ in range(100):
+        assert keys.jwks() == first
+    assert store.reads == 0
+    clock.now += JWKS_REREAD_SECONDS
+    keys.jwks()
+    assert store.reads == 1
+
+
+def test_with_redis_down_jwks_and_verification_keep_the_cache_but_signing_fails(
+    fake_server: fakeredis.FakeServer, fake_redis: redis.Redis
+) -> None:
+    store = Store(fake_redis, "down:")
+    clock = Clock()
+    keys = _clocked(store, clock)
+    token = _access_token(keys)
+    document = keys.jwks()
+    fake_server.connected = False
+    clock.now += RECHECK_SECONDS
+    assert keys.jwks() == document
+    assert _verify(keys, token) == "alice"
+    with pytest.raises(redis.exceptions.ConnectionError):
+        keys.active()
+    # An unknown kid during the outage is a store error (503), not a 401.
+    clock.now += UNKNOWN_KID_REREAD_SECONDS
+    with pytest.raises(redis.exceptions.ConnectionError):
+        _verify(keys, _access_token_with(keys.keyset(), "other-kid"))
+
+
+def _access_token_with(keyset: KeySet, kid: str) -> str:
+    key = t.cast(ECKey, keyset.keys[0])
+    return mint_access_token(
+        _renamed(key, kid),
+        issuer=ISSUER,
+        sub="alice",
+        audience=AUDIENCE,
+        client_id="c",
+        scope="mcp",
+        grant_id="g",
+        now=int(time.time()),
+        ttl=600,
+    )
+
+
+# -- pinned keys: nothing generated, stored or re-read --------------------------------
+
+
+def _pinned(store: Store, text: str) -> SigningKeys:
+    return SigningKeys(store, Keyring(SECRET_KEY), parse_signing_keys(text))
+
+
+def test_pinned_jwks_first_signs_all_verify_nothing_touches_redis(
+    fake_server: fakeredis.FakeServer, fake_redis: redis.Redis
+) -> None:
+    signer = ECKey.generate_key("P-256", private=True)
+    retired = ECKey.generate_key("P-256", private=True)
+    jwks = json.dumps(
+        {
+            "keys": [
+                {**signer.as_dict(private=True), "kid": "2026-12"},
+                {**retired.as_dict(private=False), "kid": "2026-06"},
+            ]
+        }
+    )
+    store = Store(fake_redis, "pinned:")
+    keys = _pinned(store, jwks)
+    fake_server.connected = False  # pinned keys never need Redis
+    assert keys.active().kid == "2026-12"
+    assert [k["kid"] for k in keys.jwks()["keys"]] == ["2026-12", "2026-06"]
+    assert not PRIVATE_MEMBERS & {m for k in keys.jwks()["keys"] for m in k}
+    assert _verify(keys, _access_token(keys)) == "alice"
+    # A token from before the rotation, signed with the retired key, verifies.
+    old = mint_access_token(
+        _renamed(retired, "2026-06"),
+        issuer=ISSUER,
+        sub="bob",
+        audience=AUDIENCE,
+        client_id="c",
+        scope="mcp",
+        grant_id="g",
+        now=int(time.time()),
+        ttl=600,
+    )
+    assert _verify(keys, old) == "bob"
+    # An unknown kid is refused without a re-read (Redis is down: it would raise).
+    with pytest.raises(InvalidTokenError):
+        _verify(keys, _access_token(keys, kid="unknown"))
+    fake_server.connected = True
+    assert store.load_signing_keys() is None
+
+
+def test_pinned_single_jwk_and_several_pem_blocks(fake_redis: redis.Redis) -> None:
+    store = Store(fake_redis, "pem:")
+    first = ECKey.generate_key("P-256", private=True)
+    second = ECKey.generate_key("P-256", private=True)
+    jwk_keys = _pinned(store, json.dumps(first.as_dict(private=True)))
+    assert jwk_keys.active().kid == first.thumbprint()
+    pems = (first.as_pem(private=True) + second.as_pem(private=False)).decode()
+    pem_keys = _pinned(store, pems)
+    assert [k["kid"] for k in pem_keys.jwks()["keys"]] == [
+        first.thumbprint(),
+        second.thumbprint(),
+    ]
+    assert _verify(pem_keys, _access_token(jwk_keys)) == "alice"
+    assert store.load_signing_keys() is None
+
+
+def test_active_from_the_record_read_with_the_grant(real_redis: redis.Redis) -> None:
+    """The token endpoint's pipelined read: what it read is what signs."""
+    store = CountingStore(real_redis, f"from-{uuid.uuid4().hex[:8]}:")
+    stale, other = _worker(store), _worker(store)
+    old_kid = stale.active().kid
+    real_redis.flushall()
+    new_kid = other.active().kid
+    assert new_kid != old_kid
+    store.reads = 0
+    assert stale.active_from(store.redis.get(store.keys.signing_keys())).kid == new_kid
+    assert store.reads == 0  # no read of its own
+    # A record read as missing is re-created with SET NX and adopted.
+    real_redis.flushall()
+    created = stale.active_from(None).kid
+    assert created not in (old_kid, new_kid)
+    assert other.active().kid == created

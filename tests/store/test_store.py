@@ -200,16 +200,17 @@ def test_client_record_is_versioned_json_without_the_secret(store: Store) -> Non
 def test_load_client_and_grant(store: Store) -> None:
     store.create_client(_client(), ttl=100)
     store.create_grant(_grant(), ttl=CODE_TTL)
-    client, grant = store.load_client_and_grant("mcp_abc", "g" * 22, ttl=5000)
+    client, grant, keys = store.load_client_and_grant("mcp_abc", "g" * 22, ttl=5000)
     assert client == _client()
+    assert keys is None
     assert grant == _grant()
     assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
 
 
 def test_load_client_and_grant_when_missing(store: Store) -> None:
-    assert store.load_client_and_grant("nope", "x" * 22, ttl=0) == (None, None)
+    assert store.load_client_and_grant("nope", "x" * 22, ttl=0) == (None, None, None)
     store.create_client(_client(), ttl=0)
-    client, grant = store.load_client_and_grant("mcp_abc", "x" * 22, ttl=0)
+    client, grant, _ = store.load_client_and_grant("mcp_abc", "x" * 22, ttl=0)
     assert client is not None
     assert grant is None
     assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
@@ -382,7 +383,7 @@ def _begin(
     client_id: str = "mcp_abc",
     holder: str = "holder-1",
 ) -> tuple[t.Any, ...]:
-    return store.load_client_and_begin_refresh(
+    client, grant, leased, _keys = store.load_client_and_begin_refresh(
         client_id,
         "g" * 22,
         presented_hash=presented,
@@ -391,6 +392,7 @@ def _begin(
         lease_holder=holder,
         ttl=3600,
     )
+    return client, grant, leased
 
 
 def test_begin_refresh_returns_client_grant_and_lease(store: Store) -> None:
@@ -525,6 +527,27 @@ def test_rotate_an_unredeemed_grant_is_not_found(store: Store) -> None:
 
 
 # -- signing keys ----------------------------------------------------------------------
+
+
+def test_the_token_endpoint_reads_the_signing_keys_with_the_grant(
+    store: Store,
+) -> None:
+    """The record signing needs rides in the first round trip of both grants."""
+    store.create_signing_keys('{"v":1,"keys":[1]}')
+    store.create_client(_client(), ttl=100)
+    store.create_grant(_grant(), ttl=CODE_TTL)
+    *_, keys = store.load_client_and_grant("mcp_abc", "g" * 22, ttl=0)
+    assert keys == '{"v":1,"keys":[1]}'
+    *_, keys = store.load_client_and_begin_refresh(
+        "mcp_abc",
+        "g" * 22,
+        presented_hash="x" * 64,
+        now=NOW,
+        lease=15,
+        lease_holder="h",
+        ttl=0,
+    )
+    assert keys == '{"v":1,"keys":[1]}'
 
 
 def test_signing_keys_are_created_once_without_ttl(store: Store) -> None:
