@@ -262,9 +262,16 @@ def start_http(
 
 
 def start_redis(
-    *, log_dir: Path | None = None, timeout: float = DEFAULT_TIMEOUT
+    *,
+    extra_args: list[str] | None = None,
+    log_dir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> ManagedProcess:
-    """A throwaway redis-server with persistence off; url is its redis:// URL."""
+    """A throwaway redis-server with persistence off; url is its redis:// URL.
+
+    ``extra_args`` are more redis-server options, e.g. ``["--maxmemory",
+    "8mb", "--maxmemory-policy", "noeviction"]`` for the fault tests.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise ProcessStartError(
@@ -272,7 +279,7 @@ def start_redis(
         )
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--save", "", "--appendonly", "no"]
+    argv += ["--save", "", "--appendonly", "no", *(extra_args or [])]
 
     def probe() -> bool:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)

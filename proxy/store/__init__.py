@@ -17,6 +17,7 @@ import redis.exceptions
 
 from proxy.keys.keyring import Keyring
 from proxy.store import scripts
+from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
 from proxy.store.limits import Limiter
@@ -61,6 +62,17 @@ class Store:
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    def probe_write(self, now_ms: int) -> None:
+        """Write one tiny key with a short TTL; raise what Redis answers.
+
+        PING proves only that Redis answers. A Redis at ``maxmemory`` under
+        noeviction, or a read-only replica, answers PING yet refuses every
+        write, and no login can finish. One SET finds out; it is refused
+        like any other write, because Redis checks memory before the command
+        runs, however small the value.
+        """
+        self.redis.set(self.keys.ready_probe(), now_ms, ex=READY_PROBE_TTL_SECONDS)
 
     # -- clients --------------------------------------------------------------
     def create_client(self, record: ClientRecord, ttl: int) -> bool:
