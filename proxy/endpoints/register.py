@@ -56,13 +56,16 @@ def register_client() -> Response:
         body, private_schemes=settings.allowed_redirect_schemes
     )
 
-    _within_quotas(settings.limits)
-
     # SEC-4 / DCR-16: the id is ours, random, and never looks like a CIMD URL.
     client_id = "mcp_" + random_token(18)
+    issued_at = int(time.time())
+    # Unused clients go soon; the first token request slides the TTL to
+    # CLIENT_TTL_SECONDS. A registration flood leaves little behind.
+    unused_ttl = _unused_client_ttl(settings.limits, settings.client_ttl_seconds)
+    _within_quotas(settings.limits, client_id, issued_at + (unused_ttl or 86400))
+
     method = metadata["token_endpoint_auth_method"]
     secret = None if method == "none" else random_token()
-    issued_at = int(time.time())
     record = ClientRecord(
         client_id=client_id,
         redirect_uris=tuple(metadata["redirect_uris"]),
@@ -76,12 +79,7 @@ def register_client() -> Response:
             if k not in ("redirect_uris", "token_endpoint_auth_method", "grant_types")
         },
     )
-    # Unused clients go soon; the first token request slides the TTL to
-    # CLIENT_TTL_SECONDS. A registration flood leaves little behind.
-    unused_ttl = _unused_client_ttl(settings.limits, settings.client_ttl_seconds)
     app.store.create_client(record, unused_ttl)
-    if settings.limits.enabled and settings.limits.max_clients:
-        app.store.limits.index_client(client_id, issued_at + (unused_ttl or 86400))
 
     # RFC 7591 §3.2.1: echo the effective metadata, defaults included (DCR-2).
     response_body: dict[str, t.Any] = {
@@ -99,8 +97,12 @@ def register_client() -> Response:
     return response
 
 
-def _within_quotas(limits: Limits) -> None:
-    """Refuse a registration over the per-IP daily quota or the client cap."""
+def _within_quotas(limits: Limits, client_id: str, unused_until: int) -> None:
+    """Refuse a registration over the per-IP daily quota or the client cap.
+
+    Within the cap, `client_id` is counted against it until `unused_until`
+    (also if storing it then fails: the cap errs on the side of fewer).
+    """
     if not limits.enabled:
         return
     store = state().store.limits
@@ -113,7 +115,9 @@ def _within_quotas(limits: Limits) -> None:
         ):
             log.warning("registration quota reached for %s", ip)
             raise TooManyRequestsError(_seconds_to_midnight(), reason="quota")
-    if limits.max_clients and not store.room_for_client(limits.max_clients):
+    if limits.max_clients and not store.reserve_client(
+        client_id, unused_until, max_clients=limits.max_clients
+    ):
         log.warning("MAX_CLIENTS (%d) unused clients registered", limits.max_clients)
         raise TooManyRequestsError(3600, reason="max_clients")
 
