@@ -82,7 +82,9 @@ class FaultStack:
                 "refresh_token": refresh_token,
                 "client_id": client_id,
             },
-            timeout=15,
+            # Above the refresh lease (UPSTREAM_TIMEOUT_SECONDS + 5 s): a retry
+            # may wait for a lease whose holder died (test_worker_killed.py).
+            timeout=30,
         )
 
     def readyz(self) -> requests.Response:
