@@ -34,6 +34,7 @@ from proxy.oauth.errors import UnauthorizedClientError
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.store import ClientInUse
 from proxy.store import RotateResult
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
@@ -139,7 +140,6 @@ class RefreshTokenGrant(TokenGrant):
             now=now,
             lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
             lease_holder=lease_holder,
-            ttl=app.settings.client_ttl_seconds,
         )
         try:
             checked = self._check(
@@ -315,6 +315,7 @@ class RefreshTokenGrant(TokenGrant):
             pending=self._seal_pending(grant, secret, refresh_token, body["scope"]),
             ttl=_refresh_ttl(app, grant, now),
             upstream=upstream_sealed,
+            client=ClientInUse(grant.client_id, app.settings.client_ttl_seconds),
         )
         if result is RotateResult.OK:
             return body

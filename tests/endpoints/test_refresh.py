@@ -390,7 +390,6 @@ def test_a_lease_whose_holder_died_is_taken_over(
         now=int(time.time()),
         lease=1,
         lease_holder="a-request-that-died",
-        ttl=app.extensions["proxy"].settings.client_ttl_seconds,
     )
     assert leased
     assert grant is not None

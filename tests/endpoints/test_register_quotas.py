@@ -219,3 +219,29 @@ def test_a_body_at_the_limit_is_read(
 
 def _json(value: t.Any) -> bytes:
     return json.dumps(value).encode()
+
+
+def test_a_made_up_code_or_token_does_not_keep_a_client(
+    quota_settings: Settings, real_redis: redis.Redis
+) -> None:
+    """Token requests with invented codes and refresh tokens are refused and
+    leave the unused TTL as it was: a flood cannot register clients and then
+    keep them for CLIENT_TTL_SECONDS with one bogus request each."""
+    app = create_app(quota_settings, redis_client=real_redis)
+    client = app.test_client()
+    client_id = OAuthTestClient(client).register()["client_id"]
+    key = app.extensions["proxy"].store.keys.client(client_id)
+    for form in (
+        {
+            "grant_type": "authorization_code",
+            "code": "g" * 22 + ".s",
+            "code_verifier": "v" * 43,
+        },
+        {"grant_type": "refresh_token", "refresh_token": "g" * 22 + ".s"},
+    ):
+        response = client.post(
+            "/oauth2/token",
+            data={**form, "client_id": client_id, "redirect_uri": REDIRECT_URI},
+        )
+        assert_json_error(response, 400, "invalid_grant")
+        assert 0 < real_redis.ttl(key) <= UNUSED_TTL
