@@ -17,11 +17,18 @@ REFUSALS_TO_BE_FULL = 50
 FULL_MAXMEMORY_ARGS = ["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"]
 
 
+#: How far below the filled memory the limit is then pinned (see below).
+PIN_MARGIN_BYTES = 512 * 1024
+
+
 def fill_to_maxmemory(client: redis.Redis) -> int:
     """Write filler keys until Redis refuses writes (noeviction); the count.
 
     Large values first, then small ones, so what is left below the limit is
-    less than one tiny write.
+    less than one tiny write. Memory still dips below the limit now and then
+    (client buffers are freed), which would let a write through at random; so
+    the limit is then pinned a little below what is used: Redis stays full
+    until the filler's keys are deleted, as it would in production.
     """
     written = 0
     for size, batch in ((16_384, 64), (256, 16), (16, 1)):
@@ -37,6 +44,7 @@ def fill_to_maxmemory(client: redis.Redis) -> int:
             except redis.exceptions.OutOfMemoryError:
                 refusals += 1
                 written += batch  # some of the batch may have gone in
+    client.config_set("maxmemory", used_memory(client) - PIN_MARGIN_BYTES)
     return written
 
 
