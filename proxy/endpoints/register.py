@@ -22,6 +22,7 @@ from proxy.oauth.errors import InvalidClientMetadataError
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.store.records import ClientRecord
 from proxy.web.client_ip import client_ip
+from proxy.web.client_ip import limit_subject
 from proxy.web.cors import allow_cors
 from proxy.web.rate_limits import limit_requests
 
@@ -107,8 +108,10 @@ def _within_quotas(limits: Limits, client_id: str, unused_until: int) -> None:
         return
     store = state().store.limits
     if limits.registrations_per_ip_per_day:
-        ip = client_ip(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+        ip = limit_subject(
+            client_ip(
+                request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+            )
         )
         if not store.count_registration(
             ip, per_day=limits.registrations_per_ip_per_day

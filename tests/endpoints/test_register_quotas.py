@@ -245,3 +245,16 @@ def test_a_made_up_code_or_token_does_not_keep_a_client(
         )
         assert_json_error(response, 400, "invalid_grant")
         assert 0 < real_redis.ttl(key) <= UNUSED_TTL
+
+
+def test_rotating_ipv6_addresses_does_not_escape_the_quota(
+    quota_settings: Settings, real_redis: redis.Redis
+) -> None:
+    """A new address from the same /64 for each registration: one quota."""
+    client = _client(quota_settings, real_redis)
+    for host in range(3):
+        assert _register(client, ip=f"2001:db8:0:1::{host + 1:x}").status_code == 201
+    assert_quota_refusal(_register(client, ip="2001:db8:0:1:dead:beef:0:1"))
+    assert _register(client, ip="2001:db8:0:2::1").status_code == 201
+    regs = list(real_redis.scan_iter(match=f"{quota_settings.key_prefix}regs:*"))
+    assert len(regs) == 2
