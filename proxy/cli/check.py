@@ -373,8 +373,8 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
     """Warn when Redis may evict our keys at its memory limit.
 
     Everything the proxy stores is state, not cache: an evicted grant logs a
-    user out, an evicted `keys` record makes each worker mint its own signing
-    keys (tokens signed by one fail at the others), an evicted rate bucket
+    user out, an evicted `keys` record makes a worker mint new signing keys
+    (tokens signed with the old ones stop verifying), an evicted rate bucket
     lifts a limit. INFO, not CONFIG GET: managed services often disable CONFIG.
     """
     try:
@@ -398,7 +398,8 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
             f"maxmemory-policy is {policy} with maxmemory {_mib(maxmemory)}: at "
             "the limit Redis deletes keys, and the proxy's keys are state, not "
             "cache (an evicted grant logs its user out; an evicted signing-key "
-            "record splits the workers' keys, so tokens fail at random); "
+            "record makes a worker mint new keys, and tokens signed with the "
+            "old ones stop verifying); "
             + MEMORY_ADVICE,
         )
     elif evicts:
@@ -406,9 +407,8 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
             OK,
             "redis_memory",
             f"maxmemory is 0 (no limit), so maxmemory-policy {policy} never "
-            "evicts; set it to noeviction before setting a maxmemory ("
-            + MEMORY_ADVICE
-            + ")",
+            "evicts; set it to noeviction before setting a maxmemory; "
+            + MEMORY_ADVICE,
         )
     elif maxmemory:
         share = used / maxmemory
