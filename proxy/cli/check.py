@@ -399,16 +399,14 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
             "the limit Redis deletes keys, and the proxy's keys are state, not "
             "cache (an evicted grant logs its user out; an evicted signing-key "
             "record makes a worker mint new keys, and tokens signed with the "
-            "old ones stop verifying); "
-            + MEMORY_ADVICE,
+            "old ones stop verifying); " + MEMORY_ADVICE,
         )
     elif evicts:
         report.add(
             OK,
             "redis_memory",
             f"maxmemory is 0 (no limit), so maxmemory-policy {policy} never "
-            "evicts; set it to noeviction before setting a maxmemory; "
-            + MEMORY_ADVICE,
+            "evicts; set it to noeviction before setting a maxmemory; " + MEMORY_ADVICE,
         )
     elif maxmemory:
         share = used / maxmemory
