@@ -168,3 +168,28 @@ def test_readiness_write_probe_leaves_one_short_lived_key(
     key = app.extensions["proxy"].store.keys.ready_probe()
     assert keys == [key]
     assert 0 < store_client.ttl(key) <= READY_PROBE_TTL_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        ("MISCONF Redis is configured to save RDB snapshots", 503),
+        ("OOM command not allowed when used memory > 'maxmemory'.", 503),
+        ("ERR unknown command 'FOO'", 500),
+    ],
+)
+def test_a_refusing_store_is_503_and_our_own_mistake_500(
+    client: t.Any, monkeypatch: pytest.MonkeyPatch, message: str, status: int
+) -> None:
+    """Redis refusing writes is retryable; a bad command of ours is a bug."""
+
+    def refuse(*_: t.Any, **__: t.Any) -> None:
+        raise redis.exceptions.ResponseError(message)
+
+    monkeypatch.setattr("proxy.store.Store.create_client", refuse)
+    response = client.post(
+        "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}
+    )
+    expected = "temporarily_unavailable" if status == 503 else "server_error"
+    assert_json_error(response, status, expected)
+    assert ("Retry-After" in response.headers) == (status == 503)
