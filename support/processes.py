@@ -264,6 +264,7 @@ def start_http(
 def start_redis(
     *,
     port: int | None = None,
+    extra_args: list[str] | None = None,
     log_dir: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> ManagedProcess:
@@ -271,6 +272,8 @@ def start_redis(
 
     ``port`` restarts one on the port a killed one had (empty: no persistence),
     as a Redis restarted without its data looks to the proxy.
+    ``extra_args`` are more redis-server options, e.g. ``["--maxmemory",
+    "8mb", "--maxmemory-policy", "noeviction"]`` for the fault tests.
     """
     binary = shutil.which("redis-server")
     if binary is None:
@@ -279,7 +282,7 @@ def start_redis(
         )
     port = free_port() if port is None else port
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--save", "", "--appendonly", "no"]
+    argv += ["--save", "", "--appendonly", "no", *(extra_args or [])]
 
     def probe() -> bool:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)

@@ -353,10 +353,83 @@ def _check_store(settings: Settings, report: Report) -> None:
         client.ping()
     except redis.exceptions.RedisError as exc:
         report.add(FAIL, "redis_unreachable", f"REDIS_URL: {exc.__class__.__name__}")
+        return
     else:
         report.add(OK, "redis", "REDIS_URL answers")
+        _check_memory_policy(client, report)
     finally:
         client.close()
+
+
+#: What to run Redis with, and why (printed with every memory finding).
+MEMORY_ADVICE = (
+    "recommended: maxmemory-policy noeviction, with a maxmemory that leaves "
+    "headroom above the proxy's peak (at the limit, logins and refreshes get "
+    "503 and /readyz says out_of_memory until memory is freed; nothing is lost)"
+)
+
+
+def _check_memory_policy(client: redis.Redis, report: Report) -> None:
+    """Warn when Redis may evict our keys at its memory limit.
+
+    Everything the proxy stores is state, not cache: an evicted grant logs a
+    user out, an evicted `keys` record makes a worker mint new signing keys
+    (tokens signed with the old ones stop verifying), an evicted rate bucket
+    lifts a limit. INFO, not CONFIG GET: managed services often disable CONFIG.
+    """
+    try:
+        memory = client.info("memory")
+    except redis.exceptions.RedisError as exc:
+        report.add(
+            WARN,
+            "redis_policy_unknown",
+            f"INFO memory failed ({exc.__class__.__name__}): check by hand that "
+            f"Redis never evicts keys; {MEMORY_ADVICE}",
+        )
+        return
+    policy = str(memory.get("maxmemory_policy", "unknown"))
+    maxmemory = int(memory.get("maxmemory", 0) or 0)
+    used = int(memory.get("used_memory", 0) or 0)
+    evicts = policy.startswith(("allkeys-", "volatile-"))
+    if evicts and maxmemory:
+        report.add(
+            WARN,
+            "redis_evicts",
+            f"maxmemory-policy is {policy} with maxmemory {_mib(maxmemory)}: at "
+            "the limit Redis deletes keys, and the proxy's keys are state, not "
+            "cache (an evicted grant logs its user out; an evicted signing-key "
+            "record makes a worker mint new keys, and tokens signed with the "
+            "old ones stop verifying); " + MEMORY_ADVICE,
+        )
+    elif evicts:
+        report.add(
+            OK,
+            "redis_memory",
+            f"maxmemory is 0 (no limit), so maxmemory-policy {policy} never "
+            "evicts; set it to noeviction before setting a maxmemory; " + MEMORY_ADVICE,
+        )
+    elif maxmemory:
+        share = used / maxmemory
+        level = WARN if share > 0.8 else OK
+        code = "redis_memory_high" if share > 0.8 else "redis_memory"
+        report.add(
+            level,
+            code,
+            f"maxmemory-policy {policy}, maxmemory {_mib(maxmemory)}, "
+            f"{share:.0%} used ({_mib(used)})",
+        )
+    else:
+        report.add(
+            OK,
+            "redis_memory",
+            f"maxmemory-policy {policy}, maxmemory 0 (no limit: fine on an "
+            "instance of its own or a shared one watched by its host; Redis then "
+            f"grows until the host runs out of memory); {MEMORY_ADVICE}",
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
 
 
 def _insecure(url: str) -> bool:

@@ -1,6 +1,16 @@
-"""GET /healthz (liveness: the process answers) and /readyz (the store answers)."""
+"""GET /healthz (liveness: the process answers) and /readyz (the store serves).
+
+Readiness means a login can finish: Redis must answer *and* accept writes.
+A Redis at ``maxmemory`` under noeviction, a read-only replica or one whose
+RDB save failed answers PING but refuses every write, so /readyz also writes
+one tiny key with a short TTL. The 503 names the cause (``out_of_memory``,
+``read_only``, ``unreachable``...), never Redis' own message or address.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
 
 import redis.exceptions
 from flask import Blueprint
@@ -9,6 +19,9 @@ from flask import jsonify
 
 from proxy.app_state import state
 from proxy.oauth.errors import NO_STORE
+from proxy.store.faults import unavailable_cause
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
@@ -20,14 +33,26 @@ def show_liveness() -> Response:
 
 @bp.get("/readyz")
 def show_readiness() -> Response:
+    store = state().store
     try:
-        state().store.ping()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        response = jsonify({"status": "unavailable", "store": "down"})
-        response.status_code = 503
-        response.headers["Retry-After"] = "5"
-        response.headers.update(NO_STORE)
-        return response
+        store.ping()
+    except redis.exceptions.RedisError as exc:
+        return _unavailable("down", exc)
+    try:
+        store.probe_write(int(time.time() * 1000))
+    except redis.exceptions.RedisError as exc:
+        return _unavailable("refuses_writes", exc)
     response = jsonify({"status": "ok", "store": "up"})
+    response.headers.update(NO_STORE)
+    return response
+
+
+def _unavailable(store_state: str, exc: redis.exceptions.RedisError) -> Response:
+    """503 with Retry-After; the cause is a fixed name, safe to show anyone."""
+    cause = unavailable_cause(exc) or "error"
+    log.warning("not ready: store %s (%s)", store_state, cause)
+    response = jsonify({"status": "unavailable", "store": store_state, "cause": cause})
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
     response.headers.update(NO_STORE)
     return response

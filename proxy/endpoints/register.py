@@ -22,6 +22,7 @@ from proxy.oauth.errors import InvalidClientMetadataError
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.store.records import ClientRecord
 from proxy.web.client_ip import client_ip
+from proxy.web.client_ip import limit_subject
 from proxy.web.cors import allow_cors
 from proxy.web.rate_limits import limit_requests
 
@@ -46,16 +47,13 @@ def register_client() -> Response:
         private_schemes=settings.allowed_redirect_schemes,
     )
 
-    _within_quotas(settings.limits)
-
     record, secret = _new_client(metadata)
     # Unused clients go soon; the first token request slides the TTL to
     # CLIENT_TTL_SECONDS. A registration flood leaves little behind.
     unused_ttl = _unused_client_ttl(settings.limits, settings.client_ttl_seconds)
+    unused_until = record.client_id_issued_at + (unused_ttl or 86400)
+    _within_quotas(settings.limits, record.client_id, unused_until)
     app.store.create_client(record, unused_ttl)
-    if settings.limits.enabled and settings.limits.max_clients:
-        expires_at = record.client_id_issued_at + (unused_ttl or 86400)
-        app.store.limits.index_client(record.client_id, expires_at)
 
     # RFC 7591 §3.2.1: echo the effective metadata, defaults included (DCR-2).
     response_body: dict[str, t.Any] = {
@@ -109,21 +107,29 @@ def _new_client(metadata: dict[str, t.Any]) -> tuple[ClientRecord, str | None]:
     return record, secret
 
 
-def _within_quotas(limits: Limits) -> None:
-    """Refuse a registration over the per-IP daily quota or the client cap."""
+def _within_quotas(limits: Limits, client_id: str, unused_until: int) -> None:
+    """Refuse a registration over the per-IP daily quota or the client cap.
+
+    Within the cap, `client_id` is counted against it until `unused_until`
+    (also if storing it then fails: the cap errs on the side of fewer).
+    """
     if not limits.enabled:
         return
     store = state().store.limits
     if limits.registrations_per_ip_per_day:
-        ip = client_ip(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+        ip = limit_subject(
+            client_ip(
+                request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+            )
         )
         if not store.count_registration(
             ip, per_day=limits.registrations_per_ip_per_day
         ):
             log.warning("registration quota reached for %s", ip)
             raise TooManyRequestsError(_seconds_to_midnight(), reason="quota")
-    if limits.max_clients and not store.room_for_client(limits.max_clients):
+    if limits.max_clients and not store.reserve_client(
+        client_id, unused_until, max_clients=limits.max_clients
+    ):
         log.warning("MAX_CLIENTS (%d) unused clients registered", limits.max_clients)
         raise TooManyRequestsError(3600, reason="max_clients")
 

@@ -27,6 +27,7 @@ from proxy.oauth.opaque_tokens import new_grant_id
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.store import ClientInUse
 from proxy.store import RedeemResult
 from proxy.store.records import Grant
 
@@ -115,7 +116,7 @@ class AuthorizationCodeGrant(TokenGrant):
         stored_client, grant = (None, None)
         if parts:
             stored_client, grant, self.keys_record = app.store.load_client_and_grant(
-                credentials.client_id, parts[0], app.settings.client_ttl_seconds
+                credentials.client_id, parts[0]
             )
             self.keys_read = True
         else:
@@ -139,6 +140,7 @@ class AuthorizationCodeGrant(TokenGrant):
             tolerance=app.settings.code_replay_tolerance_seconds,
             refresh_hash=sha256_hex(refresh_secret) if issue_refresh else None,
             ttl=_refresh_ttl(app, grant, now),
+            client=ClientInUse(client.client_id, app.settings.client_ttl_seconds),
         )
         if result is RedeemResult.REPLAYED:
             # OAuth 2.1 §4.1.3: a reused code SHOULD revoke what it issued (CODE-6).

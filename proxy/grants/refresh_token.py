@@ -34,6 +34,7 @@ from proxy.oauth.errors import UnauthorizedClientError
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.store import ClientInUse
 from proxy.store import RotateResult
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
@@ -81,6 +82,10 @@ def in_grace_window(
     )
 
 
+class _LeaseLapsedError(Exception):
+    """The lease this request waited on lapsed with the grant unrotated."""
+
+
 class RefreshTokenGrant(TokenGrant):
     GRANT_TYPE = "refresh_token"
 
@@ -99,6 +104,31 @@ class RefreshTokenGrant(TokenGrant):
             _client(app, credentials, authenticate_only)
             raise InvalidGrantError("Invalid refresh token.", reason="rt_malformed")
         grant_id, secret = parts
+        # Twice at most: a second time when the lease another request held
+        # lapsed without a rotation (its worker died, or it gave up).
+        for retake in (False, True):
+            try:
+                return self._issue_once(
+                    form, credentials, grant_id, secret, requested_scope, now
+                )
+            except _LeaseLapsedError:
+                if retake:
+                    break
+                now = int(time.time())
+        raise TemporarilyUnavailableError(
+            "Refresh in progress, retry shortly.", reason="lease_lapsed"
+        )
+
+    def _issue_once(
+        self,
+        form: MultiDict[str, str],
+        credentials: ClientCredentials,
+        grant_id: str,
+        secret: str,
+        requested_scope: str | None,
+        now: int,
+    ) -> dict[str, t.Any]:
+        app = self.app
         lease_holder = random_token(16)
         # One round trip: the client, the grant, and the upstream-refresh lease,
         # which Lua grants only to the grant's own client presenting the
@@ -111,7 +141,6 @@ class RefreshTokenGrant(TokenGrant):
                 now=now,
                 lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
                 lease_holder=lease_holder,
-                ttl=app.settings.client_ttl_seconds,
             )
         )
         self.keys_read = True
@@ -223,10 +252,13 @@ class RefreshTokenGrant(TokenGrant):
         self, grant: Grant, secret: str, requested_scope: str | None, attempts: int
     ) -> dict[str, t.Any]:
         app = self.app
+        # The lease is at most this long, counted in whole seconds (hence +2):
+        # by the deadline, the holder has rotated or the lease has lapsed.
         deadline = (
             time.monotonic()
             + app.settings.upstream_timeout_seconds
             + LEASE_SLACK_SECONDS
+            + 2
         )
         while time.monotonic() < deadline:
             time.sleep(LEASE_POLL_SECONDS)
@@ -242,6 +274,11 @@ class RefreshTokenGrant(TokenGrant):
                     int(time.time()),
                     attempts - 1,
                 )
+            if fresh.lease_until < int(time.time()):
+                # No rotation, and nobody holds the lease any more: its holder
+                # gave it back or died (a worker killed mid-refresh). Waiting
+                # on would only end in a 503; take the lease over instead.
+                raise _LeaseLapsedError(grant.grant_id[:8])
         raise TemporarilyUnavailableError(
             "Refresh in progress, retry shortly.", reason="lease_busy"
         )
@@ -283,6 +320,7 @@ class RefreshTokenGrant(TokenGrant):
             pending=self._seal_pending(grant, secret, refresh_token, body["scope"]),
             ttl=_refresh_ttl(app, grant, now),
             upstream=upstream_sealed,
+            client=ClientInUse(grant.client_id, app.settings.client_ttl_seconds),
         )
         if result is RotateResult.OK:
             return body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import typing as t
+from dataclasses import dataclass
 from enum import Enum
 
 import redis
@@ -17,6 +18,7 @@ import redis.exceptions
 
 from proxy.keys.keyring import Keyring
 from proxy.store import scripts
+from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
 from proxy.store.limits import Limiter
@@ -45,6 +47,14 @@ class RotateResult(Enum):
     CONFLICT = "CONFLICT"
 
 
+@dataclass(frozen=True, slots=True)
+class ClientInUse:
+    """The client a token request serves, and its full TTL (0: none)."""
+
+    client_id: str
+    ttl: int
+
+
 class Store:
     """Typed access to Redis; one client per app, safe across gunicorn forks."""
 
@@ -61,6 +71,17 @@ class Store:
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    def probe_write(self, now_ms: int) -> None:
+        """Write one tiny key with a short TTL; raise what Redis answers.
+
+        PING proves only that Redis answers. A Redis at ``maxmemory`` under
+        noeviction, or a read-only replica, answers PING yet refuses every
+        write, and no login can finish. One SET finds out; it is refused
+        like any other write, because Redis checks memory before the command
+        runs, however small the value.
+        """
+        self.redis.set(self.keys.ready_probe(), now_ms, ex=READY_PROBE_TTL_SECONDS)
 
     # -- clients --------------------------------------------------------------
     def create_client(self, record: ClientRecord, ttl: int) -> bool:
@@ -80,13 +101,16 @@ class Store:
         return ClientRecord.from_json(_text(raw)) if raw else None
 
     def load_client_and_grant(
-        self, client_id: str, grant_id: str, ttl: int
+        self, client_id: str, grant_id: str
     ) -> tuple[ClientRecord | None, Grant | None, str | None]:
         """Both records, and the signing keys record, in one round trip (the
         token endpoint's first read; the keys are what its token is signed with).
+
+        The client's TTL is left alone here: a made-up code must not keep an
+        unused registration alive. `redeem_code` slides it.
         """
         pipe = self.redis.pipeline(transaction=False)
-        _read_client_in_use(pipe, self.keys.client(client_id), ttl)
+        pipe.get(self.keys.client(client_id))
         pipe.get(self.keys.grant(grant_id))
         pipe.get(self.keys.signing_keys())
         raw_client, raw_grant, raw_keys = pipe.execute()
@@ -155,19 +179,19 @@ class Store:
         now: int,
         lease: int,
         lease_holder: str,
-        ttl: int,
     ) -> tuple[ClientRecord | None, Grant | None, bool, str | None]:
         """Client, grant and the signing keys record in one round trip; take the
         refresh lease if due.
 
         The lease is taken only for the grant's own client presenting the
         current token; the caller must `release_refresh_lease` if it refuses.
+        The client's TTL is left alone (`rotate_refresh` slides it).
         """
         key = self.keys.client(client_id)
         args = (presented_hash, now, lease, client_id, lease_holder)
 
         def before(pipe: t.Any) -> None:
-            _read_client_in_use(pipe, key, ttl)
+            pipe.get(key)
             pipe.get(self.keys.signing_keys())
 
         (raw_client, raw_keys), reply = self._pipelined_script(
@@ -222,10 +246,16 @@ class Store:
         tolerance: int,
         refresh_hash: str | None,
         ttl: int,
+        client: ClientInUse | None = None,
     ) -> RedeemResult:
-        result = self._redeem_code(
-            keys=[self.keys.grant(grant_id)],
-            args=[code_hash, now, tolerance, refresh_hash or "", ttl],
+        """Spend a code (REDEEM_CODE); with `client`, slide that client's TTL in
+        the same round trip: a client that got this far has a real login."""
+        keys = [self.keys.grant(grant_id)]
+        args = (code_hash, now, tolerance, refresh_hash or "", ttl)
+        if client is None:
+            return RedeemResult(_text(self._redeem_code(keys=keys, args=list(args))))
+        _, result = self._pipelined_script(
+            self._redeem_code, keys, args, lambda pipe: self._slide(pipe, client)
         )
         return RedeemResult(_text(result))
 
@@ -239,12 +269,32 @@ class Store:
         pending: str,
         ttl: int,
         upstream: str | None,
+        client: ClientInUse | None = None,
     ) -> RotateResult:
-        result = self._rotate_refresh(
-            keys=[self.keys.grant(grant_id)],
-            args=[expected_gen, new_hash, now, pending, ttl, upstream or ""],
+        """Rotate (ROTATE_REFRESH); with `client`, slide its TTL in the same
+        round trip (the caller holds the lease: it presented the current token)."""
+        keys = [self.keys.grant(grant_id)]
+        args = (expected_gen, new_hash, now, pending, ttl, upstream or "")
+        if client is None:
+            return RotateResult(_text(self._rotate_refresh(keys=keys, args=list(args))))
+        _, result = self._pipelined_script(
+            self._rotate_refresh, keys, args, lambda pipe: self._slide(pipe, client)
         )
         return RotateResult(_text(result))
+
+    def _slide(self, pipe: t.Any, client: ClientInUse) -> None:
+        """Queue the slide of a client in use to its full TTL (0: none at all).
+
+        Registration gives a client only the short unused TTL; a redeemed code
+        or a rotated refresh token gives it the full sliding one. A request
+        with a made-up code or token slides nothing, so it cannot keep a
+        flood's registrations alive.
+        """
+        key = self.keys.client(client.client_id)
+        if client.ttl:
+            pipe.expire(key, client.ttl)
+        else:
+            pipe.persist(key)
 
     # -- signing keys ---------------------------------------------------------
     def load_signing_keys(self) -> str | None:
@@ -259,18 +309,6 @@ class Store:
         that tokens in flight were signed with.
         """
         return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
-
-
-def _read_client_in_use(pipe: t.Any, key: str, ttl: int) -> None:
-    """Queue the read of a client the token endpoint is using, sliding its TTL.
-
-    Registration gives a client only the short unused TTL; its first use here
-    gives it the full sliding one (or none at all when CLIENT_TTL_SECONDS=0).
-    """
-    if ttl:
-        pipe.getex(key, ex=ttl)
-    else:
-        pipe.getex(key, persist=True)
 
 
 def _text(value: t.Any) -> str:

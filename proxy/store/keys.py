@@ -9,6 +9,8 @@ Keys that one script touches share the Redis Cluster hash tag ``{grant_id}``.
 from __future__ import annotations
 
 TXN_TTL_SECONDS = 600
+#: How long the readiness probe's key lives: a few probes' worth, no more.
+READY_PROBE_TTL_SECONDS = 30
 
 
 class Keys:
@@ -99,3 +101,12 @@ class Keys:
         counts them against MAX_CLIENTS.
         """
         return f"{self.prefix}clients"
+
+    def ready_probe(self) -> str:
+        """``readyz`` STRING: the time of the last readiness probe's write.
+
+        TTL: READY_PROBE_TTL_SECONDS (30 s). Written (SET EX) by every
+        ``GET /readyz``, to learn whether Redis accepts writes (not at
+        ``maxmemory`` under noeviction, not a read-only replica); never read.
+        """
+        return f"{self.prefix}readyz"

@@ -44,6 +44,7 @@ class Limiter:
         self._keys = keys
         self._charge = client.register_script(scripts.CHARGE_RATE)
         self._record_failure = client.register_script(scripts.RECORD_AUTH_FAILURE)
+        self._reserve_client = client.register_script(scripts.RESERVE_CLIENT)
 
     def check(
         self,
@@ -117,18 +118,18 @@ class Limiter:
         _, count = pipe.execute()
         return int(count) <= per_day
 
-    def room_for_client(self, max_clients: int) -> bool:
-        """Were fewer than `max_clients` DCR clients registered recently?
+    def reserve_client(
+        self, client_id: str, expires_at: int, *, max_clients: int
+    ) -> bool:
+        """Count a new DCR client against `max_clients`; False when at the cap.
 
         The index holds each client until its first (unused) TTL would end,
-        so this caps what a registration flood can leave in Redis.
+        so this caps what a registration flood can leave in Redis. Trimming,
+        counting and adding are one script: concurrent registrations on every
+        worker cannot overshoot the cap.
         """
-        index = self._keys.client_index()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(index, "-inf", int(time.time()))
-        pipe.zcard(index)
-        _, count = pipe.execute()
-        return int(count) < max_clients
-
-    def index_client(self, client_id: str, expires_at: int) -> None:
-        self._redis.zadd(self._keys.client_index(), {client_id: expires_at})
+        reserved = self._reserve_client(
+            keys=[self._keys.client_index()],
+            args=[int(time.time()), max_clients, client_id, expires_at],
+        )
+        return int(reserved) == 1

@@ -220,3 +220,20 @@ redis.call('EXPIRE', KEYS[1], math.ceil(backoff) + tonumber(ARGV[3]))
 redis.call('SET', KEYS[2], '1', 'EX', math.ceil(backoff))
 return backoff
 """
+
+RESERVE_CLIENT = """
+-- KEYS[1] = clients (ZSET of DCR client ids, scored by their unused expiry)
+-- ARGV[1] = now (unix seconds)
+-- ARGV[2] = MAX_CLIENTS
+-- ARGV[3] = the new client id
+-- ARGV[4] = its unused expiry (unix seconds)
+-- Returns: 1 if the client may be stored (and is now counted), else 0.
+-- Why a script: count-then-add from several workers would let a flood of
+--   concurrent registrations overshoot the cap by as many as are in flight.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+return 1
+"""

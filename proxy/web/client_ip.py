@@ -8,6 +8,11 @@ written by the client and is never believed.
 FORWARDED_ALLOW_IPS=* (a PaaS whose router addresses are unknown) trusts
 exactly one hop: the right-most address, the one the router appended.
 Believing the whole chain would let any client pick its own bucket.
+
+Limits count an IPv6 client by its /64: one host is routinely given a whole
+/64 and can pick a new address from it for every request, so counting single
+IPv6 addresses would let it past every per-IP limit and registration quota,
+leaving one counter key per address in Redis.
 """
 
 from __future__ import annotations
@@ -46,3 +51,21 @@ def client_ip(
             except ValueError:
                 return peer  # garbage from a trusted hop: fall back to the peer
     return hops[0] if hops else peer
+
+
+#: The IPv6 prefix length one subscriber (one host) is typically given.
+IPV6_SUBJECT_PREFIX = 64
+
+
+def limit_subject(ip: str) -> str:
+    """What per-IP limits count: an IPv4 address, or an IPv6 address's /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.ip_network(f"{address}/{IPV6_SUBJECT_PREFIX}", strict=False)
+        return str(network)
+    return str(address)

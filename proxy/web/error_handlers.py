@@ -26,6 +26,7 @@ from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import add_query
+from proxy.store.faults import unavailable_cause
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,18 @@ def init_app(app: Flask, issuer: str) -> None:
     def _oauth_error(exc: OAuthError) -> BaseResponse:
         return render_error(exc, issuer)
 
-    # Outages, failovers and overload: retryable, so 503, never a 500. A
+    # Outages, failovers, overload and a store refusing writes (OOM under
+    # noeviction, READONLY, MISCONF): retryable, so 503, never a 500. A
     # ResponseError from a bug in our own commands stays a 500.
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
-    @app.errorhandler(redis.exceptions.ReadOnlyError)
-    @app.errorhandler(redis.exceptions.OutOfMemoryError)
-    @app.errorhandler(redis.exceptions.TryAgainError)
-    @app.errorhandler(redis.exceptions.ClusterDownError)
-    @app.errorhandler(redis.exceptions.MasterDownError)
-    def _store_down(exc: Exception) -> BaseResponse:
-        log.warning("store unavailable: %s", exc.__class__.__name__)
+    @app.errorhandler(redis.exceptions.RedisError)
+    def _store_down(exc: redis.exceptions.RedisError) -> BaseResponse:
+        cause = unavailable_cause(exc)
+        if cause is None:
+            return _unexpected(exc)
+        log.warning("store unavailable (%s): %s", cause, exc.__class__.__name__)
         error = TemporarilyUnavailableError(
             "The service is temporarily unavailable, retry shortly.",
-            reason="redis_unavailable",
+            reason=f"redis_{cause}",
         )
         return render_error(error, issuer)
 

@@ -26,6 +26,7 @@ from proxy.app_state import state
 from proxy.clients.authentication import presented_client_id
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.web.client_ip import client_ip
+from proxy.web.client_ip import limit_subject
 
 if t.TYPE_CHECKING:
     from flask import Blueprint
@@ -51,8 +52,10 @@ def limit_requests(
         limits = app.settings.limits
         if not limits.enabled:
             return
-        ip = client_ip(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+        ip = limit_subject(
+            client_ip(
+                request.remote_addr, request.headers.get("X-Forwarded-For"), limits
+            )
         )
         client_id = presented_client_id(request.headers, request.form)
         g.rate_limit_subject = (ip, client_id)

@@ -11,10 +11,16 @@ import io
 import typing as t
 
 import pytest
+import redis
 
 from proxy.cli import check
 from proxy.cli.demo import main as cli_main
+from support.processes import ManagedProcess
+from support.processes import start_redis
+from tests.e2e.conftest import require_redis_server
 from tests.endpoints._helpers import closed_port
+from tests.redis_faults import FULL_MAXMEMORY_ARGS
+from tests.redis_faults import fill_to_maxmemory
 from tests.upstream.standins import OIDCStandIn
 from tests.upstream.test_github import CLIENT_ID as GH_CLIENT_ID
 from tests.upstream.test_github import CLIENT_SECRET as GH_SECRET
@@ -191,3 +197,73 @@ def test_cli_runs_check(httpserver: t.Any, monkeypatch: pytest.MonkeyPatch) -> N
     for name, value in env_for(idp.issuer).items():
         monkeypatch.setenv(name, value)
     assert cli_main(["check"]) == 1
+
+
+# -- Redis' memory policy, against real redis-servers --------------------------------
+
+
+@pytest.fixture
+def redis_with() -> t.Iterator[t.Callable[[list[str]], str]]:
+    """Start a redis-server with the given options; its URL. All stop after."""
+    require_redis_server()
+    started: list[ManagedProcess] = []
+
+    def start(args: list[str]) -> str:
+        started.append(start_redis(extra_args=args))
+        return started[-1].url
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.close()
+
+
+def _store_findings(httpserver: t.Any, url: str) -> tuple[str, check.Report]:
+    idp = OIDCStandIn(httpserver)
+    environ = env_for(idp.issuer, REDIS_URL=url, PROXY_SECRET_KEY="00" * 32)
+    status, text, report = run(environ)
+    assert status == 0, text
+    return text, report
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "allkeys-lfu"])
+def test_an_evicting_policy_with_a_limit_warns(
+    httpserver: t.Any, redis_with: t.Callable[[list[str]], str], policy: str
+) -> None:
+    """Redis would delete grants or the signing keys at its limit: redis_evicts."""
+    url = redis_with(["--maxmemory", "64mb", "--maxmemory-policy", policy])
+    text, report = _store_findings(httpserver, url)
+    assert report.codes(check.WARN) == ["redis_evicts"]
+    assert policy in text
+    assert "noeviction" in text
+
+
+def test_noeviction_with_a_limit_is_ok(
+    httpserver: t.Any, redis_with: t.Callable[[list[str]], str]
+) -> None:
+    url = redis_with(["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+    text, report = _store_findings(httpserver, url)
+    assert "redis_memory" in report.codes(check.OK)
+    assert not report.codes(check.WARN)
+    assert "64.0 MiB" in text
+
+
+def test_no_limit_is_ok_whatever_the_policy(
+    httpserver: t.Any, redis_with: t.Callable[[list[str]], str]
+) -> None:
+    """maxmemory 0: nothing is evicted, so no warning; the advice is printed."""
+    url = redis_with(["--maxmemory", "0", "--maxmemory-policy", "allkeys-lru"])
+    text, report = _store_findings(httpserver, url)
+    assert "redis_memory" in report.codes(check.OK)
+    assert not report.codes(check.WARN)
+    assert "noeviction" in text
+
+
+def test_a_nearly_full_redis_warns(
+    httpserver: t.Any, redis_with: t.Callable[[list[str]], str]
+) -> None:
+    url = redis_with(FULL_MAXMEMORY_ARGS)
+    fill_to_maxmemory(redis.Redis.from_url(url))
+    _, report = _store_findings(httpserver, url)
+    assert report.codes(check.WARN) == ["redis_memory_high"]

@@ -1,12 +1,30 @@
-"""GET /healthz (liveness) and /readyz (the store answers)."""
+"""GET /healthz (liveness) and /readyz (the store answers and accepts writes).
+
+The refusals are real: a private redis-server at maxmemory under noeviction,
+and one that is a read-only replica.
+"""
 
 from __future__ import annotations
 
 import typing as t
+from collections.abc import Iterator
 
 import fakeredis
+import pytest
+import redis
 
+from proxy import create_app
+from proxy.config.settings import Settings
+from proxy.store.keys import READY_PROBE_TTL_SECONDS
+from support.processes import ManagedProcess
+from support.processes import start_redis
+
+from ..e2e.conftest import require_redis_server
+from ..redis_faults import FULL_MAXMEMORY_ARGS
+from ..redis_faults import fill_to_maxmemory
+from ..redis_faults import free_memory
 from ._helpers import assert_json_error
+from ._helpers import closed_port
 
 
 def test_liveness_answers_without_the_store(
@@ -57,3 +75,121 @@ def test_store_outage_at_an_oauth_endpoint_is_503_not_500(
     assert_json_error(response, 503, "temporarily_unavailable")
     assert response.headers["Retry-After"]
     assert response.headers["Cache-Control"] == "no-store"
+
+
+# -- a real Redis that answers PING but refuses writes ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_redis_server() -> Iterator[ManagedProcess]:
+    """A private redis-server with a small maxmemory and noeviction."""
+    require_redis_server()
+    proc = start_redis(extra_args=FULL_MAXMEMORY_ARGS)
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+@pytest.fixture(scope="module")
+def read_only_redis_server() -> Iterator[ManagedProcess]:
+    """A replica of a master that does not exist: it serves reads, refuses writes."""
+    require_redis_server()
+    proc = start_redis(extra_args=["--replicaof", "127.0.0.1", str(closed_port())])
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def _app_on(url: str, settings: Settings) -> t.Any:
+    return create_app(
+        settings, redis_client=redis.Redis.from_url(url, decode_responses=True)
+    )
+
+
+def test_readiness_is_503_when_redis_is_full(
+    full_redis_server: ManagedProcess, settings: Settings
+) -> None:
+    """At maxmemory under noeviction, PING works but /readyz is 503 out_of_memory;
+    registration is 503 temporarily_unavailable, not a 500; freeing memory is
+    enough to be ready again."""
+    filler = redis.Redis.from_url(full_redis_server.url)
+    client = _app_on(full_redis_server.url, settings).test_client()
+    assert client.get("/readyz").status_code == 200
+    fill_to_maxmemory(filler)
+    try:
+        assert filler.ping()
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json() == {
+            "status": "unavailable",
+            "store": "refuses_writes",
+            "cause": "out_of_memory",
+        }
+        assert response.headers["Retry-After"]
+        assert response.headers["Cache-Control"] == "no-store"
+        registered = client.post(
+            "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}
+        )
+        assert_json_error(registered, 503, "temporarily_unavailable")
+        assert registered.headers["Retry-After"]
+    finally:
+        free_memory(filler)
+    assert client.get("/readyz").status_code == 200
+    registered = client.post(
+        "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}
+    )
+    assert registered.status_code == 201
+
+
+def test_readiness_is_503_on_a_read_only_replica(
+    read_only_redis_server: ManagedProcess, settings: Settings
+) -> None:
+    """A read-only replica answers PING; /readyz says read_only, writes are 503."""
+    client = _app_on(read_only_redis_server.url, settings).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["cause"] == "read_only"
+    assert read_only_redis_server.url not in response.get_data(as_text=True)
+    registered = client.post(
+        "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}
+    )
+    assert_json_error(registered, 503, "temporarily_unavailable")
+
+
+def test_readiness_write_probe_leaves_one_short_lived_key(
+    client: t.Any, app: t.Any, store_client: redis.Redis
+) -> None:
+    """The probe writes one key under the prefix, with a TTL, however often."""
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 200
+    keys = list(store_client.scan_iter(match="*"))
+    key = app.extensions["proxy"].store.keys.ready_probe()
+    assert keys == [key]
+    assert 0 < store_client.ttl(key) <= READY_PROBE_TTL_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        ("MISCONF Redis is configured to save RDB snapshots", 503),
+        ("OOM command not allowed when used memory > 'maxmemory'.", 503),
+        ("ERR unknown command 'FOO'", 500),
+    ],
+)
+def test_a_refusing_store_is_503_and_our_own_mistake_500(
+    client: t.Any, monkeypatch: pytest.MonkeyPatch, message: str, status: int
+) -> None:
+    """Redis refusing writes is retryable; a bad command of ours is a bug."""
+
+    def refuse(*_: t.Any, **__: t.Any) -> None:
+        raise redis.exceptions.ResponseError(message)
+
+    monkeypatch.setattr("proxy.store.Store.create_client", refuse)
+    response = client.post(
+        "/oauth2/register", json={"redirect_uris": ["https://a.example/cb"]}
+    )
+    expected = "temporarily_unavailable" if status == 503 else "server_error"
+    assert_json_error(response, status, expected)
+    assert ("Retry-After" in response.headers) == (status == 503)

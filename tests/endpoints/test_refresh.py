@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import typing as t
 import uuid
 
@@ -11,6 +12,7 @@ import requests
 
 import proxy.grants.refresh_token
 from proxy import create_app
+from proxy.keys.keyring import sha256_hex
 from tests.oauth_client import OAuthTestClient
 
 from ._helpers import RESOURCE
@@ -368,3 +370,33 @@ def test_concurrent_refreshes_all_get_the_same_new_pair(
     assert len({body["refresh_token"] for _, body in bodies}) == 1
     new = bodies[0][1]["refresh_token"]
     assert real_oauth.refresh(client_id, new).status_code == 200
+
+
+def test_a_lease_whose_holder_died_is_taken_over(
+    real_oauth: OAuthTestClient,
+) -> None:
+    """A request holding the refresh lease dies (its worker was killed) before
+    rotating: the client's retry waits only until the lease lapses, then takes
+    it over and rotates, instead of answering 503 after a whole lease."""
+    client_id, first = real_oauth.tokens()
+    app = real_oauth.client.application
+    store = app.extensions["proxy"].store
+    grant_id = first["refresh_token"].split(".", 1)[0]
+    secret = first["refresh_token"].split(".", 1)[1]
+    _, grant, leased, _keys = store.load_client_and_begin_refresh(
+        client_id,
+        grant_id,
+        presented_hash=sha256_hex(secret),
+        now=int(time.time()),
+        lease=1,
+        lease_holder="a-request-that-died",
+    )
+    assert leased
+    assert grant is not None
+    response = real_oauth.refresh(client_id, first["refresh_token"])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    rotated = store.load_grant(grant_id)
+    assert rotated is not None
+    assert rotated.gen == grant.gen + 1
+    second = response.get_json()["refresh_token"]
+    assert real_oauth.refresh(client_id, second).status_code == 200

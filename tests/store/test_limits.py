@@ -74,8 +74,8 @@ def test_the_client_cap_counts_only_unexpired_registrations(
 
     limiter = _limiter(redis_client)
     now = int(time.time())
-    limiter.index_client("old", now - 10)  # its unused TTL is over
-    limiter.index_client("new", now + 3600)
-    assert limiter.room_for_client(2)
-    limiter.index_client("newer", now + 3600)
-    assert not limiter.room_for_client(2)
+    # "old"'s unused TTL is over: it no longer counts against the cap.
+    assert limiter.reserve_client("old", now - 10, max_clients=2)
+    assert limiter.reserve_client("new", now + 3600, max_clients=2)
+    assert limiter.reserve_client("newer", now + 3600, max_clients=2)
+    assert not limiter.reserve_client("newest", now + 3600, max_clients=2)

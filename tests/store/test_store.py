@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from proxy.store import BindingMismatchError
+from proxy.store import ClientInUse
 from proxy.store import RedeemResult
 from proxy.store import RotateResult
 from proxy.store import Store
@@ -161,16 +162,33 @@ def test_load_client_leaves_the_ttl_alone(store: Store) -> None:
     assert store.redis.ttl(store.keys.client("mcp_abc")) <= 100
 
 
-def test_use_at_the_token_endpoint_slides_the_ttl(store: Store) -> None:
+def test_reading_at_the_token_endpoint_does_not_slide_the_ttl(store: Store) -> None:
+    """A token request with a made-up code keeps no registration alive."""
     store.create_client(_client(), ttl=100)
-    store.load_client_and_grant("mcp_abc", "g1", ttl=5000)
+    store.load_client_and_grant("mcp_abc", "g1")
+    _begin(store, "x" * 64, NOW)
+    assert store.redis.ttl(store.keys.client("mcp_abc")) <= 100
+
+
+def test_redeeming_a_code_slides_the_ttl(store: Store) -> None:
+    store.create_client(_client(), ttl=100)
+    store.create_grant(_grant(), ttl=CODE_TTL)
+    assert _redeem(store, client=ClientInUse("mcp_abc", 5000)) is RedeemResult.OK
+    assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
+
+
+def test_rotating_a_refresh_token_slides_the_ttl(store: Store) -> None:
+    _redeemed_grant(store)
+    store.create_client(_client(), ttl=100)
+    assert _rotate(store, client=ClientInUse("mcp_abc", 5000)) is RotateResult.OK
     assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
 
 
 def test_use_with_ttl_zero_keeps_the_client_for_ever(store: Store) -> None:
     """CLIENT_TTL_SECONDS=0: the short unused TTL is lifted at first use."""
     store.create_client(_client(), ttl=100)
-    store.load_client_and_grant("mcp_abc", "g1", ttl=0)
+    store.create_grant(_grant(), ttl=CODE_TTL)
+    assert _redeem(store, client=ClientInUse("mcp_abc", 0)) is RedeemResult.OK
     assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
 
 
@@ -200,20 +218,18 @@ def test_client_record_is_versioned_json_without_the_secret(store: Store) -> Non
 def test_load_client_and_grant(store: Store) -> None:
     store.create_client(_client(), ttl=100)
     store.create_grant(_grant(), ttl=CODE_TTL)
-    client, grant, keys = store.load_client_and_grant("mcp_abc", "g" * 22, ttl=5000)
+    client, grant, keys = store.load_client_and_grant("mcp_abc", "g" * 22)
     assert client == _client()
     assert keys is None
     assert grant == _grant()
-    assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
 
 
 def test_load_client_and_grant_when_missing(store: Store) -> None:
-    assert store.load_client_and_grant("nope", "x" * 22, ttl=0) == (None, None, None)
+    assert store.load_client_and_grant("nope", "x" * 22) == (None, None, None)
     store.create_client(_client(), ttl=0)
-    client, grant, _ = store.load_client_and_grant("mcp_abc", "x" * 22, ttl=0)
+    client, grant, _ = store.load_client_and_grant("mcp_abc", "x" * 22)
     assert client is not None
     assert grant is None
-    assert store.redis.ttl(store.keys.client("mcp_abc")) == -1
 
 
 # -- transactions ----------------------------------------------------------------------
@@ -390,7 +406,6 @@ def _begin(
         now=now,
         lease=15,
         lease_holder=holder,
-        ttl=3600,
     )
     return client, grant, leased
 
@@ -404,7 +419,8 @@ def test_begin_refresh_returns_client_grant_and_lease(store: Store) -> None:
     assert grant.gen == 1
     assert grant.rt_hash == "r1" * 32
     assert leased is True
-    assert store.redis.ttl(store.keys.client("mcp_abc")) > 100
+    # Only the rotation slides the client's TTL, not the read.
+    assert store.redis.ttl(store.keys.client("mcp_abc")) <= 100
 
 
 def test_refresh_lease_is_held_by_one_request_at_a_time(store: Store) -> None:
@@ -536,7 +552,7 @@ def test_the_token_endpoint_reads_the_signing_keys_with_the_grant(
     store.create_signing_keys('{"v":1,"keys":[1]}')
     store.create_client(_client(), ttl=100)
     store.create_grant(_grant(), ttl=CODE_TTL)
-    *_, keys = store.load_client_and_grant("mcp_abc", "g" * 22, ttl=0)
+    *_, keys = store.load_client_and_grant("mcp_abc", "g" * 22)
     assert keys == '{"v":1,"keys":[1]}'
     *_, keys = store.load_client_and_begin_refresh(
         "mcp_abc",
@@ -545,7 +561,6 @@ def test_the_token_endpoint_reads_the_signing_keys_with_the_grant(
         now=NOW,
         lease=15,
         lease_holder="h",
-        ttl=0,
     )
     assert keys == '{"v":1,"keys":[1]}'
 
