@@ -64,6 +64,7 @@ def good_env(port: int) -> dict[str, str]:
     [
         ("PUBLIC_URL", "not-a-url", "1"),
         ("RATE_LIMIT_TOKEN", "abc", "2"),
+        ("MAX_STREAMS_PER_GRANT", "lots", "2"),
     ],
 )
 def test_bad_setting_stops_the_start_with_one_line(
