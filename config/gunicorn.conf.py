@@ -112,7 +112,8 @@ def on_starting(server: object) -> None:
     """Refuse to start on a configuration error, with one line and exit 2, before
     the port is bound or a worker forked. A worker that fails at boot would
     only be restarted by gunicorn, forever (wsgi.py's exit code 3 halts it)."""
-    _check_settings()
+    if _serves_the_proxy(server):
+        _check_settings()
     cfg = getattr(server, "cfg", None)
     count = getattr(cfg, "workers", workers)
     if count > 1 and not os.environ.get("REDIS_URL"):
@@ -123,6 +124,12 @@ def on_starting(server: object) -> None:
         )
         raise SystemExit(3)
     _raise_open_files_limit(cfg)
+
+
+def _serves_the_proxy(server: object) -> bool:
+    """The proxy's wsgi:app, not another app run with these settings (bench/)."""
+    app_uri = getattr(getattr(server, "app", None), "app_uri", None)
+    return app_uri in (None, "wsgi:app", "wsgi")
 
 
 def _check_settings() -> None:
