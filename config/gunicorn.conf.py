@@ -44,6 +44,7 @@ import importlib.util
 import multiprocessing
 import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,7 +109,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def on_starting(server: object) -> None:
-    """Refuse several workers on the embedded store: each would have its own."""
+    """Refuse to start on a configuration error, with one line and exit 2, before
+    the port is bound or a worker forked. A worker that fails at boot would
+    only be restarted by gunicorn, forever (wsgi.py's exit code 3 halts it)."""
+    if _serves_the_proxy(server):
+        _check_settings()
     cfg = getattr(server, "cfg", None)
     count = getattr(cfg, "workers", workers)
     if count > 1 and not os.environ.get("REDIS_URL"):
@@ -119,6 +124,26 @@ def on_starting(server: object) -> None:
         )
         raise SystemExit(3)
     _raise_open_files_limit(cfg)
+
+
+def _serves_the_proxy(server: object) -> bool:
+    """The proxy's wsgi:app, not another app run with these settings (bench/)."""
+    app_uri = getattr(getattr(server, "app", None), "app_uri", None)
+    return app_uri in (None, "wsgi:app", "wsgi")
+
+
+def _check_settings() -> None:
+    """Load the settings in a child (proxy/cli/settings_check.py): importing the
+    proxy here would import redis, requests and urllib3 into every worker before
+    gevent patches it. The child writes the one line; the master only exits."""
+    root = Path(__file__).resolve().parent.parent
+    checked = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "proxy.cli.settings_check"],
+        cwd=root,
+        check=False,
+    )
+    if checked.returncode != 0:
+        raise SystemExit(checked.returncode)
 
 
 def _raise_open_files_limit(cfg: object) -> None:

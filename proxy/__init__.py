@@ -19,6 +19,7 @@ from proxy.endpoints import gateway
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
 from proxy.resource_server.relay import backend_pool
+from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
 from proxy.upstream.factory import build_provider
 from proxy.web import error_handlers
@@ -59,6 +60,9 @@ def create_app(
         upstream=upstream,
         clients=ClientRegistry(store, settings),
         backend=backend_pool(settings) if settings.gateway else None,
+        streams=StreamSlots(store.streams, settings.limits)
+        if settings.gateway
+        else None,
     )
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:

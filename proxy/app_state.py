@@ -13,6 +13,7 @@ from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
+from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.store import Store
 from proxy.upstream.base import UpstreamProvider
@@ -29,6 +30,8 @@ class AppState:
     #: Pooled connections to the MCP backend (gateway mode only).
     backend: urllib3.PoolManager | None = None
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
+    #: The gateway's caps on open streams (gateway mode only).
+    streams: StreamSlots | None = None
 
 
 def state() -> AppState:

@@ -80,6 +80,15 @@ class Limits:
     per_client: Rate | None = Rate(6000, 60)
     #: Per grant at the gateway (every MCP request of one authorization).
     per_grant: Rate | None = Rate(600, 60)
+    #: Open gateway streams (SSE) per grant, counted in Redis over every
+    #: worker and instance; 0 = no cap.
+    max_streams_per_grant: int = 10
+    #: Open gateway streams per worker process (each costs a greenlet and two
+    #: sockets); an instance holds up to WEB_CONCURRENCY times this; 0 = no cap.
+    max_streams: int = 1000
+    #: A stream's per-grant slot is a lease its worker renews every third of
+    #: this; a killed worker's slots are free again this long after it died.
+    stream_lease_seconds: int = 60
     #: Failed client authentications tolerated per IP and client id before
     #: back-off starts; the back-off then doubles from 1 s up to the maximum.
     auth_failures_allowed: int = 5
@@ -111,6 +120,9 @@ class Limits:
             per_grant=parse_rate(
                 "RATE_LIMIT_PER_GRANT", env.text("RATE_LIMIT_PER_GRANT", "600/minute")
             ),
+            max_streams_per_grant=env.integer("MAX_STREAMS_PER_GRANT", 10, 0, 100_000),
+            max_streams=env.integer("MAX_STREAMS", 1000, 0, 1_000_000),
+            stream_lease_seconds=env.integer("STREAM_LEASE_SECONDS", 60, 3, 3600),
             auth_failures_allowed=env.integer("AUTH_FAILURES_ALLOWED", 5, 1, 1000),
             auth_backoff_max_seconds=env.integer(
                 "AUTH_BACKOFF_MAX_SECONDS", 300, 1, 86400

@@ -22,7 +22,10 @@ from proxy.app_state import state
 from proxy.resource_server import relay
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.identity_headers import identity_headers
+from proxy.resource_server.stream_slots import Slot
+from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.verification import verify_request
+from proxy.web import client_gone
 from proxy.web.cors import ALLOWED_HEADERS
 from proxy.web.cors import EXPOSED_HEADERS
 
@@ -53,17 +56,44 @@ def forward() -> Response:
     if request.method == "OPTIONS":
         return _preflight()
     claims = verify_request(app, request)
-    headers = _backend_headers(app, claims)
-    request.max_content_length = app.settings.max_mcp_body_bytes
-    body = request.get_data(cache=False)
-    relayed = relay.open_backend(
-        t.cast(urllib3.PoolManager, app.backend),
-        request.method,
-        _backend_url(app.settings),
-        body=body,
-        headers=headers,
+    # Taken before the backend sees the request: refusing a tool call's answer
+    # after the tool ran would be worse than refusing the call.
+    streams = t.cast(StreamSlots, app.streams)
+    slot = streams.take(claims.grant_id) if _may_stream() else None
+    try:
+        headers = _backend_headers(app, claims)
+        request.max_content_length = app.settings.max_mcp_body_bytes
+        body = request.get_data(cache=False)
+        relayed = relay.open_backend(
+            t.cast(urllib3.PoolManager, app.backend),
+            request.method,
+            _backend_url(app.settings),
+            body=body,
+            headers=headers,
+        )
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    if slot is not None and not _is_stream(relayed):
+        slot.release()  # a JSON answer, an error, 202: not a stream
+        slot = None
+    return _streamed(relayed, slot)
+
+
+def _may_stream() -> bool:
+    """GET opens the server's stream; a POST may be answered with one (MCP
+    Streamable HTTP) when the client accepts text/event-stream."""
+    if request.method == "GET":
+        return True
+    return request.method == "POST" and "text/event-stream" in request.headers.get(
+        "Accept", ""
     )
-    return _streamed(relayed)
+
+
+def _is_stream(relayed: urllib3.BaseHTTPResponse) -> bool:
+    content_type = relayed.headers.get("Content-Type", "")
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _backend_headers(app: AppState, claims: AccessClaims) -> dict[str, str]:
@@ -90,9 +120,24 @@ def _backend_url(settings: Settings) -> str:
     return url
 
 
-def _streamed(relayed: urllib3.BaseHTTPResponse) -> Response:
-    """The backend's response, relayed chunk by chunk as it arrives."""
-    stream = relay.Relay(relayed)
+def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
+    """The backend's response, relayed chunk by chunk as it arrives.
+
+    A stream gives its slot back however it ends; under gevent a client that
+    hangs up ends it at once, not at the next event (proxy/web/client_gone.py).
+    """
+    if slot is None:
+        stream = relay.Relay(relayed)
+    else:
+        stop_watching: list[t.Callable[[], None]] = []
+
+        def finished() -> None:
+            for stop in stop_watching:
+                stop()
+            slot.release()
+
+        stream = relay.Relay(relayed, on_finish=finished)
+        stop_watching.append(client_gone.watch(request.environ, stream.finish))
     response = Response(
         stream.chunks(),
         status=relayed.status,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+from collections.abc import Callable
 from collections.abc import Iterator
 
 import urllib3
@@ -131,10 +132,19 @@ def _forwardable(name: str, own: frozenset[str]) -> bool:
 
 
 class Relay:
-    """The backend's body, chunk by chunk as it arrives (SSE is never buffered)."""
+    """The backend's body, chunk by chunk as it arrives (SSE is never buffered).
 
-    def __init__(self, relayed: urllib3.BaseHTTPResponse) -> None:
+    ``on_finish`` runs once, however the relay ends: body complete, backend
+    error or timeout, the client gone, or the response closed unread.
+    """
+
+    def __init__(
+        self,
+        relayed: urllib3.BaseHTTPResponse,
+        on_finish: Callable[[], None] | None = None,
+    ) -> None:
         self._relayed = relayed
+        self._on_finish = on_finish
         self._complete = False
         self._finished = False
 
@@ -158,7 +168,11 @@ class Relay:
         if self._finished:
             return
         self._finished = True
-        if self._complete:
-            self._relayed.release_conn()
-        else:
-            self._relayed.close()
+        try:
+            if self._complete:
+                self._relayed.release_conn()
+            else:
+                self._relayed.close()
+        finally:
+            if self._on_finish is not None:
+                self._on_finish()

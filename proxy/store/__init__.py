@@ -25,6 +25,7 @@ from proxy.store.limits import Limiter
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import Transaction
+from proxy.store.streams import StreamLeases
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Store:
         self._begin_refresh = client.register_script(scripts.BEGIN_REFRESH)
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
         self.limits = Limiter(client, self.keys)
+        self.streams = StreamLeases(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:

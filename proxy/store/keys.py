@@ -69,6 +69,18 @@ class Keys:
         """
         return f"{self.prefix}rate:{scope}:{subject}"
 
+    def streams(self, grant_id: str) -> str:
+        """``streams:{grant_id}`` ZSET: the gateway's open streams of one grant.
+
+        Members are lease ids, scored by the lease's end (ms, Redis' clock).
+        TTL: the longest lease; a worker renews its leases every third of
+        STREAM_LEASE_SECONDS, so a killed worker's streams stop counting when
+        their leases end. Written by ACQUIRE_STREAM (which trims ended leases
+        and counts against MAX_STREAMS_PER_GRANT), RENEW_STREAMS and ``ZREM``
+        when a stream ends; read by ACQUIRE_STREAM.
+        """
+        return f"{self.prefix}streams:{{{grant_id}}}"
+
     def auth_failures(self, ip: str, client: str) -> str:
         """``authfail:{{ip} {client}}`` STRING counter: failed client authentications.
 

@@ -237,3 +237,40 @@ end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 return 1
 """
+ACQUIRE_STREAM = """
+-- A lease on one of a grant's stream slots.
+-- KEYS[1] = streams:{grant_id} (ZSET: lease id -> end of lease, ms)
+-- ARGV[1] = lease id, ARGV[2] = lease length (ms), ARGV[3] = slots per grant
+-- Returns: 1 when the lease was taken, 0 when every slot is held.
+-- Edge cases: leases past their end (a killed worker's) are trimmed first;
+--   the clock is Redis' own (TIME), the same for every worker.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease)
+return 1
+"""
+
+RENEW_STREAMS = """
+-- Extend the leases of streams still open.
+-- KEYS[1] = streams:{grant_id}
+-- ARGV[1] = lease length (ms), ARGV[2..] = lease ids
+-- Returns: how many of the leases were still there (XX: never re-adds one
+--   that ended or was trimmed).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local renewed = 0
+for i = 2, #ARGV do
+  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + lease, ARGV[i])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], lease)
+end
+return renewed
+"""

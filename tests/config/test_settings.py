@@ -83,6 +83,10 @@ BAD_VALUES = [
     ("MCP_BACKEND_URL", "backend:8080"),
     ("FORWARD_USER_HEADER", "X Bad Header"),
     ("MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", "0"),
+    ("MAX_STREAMS_PER_GRANT", "lots"),
+    ("MAX_STREAMS_PER_GRANT", "-1"),
+    ("MAX_STREAMS", "1e3"),
+    ("STREAM_LEASE_SECONDS", "2"),
 ]
 
 
@@ -159,6 +163,9 @@ def test_defaults() -> None:
     assert settings.refresh_grace_seconds == 30
     assert settings.code_ttl_seconds == 120
     assert settings.client_ttl_seconds == 90 * 86400
+    assert settings.limits.max_streams_per_grant == 10
+    assert settings.limits.max_streams == 1000
+    assert settings.limits.stream_lease_seconds == 60
     assert settings.trusted_redirect_uris == frozenset()
     assert settings.allowed_redirect_schemes == frozenset()
     assert settings.static_clients == ()

@@ -427,6 +427,7 @@ def test_lowercase_bearer_scheme_works(client: t.Any, token: str) -> None:
     )
     assert response.status_code == 200
     assert response.headers["Mcp-Session-Id"]
+    response.close()  # the relay and its stream slot, before the app goes
 
 
 def test_token_in_query_is_ignored(client: t.Any, token: str) -> None:
@@ -776,6 +777,7 @@ def test_mcp_success_exposes_the_session_header(client: t.Any, token: str) -> No
     assert response.headers["Access-Control-Allow-Origin"] == INSPECTOR_ORIGIN
     assert "mcp-session-id" in _exposed_headers(response)
     _assert_no_credentials(response)
+    response.close()  # the relay and its stream slot, before the app goes
 
 
 def test_mcp_cors_is_consistent_with_the_origin_check(client: t.Any) -> None:
@@ -803,6 +805,7 @@ def test_mcp_never_answers_wildcard_origin(client: t.Any, token: str) -> None:
         ),
     ):
         assert response.headers["Access-Control-Allow-Origin"] != "*"
+        response.close()  # the relay and its stream slot, before the app goes
 
 
 def test_consent_page_is_never_framable(oauth: OAuthTestClient) -> None:

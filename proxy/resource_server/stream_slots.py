@@ -1,0 +1,160 @@
+"""Caps on the gateway's open streams: per grant (in Redis) and per worker process.
+
+A relayed stream (SSE: the GET stream, or a POST answered as
+`text/event-stream`) holds a greenlet, the client's socket and one to the
+backend for as long as it lasts. One grant may hold MAX_STREAMS_PER_GRANT of
+them across every worker and instance, and one worker process MAX_STREAMS;
+past either, the request is refused with 429 `temporarily_unavailable` and
+Retry-After, before it reaches the backend.
+
+A slot is taken by :meth:`StreamSlots.take` and given back by
+:meth:`Slot.release`, which the gateway calls whenever the stream ends
+(backend end, client gone, error, read timeout). A worker that dies without
+releasing keeps nothing forever: the per-worker count dies with it, and the
+per-grant slot is a Redis lease (proxy/store/streams.py) that this module
+renews while the stream is open and that otherwise ends by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import typing as t
+import uuid
+import weakref
+
+import redis.exceptions
+
+from proxy.oauth.errors import TooManyRequestsError
+
+if t.TYPE_CHECKING:
+    from proxy.config.limits import Limits
+    from proxy.store.streams import StreamLeases
+
+log = logging.getLogger(__name__)
+
+#: Seconds a refused client is told to wait: streams end when their clients
+#: leave or their backend answers, so a slot may free up at any moment.
+RETRY_AFTER_SECONDS = 5
+
+
+class Slot:
+    """One open stream's place in the caps; :meth:`release` is idempotent."""
+
+    __slots__ = ("_owner", "grant_id", "lease_id", "leased")
+
+    def __init__(
+        self, owner: StreamSlots, grant_id: str, lease_id: str, leased: bool
+    ) -> None:
+        self._owner = owner
+        self.grant_id = grant_id
+        self.lease_id = lease_id
+        self.leased = leased
+
+    def release(self) -> None:
+        self._owner.release(self)
+
+
+class StreamSlots:
+    """This worker's open streams, their per-grant leases, and the renewer."""
+
+    def __init__(self, leases: StreamLeases, limits: Limits) -> None:
+        self._leases = leases
+        self._per_grant = limits.max_streams_per_grant
+        self._per_worker = limits.max_streams
+        self._lease_ms = limits.stream_lease_seconds * 1000
+        self._open: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+        self._renewer_pid = 0
+
+    @property
+    def open_count(self) -> int:
+        """Streams open in this process."""
+        return len(self._open)
+
+    def take(self, grant_id: str) -> Slot:
+        """A slot for one more stream of ``grant_id``, or TooManyRequestsError."""
+        lease_id = uuid.uuid4().hex
+        with self._lock:
+            if self._per_worker and len(self._open) >= self._per_worker:
+                log.warning("stream refused: %d open in this worker", len(self._open))
+                raise TooManyRequestsError(RETRY_AFTER_SECONDS, reason="max_streams")
+            slot = Slot(self, grant_id, lease_id, leased=bool(self._per_grant))
+            # Counted before the round trip, so concurrent takes see it.
+            self._open[lease_id] = slot
+        if slot.leased:
+            try:
+                taken = self._leases.acquire(
+                    grant_id, lease_id, slots=self._per_grant, ms=self._lease_ms
+                )
+            except BaseException:
+                self._forget(slot)
+                raise
+            if not taken:
+                self._forget(slot)
+                log.info(
+                    "stream refused: grant %s holds %d", grant_id[:8], self._per_grant
+                )
+                raise TooManyRequestsError(
+                    RETRY_AFTER_SECONDS, reason="max_streams_per_grant"
+                )
+            self._ensure_renewer()
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        if not self._forget(slot) or not slot.leased:
+            return
+        try:
+            self._leases.release(slot.grant_id, slot.lease_id)
+        except redis.exceptions.RedisError as exc:
+            # No longer renewed: the lease ends by itself within its length.
+            log.warning("stream slot not released: %s", exc.__class__.__name__)
+
+    def _forget(self, slot: Slot) -> bool:
+        with self._lock:
+            return self._open.pop(slot.lease_id, None) is not None
+
+    def renew(self) -> None:
+        """Extend the leases of this worker's open streams (one round trip)."""
+        with self._lock:
+            held = [(s.grant_id, s.lease_id) for s in self._open.values() if s.leased]
+        self._leases.renew(held, ms=self._lease_ms)
+
+    def _ensure_renewer(self) -> None:
+        # Per process: a thread does not survive fork (a greenlet under gevent).
+        with self._lock:
+            if self._renewer_pid == os.getpid():
+                return
+            self._renewer_pid = os.getpid()
+        interval = self._lease_ms / 3000
+        threading.Thread(
+            target=_renew_while_open,
+            args=(weakref.ref(self), interval),
+            name="stream-leases",
+            daemon=True,
+        ).start()
+
+    def _renewer_done(self) -> bool:
+        """True (and the renewer forgotten) once no leased stream is open."""
+        with self._lock:
+            if any(slot.leased for slot in self._open.values()):
+                return False
+            self._renewer_pid = 0
+            return True
+
+
+def _renew_while_open(ref: weakref.ref[StreamSlots], interval: float) -> None:
+    """Renew every ``interval`` seconds while leased streams are open; the
+    reference is weak so that an app dropped (tests) takes its renewer along."""
+    while True:
+        time.sleep(interval)
+        slots = ref()
+        if slots is None or slots._renewer_done():
+            return
+        try:
+            slots.renew()
+        except Exception as exc:  # noqa: BLE001 - keep renewing; leases outlast a miss
+            log.warning("stream leases not renewed: %s", exc.__class__.__name__)
+        del slots

@@ -1,0 +1,241 @@
+"""Caps on open gateway streams: per grant and per worker process (issue 12).
+
+The app runs in the Flask test client in front of the real demo MCP server
+(fixtures from test_gateway.py). A refused stream is 429 with Retry-After and
+an RFC 6749-style `temporarily_unavailable` body; a stream's slot comes back
+however it ends: closed by the client, ended by the backend, cut by the
+backend read timeout. The real-socket version, under gunicorn, is in
+tests/e2e/test_gateway_stream_caps.py.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+
+from proxy import create_app
+from proxy.config.limits import Limits
+from proxy.config.settings import Settings
+from proxy.resource_server.stream_slots import RETRY_AFTER_SECONDS
+from tests.oauth_client import OAuthTestClient
+
+from ._helpers import decode_access_token
+from .test_gateway import backend  # noqa: F401 - the module's demo backend
+from .test_gateway import initialize
+from .test_gateway import mcp_headers
+from .test_gateway import messages
+
+
+def _app(settings: Settings, store_client: t.Any, **limits: t.Any) -> t.Any:
+    capped = Limits(**limits)
+    return create_app(settings.replace(limits=capped), redis_client=store_client)
+
+
+@pytest.fixture
+def gateway(
+    settings: Settings,
+    store_client: t.Any,
+    backend: t.Any,  # noqa: F811
+) -> Settings:
+    return settings.replace(backend_url=backend.url)
+
+
+#: A tool call answered as a long SSE stream: progress every 0.2 s for a minute.
+#: (GET streams would do, but the test client waits for their first event,
+#: which the backend sends only after 15 s.)
+LONG_CALL = {
+    "jsonrpc": "2.0",
+    "id": 5,
+    "method": "tools/call",
+    "params": {
+        "name": "count",
+        "arguments": {"to": 300, "delay_seconds": 0.2},
+        "_meta": {"progressToken": "p"},
+    },
+}
+
+
+class Grant:
+    """One authorization's token, its grant id and an initialized MCP session."""
+
+    def __init__(self, client: t.Any) -> None:
+        _, body = OAuthTestClient(client).tokens()
+        self.token = t.cast(str, body["access_token"])
+        self.grant_id = t.cast(
+            str, decode_access_token(client, self.token).claims["sid"]
+        )
+        self.session = initialize(client, self.token)
+
+    def open_stream(self, client: t.Any, call: dict[str, t.Any] = LONG_CALL) -> t.Any:
+        """A POST answered as SSE, left open (the response is read lazily)."""
+        return client.post(
+            "/mcp",
+            json=call,
+            headers=mcp_headers(self.token, self.session),
+            buffered=False,
+        )
+
+
+def _held(app: t.Any, grant_id: str) -> int:
+    return t.cast(int, app.extensions["proxy"].store.streams.held(grant_id))
+
+
+def _open_count(app: t.Any) -> int:
+    return t.cast(int, app.extensions["proxy"].streams.open_count)
+
+
+@pytest.fixture
+def closing() -> Iterator[list[t.Any]]:
+    """Responses to close at the end, whatever the test did with them."""
+    responses: list[t.Any] = []
+    yield responses
+    for response in responses:
+        response.close()
+
+
+def test_stream_past_the_grant_cap_is_429_and_another_grant_still_streams(
+    gateway: Settings, store_client: t.Any, closing: list[t.Any]
+) -> None:
+    app = _app(gateway, store_client, max_streams_per_grant=2)
+    client = app.test_client()
+    alice, bob = Grant(client), Grant(client)
+    for _ in range(2):
+        closing.append(alice.open_stream(client))
+        assert closing[-1].status_code == 200
+    refused = alice.open_stream(client)
+    closing.append(refused)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert refused.get_json()["error"] == "temporarily_unavailable"
+    closing.append(bob.open_stream(client))
+    assert closing[-1].status_code == 200
+    print(f"\nheld: alice {_held(app, alice.grant_id)}, bob {_held(app, bob.grant_id)}")
+    assert _held(app, alice.grant_id) == 2
+
+
+def test_closing_a_stream_frees_its_slot(
+    gateway: Settings, store_client: t.Any, closing: list[t.Any]
+) -> None:
+    """The client leaving (the response closed unread) gives the slot back."""
+    app = _app(gateway, store_client, max_streams_per_grant=1)
+    client = app.test_client()
+    alice = Grant(client)
+    first = alice.open_stream(client)
+    assert first.status_code == 200
+    second = alice.open_stream(client)
+    closing.append(second)
+    assert second.status_code == 429
+    first.close()
+    assert _held(app, alice.grant_id) == 0
+    assert _open_count(app) == 0
+    closing.append(alice.open_stream(client))
+    assert closing[-1].status_code == 200
+
+
+def test_a_stream_the_backend_ends_frees_its_slot(
+    gateway: Settings, store_client: t.Any
+) -> None:
+    """A POST answered as SSE holds a slot while it streams, not after."""
+    app = _app(gateway, store_client, max_streams_per_grant=1)
+    client = app.test_client()
+    alice = Grant(client)
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "count", "arguments": {"to": 2, "delay_seconds": 0.01}},
+    }
+    for _ in range(3):  # one at a time: each gives its slot back
+        response = client.post(
+            "/mcp", json=call, headers=mcp_headers(alice.token, alice.session)
+        )
+        assert response.status_code == 200
+        assert response.mimetype == "text/event-stream"
+        assert messages(response)[-1]["result"]["content"][0]["text"] == "counted to 2"
+        assert _held(app, alice.grant_id) == 0
+    assert _open_count(app) == 0
+
+
+def test_a_json_answer_gives_the_slot_back_at_once(
+    gateway: Settings, store_client: t.Any, closing: list[t.Any]
+) -> None:
+    """A POST that may stream takes a slot, returned when the answer is not SSE:
+    a notification (202, no body) never keeps one, and with the grant's slots
+    all held by streams, such a POST is refused."""
+    app = _app(gateway, store_client, max_streams_per_grant=2)
+    client = app.test_client()
+    alice = Grant(client)
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    for _ in range(3):
+        done = client.post(
+            "/mcp", json=note, headers=mcp_headers(alice.token, alice.session)
+        )
+        assert done.status_code == 202
+    assert _held(app, alice.grant_id) == 0
+    closing.append(alice.open_stream(client))
+    closing.append(alice.open_stream(client))
+    refused = client.post(
+        "/mcp", json=note, headers=mcp_headers(alice.token, alice.session)
+    )
+    assert refused.status_code == 429
+
+
+def test_backend_read_timeout_frees_the_slot(
+    gateway: Settings, store_client: t.Any
+) -> None:
+    """A stream whose backend goes quiet past MCP_BACKEND_READ_TIMEOUT_SECONDS
+    is cut, and gives its slot back."""
+    app = create_app(
+        gateway.replace(
+            limits=Limits(max_streams_per_grant=1), backend_read_timeout_seconds=1.0
+        ),
+        redis_client=store_client,
+    )
+    client = app.test_client()
+    alice = Grant(client)
+    quiet = {**LONG_CALL, "params": {**LONG_CALL["params"]}}
+    quiet["params"]["arguments"] = {"to": 2, "delay_seconds": 3}
+    stream = alice.open_stream(client, quiet)
+    assert stream.status_code == 200
+    body = stream.get_data(as_text=True)  # returns once the read timed out
+    print(f"\nbody before the cut: {body!r}")
+    assert "counted to 2" not in body
+    assert _held(app, alice.grant_id) == 0
+    assert _open_count(app) == 0
+    stream.close()
+    again = alice.open_stream(client)
+    assert again.status_code == 200
+    again.close()
+
+
+def test_per_worker_cap(
+    gateway: Settings, store_client: t.Any, closing: list[t.Any]
+) -> None:
+    """MAX_STREAMS counts every grant's streams in this process."""
+    app = _app(gateway, store_client, max_streams_per_grant=0, max_streams=2)
+    client = app.test_client()
+    alice, bob = Grant(client), Grant(client)
+    closing.append(alice.open_stream(client))
+    closing.append(bob.open_stream(client))
+    refused = bob.open_stream(client)
+    closing.append(refused)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    closing.pop(0).close()
+    closing.append(bob.open_stream(client))
+    assert closing[-1].status_code == 200
+
+
+def test_no_cap_when_both_are_off(
+    gateway: Settings, store_client: t.Any, closing: list[t.Any]
+) -> None:
+    app = _app(gateway, store_client, max_streams_per_grant=0, max_streams=0)
+    client = app.test_client()
+    alice = Grant(client)
+    for _ in range(12):
+        closing.append(alice.open_stream(client))
+        assert closing[-1].status_code == 200
+    assert _held(app, alice.grant_id) == 0  # nothing leased in Redis
