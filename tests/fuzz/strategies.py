@@ -199,6 +199,45 @@ odd_url = st.one_of(
 )
 
 
+@st.composite
+def near_url(draw: st.DrawFn, url: str) -> str:
+    """A valid URL with one edit: the kind a lax comparison lets through."""
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    port = "".join(host.partition(":")[1:])
+    edits = [
+        f"{scheme.upper()}://{rest}",
+        f"{scheme}://{host.upper()}/{path}",
+        f"{scheme}://{host}:80/{path}" if ":" not in host else url + "/",
+        url + "/",
+        url + "?",
+        url + "#",
+        url + "#x",
+        url + "?x=1",
+        url + "%2f",
+        url + "/..",
+        url + "\\",
+        url.replace("/", "\\"),
+        f"{scheme}://user@{rest}",
+        f"{scheme}://{host}@evil.example/{path}",
+        f"{scheme}://evil.example\\@{rest}",
+        f"{scheme}://{host}./{path}",
+        f"{scheme}://[::ffff:127.0.0.1]{port}/{path}",
+        f"{scheme}://localhost{port}/{path}",
+        f"{scheme}://{host}{slash}{path.upper()}",
+        f"{scheme}://{host}{slash}%{path.encode().hex()[:2]}{path[1:]}",
+        f"{scheme}:{rest}",
+        f"{scheme}:/{rest}",
+        f"{scheme}:///{rest}",
+        " " + url,
+        url + "\x00",
+        url + "\u202e",
+        url.replace("1", "\uff11"),
+        url * 2,
+    ]
+    return draw(st.sampled_from(edits))
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -444,6 +483,8 @@ def mutated_pairs(
             )
         elif how == "replace":
             value = draw(st.one_of(odd_text, odd_url))
+            if "://" in valid.get(name, "") and draw(st.booleans()):
+                value = draw(near_url(valid[name]))
             pairs = [(n, value if n == name else v) for n, v in pairs]
             if name not in valid:
                 pairs.append((name, value))

@@ -3,6 +3,7 @@ GET /oauth2/callback, each from a real request with parameters mutated."""
 
 from __future__ import annotations
 
+import typing as t
 from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from proxy.oauth.pkce import s256
 
 from .properties import Fuzzer
+from .strategies import encode_pairs
 from .strategies import form_body
 from .strategies import mutated_pairs
 from .strategies import odd_method
@@ -106,3 +108,49 @@ def test_front_channel_methods(
     fuzzer: Fuzzer, world: World, method: str, path: str
 ) -> None:
     fuzzer.send(method, path + "?client_id=" + world.public_id, data=b"a=b")
+
+
+@given(data=st.data())
+def test_browser_cookies(
+    fuzzer: Fuzzer, world: World, app: t.Any, data: st.DataObject
+) -> None:
+    """Valid consent forms and callbacks from a browser with an odd cookie."""
+    stored = fuzzer.client.get_cookie("mcp_browser")
+    assert stored is not None
+    real = stored.value
+    cookie = data.draw(
+        st.one_of(
+            odd_text.map(lambda v: f"mcp_browser={v}"),
+            st.sampled_from(
+                [
+                    f"mcp_browser={real}; mcp_browser=x" + "y" * 30,
+                    f'mcp_browser="{real}"',
+                    f"mcp_browser={real[:-1]}",
+                    f"mcp_browser={real}\\355\\240\\200",
+                    'mcp_browser="\\355\\240\\200' + "a" * 30 + '"',
+                    "mcp_browser=\xe9\xff" + "a" * 30,
+                    "=; ;=;mcp_browser",
+                ]
+            ),
+        )
+    )
+    cookieless = Fuzzer(app.test_client(use_cookies=False), fuzzer.redis, world.prefix)
+    headers = {"Cookie": cookie}
+    which = data.draw(st.sampled_from(["consent", "callback", "authorize"]))
+    if which == "consent":
+        form = {
+            **world.consent_form,
+            "action": data.draw(st.sampled_from(["approve", "deny"])),
+        }
+        cookieless.send(
+            "POST",
+            "/oauth2/consent",
+            data=form,
+            headers=headers,
+        )
+    elif which == "callback":
+        parts = urlsplit(world.callback_url)
+        cookieless.send("GET", f"{parts.path}?{parts.query}", headers=headers)
+    else:
+        query = encode_pairs(list(_authorize_params(world).items())).decode()
+        cookieless.send("GET", "/oauth2/authorize?" + query, headers=headers)
