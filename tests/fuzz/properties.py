@@ -39,6 +39,8 @@ NO_STORE_PATHS = (*JSON_ERROR_PATHS, "/oauth2/authorize", "/oauth2/consent")
 RESOURCE_PATHS = ("/mcp", "/oauth2/forward-auth")
 
 Snapshot = dict[str, t.Any]
+#: Suffix of the snapshot entry that says whether a key has a TTL.
+EXPIRES = " (expires)"
 
 
 def snapshot(client: redis.Redis, prefix: str) -> Snapshot:
@@ -61,6 +63,10 @@ def snapshot(client: redis.Redis, prefix: str) -> Snapshot:
             state[name] = client.lrange(key, 0, -1)
         elif kind != "none":  # "none": expired between SCAN and TYPE
             state[name] = (kind, client.dump(key))
+        if name in state:
+            # Whether it expires at all: a refusal may slide a TTL (GETEX),
+            # never add or remove one.
+            state[name + EXPIRES] = client.ttl(key) != -1
     return state
 
 
@@ -160,7 +166,9 @@ def check_unchanged(
         key for key in before.keys() | after.keys() if before.get(key) != after.get(key)
     }
     for key in changed:
-        if _documented(key, before.get(key), after.get(key), response, path):
+        record = key.removesuffix(EXPIRES)
+        old, new = before.get(record), after.get(record)
+        if _documented(record, old, new, response, path):
             continue
         raise AssertionError(
             f"a refused request changed {key!r}: "

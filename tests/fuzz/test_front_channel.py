@@ -31,6 +31,18 @@ _AUTHORIZE_EXTRA = (
 )
 
 
+#: Error pages or JSON: the choice follows Accept (web/error_handlers.py).
+_ACCEPTS = [
+    "text/html",
+    "application/json",
+    "text/html;q=abc, application/json",
+    "*/*;q=-1",
+    "application/json;q=0.0000001, text/html;q=0",
+    "text/*, application/*;level=1;q=0.5",
+    ",,,;;;",
+]
+
+
 def _authorize_params(world: World) -> dict[str, str]:
     return {
         "response_type": "code",
@@ -50,20 +62,24 @@ def test_authorize(
 ) -> None:
     pairs = data.draw(mutated_pairs(_authorize_params(world), _AUTHORIZE_EXTRA))
     body = data.draw(form_body(pairs))
+    headers = {"Accept": data.draw(st.one_of(st.sampled_from(_ACCEPTS), odd_text))}
     if post:
         fuzzer.send(
             "POST",
             "/oauth2/authorize",
             data=body,
             content_type="application/x-www-form-urlencoded",
+            headers=headers,
         )
     else:
-        fuzzer.send("GET", "/oauth2/authorize?" + body.decode("latin-1"))
+        query = body.decode("latin-1")
+        fuzzer.send("GET", "/oauth2/authorize?" + query, headers=headers)
 
 
 @given(data=st.data())
 def test_consent(fuzzer: Fuzzer, world: World, data: st.DataObject) -> None:
-    form = {**world.consent_form, "action": "deny"}
+    action = data.draw(st.sampled_from(["approve", "deny", "Approve", ""]))
+    form = {**world.consent_form, "action": action}
     pairs = data.draw(mutated_pairs(form, ("action",)))
     if data.draw(st.booleans()):
         pairs = [(n, _tamper(data, v) if n == "request" else v) for n, v in pairs]

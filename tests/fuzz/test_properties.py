@@ -37,6 +37,14 @@ def toy(real_redis: redis.Redis) -> Fuzzer:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @app.post("/oauth2/introspect")
+    def _refuse_and_persist() -> t.Any:
+        real_redis.persist(PREFIX + "client:c")
+        response = jsonify({"error": "invalid_client"})
+        response.status_code = 401
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/crash")
     def _crash() -> Response:
         return Response("Traceback (most recent call last):", status=400)
@@ -50,12 +58,18 @@ def toy(real_redis: redis.Redis) -> Fuzzer:
         return Response("bad", status=400)
 
     real_redis.set(PREFIX + "grant:{g}", "original")
+    real_redis.set(PREFIX + "client:c", "{}", ex=600)
     return Fuzzer(app.test_client(), real_redis, PREFIX)
 
 
 def test_a_refusal_that_writes_state_fails(toy: Fuzzer) -> None:
     with pytest.raises(AssertionError, match="changed 'grant:"):
         toy.send("POST", "/oauth2/token")
+
+
+def test_a_refusal_that_drops_a_ttl_fails(toy: Fuzzer) -> None:
+    with pytest.raises(AssertionError, match="changed 'client:c \\(expires\\)'"):
+        toy.send("POST", "/oauth2/introspect")
 
 
 def test_a_refusal_that_only_counts_passes(toy: Fuzzer) -> None:
