@@ -137,6 +137,7 @@ def test_browser_cookies(
     cookie = data.draw(
         st.one_of(
             odd_text.map(lambda v: f"mcp_browser={v}"),
+            odd_text.map(lambda v: f"mcp_browser={real}; mcp_consent={v}"),
             st.sampled_from(
                 [
                     f"mcp_browser={real}; mcp_browser=x" + "y" * 30,
