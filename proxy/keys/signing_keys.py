@@ -52,12 +52,18 @@ class SigningKeys:
         return self._load()[0]
 
     def keyset(self) -> KeySet:
-        return KeySet(list(self._load()))
+        """The keys tokens are verified with; never generates one.
+
+        Before the first token is signed no key exists, and no presented
+        token can be ours: verifying one must not write the ``keys`` record
+        (a refused request changes nothing in the store).
+        """
+        return KeySet(list(self._load(create=False)))
 
     def jwks(self) -> dict[str, t.Any]:
         return {"keys": [_public_jwk(key) for key in self._load()]}
 
-    def _load(self) -> list[ECKey]:
+    def _load(self, *, create: bool = True) -> list[ECKey]:
         if self._keys and time.monotonic() - self._loaded_at < RELOAD_INTERVAL_SECONDS:
             return self._keys
         with self._lock:
@@ -67,6 +73,8 @@ class SigningKeys:
             ):
                 return self._keys
             document = self._store.load_signing_keys()
+            if document is None and not create:
+                return []  # not cached: the first signer's key is read next time
             if document is None:
                 self._store.create_signing_keys(self._new_document())
                 document = self._store.load_signing_keys()
