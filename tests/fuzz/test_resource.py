@@ -14,6 +14,7 @@ from proxy.config.settings import Settings
 from support.processes import ManagedProcess
 
 from .properties import Fuzzer
+from .strategies import b64url
 from .strategies import header_safe
 from .strategies import mutated_jwt
 from .strategies import odd_bytes
@@ -116,3 +117,17 @@ def test_requests_with_a_valid_token(
     if "form" in (content_type or "") and data.draw(st.booleans()):
         kwargs["data"] = b"access_token=" + world.access_token.encode()
     fuzzer.send(method, path, **kwargs)
+
+
+@given(token=odd_text, path=st.sampled_from(["/mcp", "/oauth2/forward-auth"]))
+def test_bearer_tokens_before_any_key(fuzzer: Fuzzer, token: str, path: str) -> None:
+    """A fresh deployment: no token was ever signed, so no key exists yet."""
+    header = '{"alg":"ES256","typ":"at+jwt","kid":"k"}'
+    jwt_like = ".".join(
+        [
+            b64url(header.encode()),
+            b64url(token.encode("utf-8", "surrogatepass")),
+            "c2ln",
+        ]
+    )
+    fuzzer.send("GET", path, headers={"Authorization": "Bearer " + jwt_like})
