@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from .conftest import INTROSPECTOR_ID
 from .conftest import INTROSPECTOR_SECRET
 from .properties import Fuzzer
+from .strategies import b64url
 from .strategies import form_body
 from .strategies import mutated_jwt
 from .strategies import mutated_pairs
@@ -83,3 +84,24 @@ def test_introspect(fuzzer: Fuzzer, world: World, data: st.DataObject) -> None:
     )
     if response.status_code == 200:
         assert isinstance(response.get_json()["active"], bool)
+
+
+@given(data=st.data(), path=st.sampled_from(["/oauth2/introspect", "/oauth2/revoke"]))
+def test_tokens_on_a_fresh_store(
+    fuzzer: Fuzzer, data: st.DataObject, path: str
+) -> None:
+    """No client registered and no key generated yet: still nothing written."""
+    header = data.draw(st.sampled_from(['{"alg":"ES256","kid":"k"}', '{"alg":"none"}']))
+    token = ".".join([b64url(header.encode()), b64url(b"{}"), data.draw(odd_text)])
+    token = data.draw(st.one_of(st.just(token), odd_text))
+    pairs = [
+        ("token", token),
+        ("client_id", INTROSPECTOR_ID),
+        ("client_secret", INTROSPECTOR_SECRET),
+    ]
+    fuzzer.send(
+        "POST",
+        path,
+        data=data.draw(form_body(pairs)),
+        content_type="application/x-www-form-urlencoded",
+    )
