@@ -53,6 +53,14 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("fuzz")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A longer FUZZ_EXAMPLES run is not cut short by the suite's 300 s timeout."""
+    seconds = max(300, _EXAMPLES // 2)
+    for item in items:
+        if "tests/fuzz/" in str(item.path):
+            item.add_marker(pytest.mark.timeout(seconds))
+
+
 @pytest.fixture
 def store_client(real_redis: redis.Redis) -> redis.Redis:
     """Fuzz on a real redis-server: the Lua scripts run exactly as in production."""
