@@ -138,18 +138,23 @@ class SigningKeys:
         return {"keys": [_public_jwk(key) for key in view.keys]}
 
     def keyset(self) -> KeySet:
-        """The verification key set (re-read every ``RECHECK_SECONDS``)."""
-        return self._fresh(RECHECK_SECONDS).keyset
+        """The verification key set (re-read every ``RECHECK_SECONDS``).
+
+        Verifying never creates a key: before the first token is signed no
+        presented token can be ours, and a refused request must not write the
+        ``keys`` record.
+        """
+        return self._fresh(RECHECK_SECONDS, create=False).keyset
 
     def generation(self) -> int:
         """Changes whenever the key set does (re-read every ``RECHECK_SECONDS``)."""
-        return self._fresh(RECHECK_SECONDS).generation
+        return self._fresh(RECHECK_SECONDS, create=False).generation
 
     def verify(
         self, token: str, *, issuer: str, audience: str, now: int
     ) -> AccessClaims:
         """verify_access_token() against our keys, re-reading on a kid we lack."""
-        view = self._fresh(RECHECK_SECONDS)
+        view = self._fresh(RECHECK_SECONDS, create=False)
         try:
             return verify_access_token(
                 token, view.keyset, issuer=issuer, audience=audience, now=now
@@ -171,7 +176,7 @@ class SigningKeys:
     def _pinned_view(self) -> KeyView:
         return t.cast(KeyView, self._view)
 
-    def _fresh(self, max_age: float) -> KeyView:
+    def _fresh(self, max_age: float, *, create: bool = True) -> KeyView:
         """The cached view, re-read first if older than ``max_age``.
 
         With Redis unavailable, a cached view is kept (retried after
@@ -185,7 +190,7 @@ class SigningKeys:
             if view is not None and not self._due(max_age):
                 return view  # another request re-read while we waited
             try:
-                return self._read()
+                return self._read(create=create)
             except _UNAVAILABLE as exc:
                 self._failed_at = self._clock()
                 if view is None:
@@ -216,16 +221,22 @@ class SigningKeys:
             if now - self._unknown_kid_read_at < UNKNOWN_KID_REREAD_SECONDS:
                 return None
             self._unknown_kid_read_at = now
-            view = self._read()
+            view = self._read(create=False)
             return view if kid in view.kids else None
 
-    def _read(self, *, missing: bool = False) -> KeyView:
+    def _read(self, *, missing: bool = False, create: bool = True) -> KeyView:
         """Read the record (creating it with SET NX if it is gone) and adopt it.
 
-        ``missing``: the caller just read it and found nothing.
+        ``missing``: the caller just read it and found nothing. Without
+        ``create`` (verification), a missing record is not written: the cached
+        view is kept (checked again after its interval), or an empty one is
+        returned and not cached, so the first signer's key is seen at once.
         """
         read = next(self._reads)
         raw = None if missing else self._store.load_signing_keys()
+        if raw is None and not create:
+            self._read_at = self._clock()
+            return self._view or _view(None, (), generation=0)
         attempts = 0
         while raw is None:
             attempts += 1

@@ -90,7 +90,7 @@ g.rt_hash = ARGV[2]
 g.gen = g.gen + 1
 g.rotated_at = tonumber(ARGV[3])
 g.pending = ARGV[4]
-g.lease_until = 0
+g.lease_until = nil
 g.lease_holder = nil
 if ARGV[6] ~= '' then
   g.upstream = ARGV[6]
@@ -156,7 +156,9 @@ RELEASE_LEASE = """
 -- ARGV[1] = the holder token given to BEGIN_REFRESH
 -- Returns: 1 if this holder's lease is now free, else 0 (no grant, or the
 --   lease lapsed and another request holds it now: that one is left alone).
--- Never creates the key (a revoked grant stays revoked).
+-- Never creates the key (a revoked grant stays revoked). Both lease fields
+--   are removed, not zeroed: a record that never had a lease reads exactly
+--   as before, so a refused refresh leaves no trace.
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   return 0
@@ -165,7 +167,7 @@ local g = cjson.decode(raw)
 if g.lease_holder ~= ARGV[1] then
   return 0
 end
-g.lease_until = 0
+g.lease_until = nil
 g.lease_holder = nil
 redis.call('SET', KEYS[1], cjson.encode(g), 'KEEPTTL')
 return 1

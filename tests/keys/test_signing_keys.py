@@ -71,6 +71,20 @@ def test_nothing_is_stored_until_a_key_is_needed(store: Store) -> None:
     assert store.load_signing_keys() is None
 
 
+def test_verifying_before_any_signing_stores_nothing(store: Store) -> None:
+    """Found by tests/fuzz: on a fresh store, `Authorization: Bearer <a JWS
+    with any header>` at /mcp or /oauth2/forward-auth was refused (401) but
+    generated and stored the signing keys on the way."""
+    verifier = _worker(store)
+    assert list(verifier.keyset()) == []
+    assert store.load_signing_keys() is None
+    # Nothing was cached either: the first signer's key is picked up at once.
+    token = _sign(_worker(store))
+    assert jwt.decode(token, verifier.keyset(), algorithms=[ALGORITHM]).claims == {
+        "sub": "a"
+    }
+
+
 def test_private_key_is_stored_sealed(store: Store) -> None:
     """UP-9 spirit: the store holds only ciphertext of the private key."""
     keys = _worker(store)

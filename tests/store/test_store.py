@@ -453,6 +453,21 @@ def test_released_lease_can_be_taken_again_at_once(store: Store) -> None:
     assert _begin(store, "r1" * 32, NOW + 5, holder="holder-2")[2] is True
 
 
+def test_a_released_lease_leaves_the_record_as_it_was(store: Store) -> None:
+    """A refused refresh takes the lease and gives it back: net, no change.
+
+    Found by tests/fuzz: a refresh with the current token and the grant's own
+    client_id but no client secret (401 invalid_client) left
+    `"lease_until": 0` in a record that had no lease field before.
+    """
+    _redeemed_grant(store)
+    key = store.keys.grant("g" * 22)
+    before = json.loads(store.redis.get(key))
+    assert _begin(store, "r1" * 32, NOW + 5)[2] is True
+    assert store.release_refresh_lease("g" * 22, "holder-1") is True
+    assert json.loads(store.redis.get(key)) == before
+
+
 def test_a_lapsed_holder_cannot_release_its_successors_lease(store: Store) -> None:
     """A slow request whose lease ran out must not free the next holder's."""
     _redeemed_grant(store)
