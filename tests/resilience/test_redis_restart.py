@@ -56,8 +56,9 @@ from .test_slow_clients import _mcp_session
 from .workers import Answer
 from .workers import request
 
-#: The load's calls share one grant: the per-grant limit would answer 429.
-SETTINGS = {"RATE_LIMIT_PER_GRANT": "off"}
+#: The load's calls share one grant: the per-grant rate and stream limits
+#: would answer some of them 429 (tested in tests/web and tests/e2e).
+SETTINGS = {"RATE_LIMIT_PER_GRANT": "off", "MAX_STREAMS_PER_GRANT": "0"}
 LOAD_THREADS = 4
 #: How long redis-server stays down.
 OUTAGE_SECONDS = 2.0
