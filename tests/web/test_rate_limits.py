@@ -36,10 +36,18 @@ def _from(ip: str) -> dict[str, str]:
     return {"REMOTE_ADDR": ip}
 
 
-def _register(client: t.Any, ip: str = CLIENT_IP, **body: t.Any) -> t.Any:
+def _register(
+    client: t.Any,
+    ip: str = CLIENT_IP,
+    forwarded_for: str | None = None,
+    **body: t.Any,
+) -> t.Any:
     payload = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
     payload.update(body)
-    return client.post("/oauth2/register", json=payload, environ_base=_from(ip))
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return client.post(
+        "/oauth2/register", json=payload, headers=headers, environ_base=_from(ip)
+    )
 
 
 def _assert_too_many(response: t.Any) -> None:
@@ -112,12 +120,7 @@ def test_a_forged_forwarded_for_does_not_buy_a_fresh_bucket(
         settings, store_client, per_ip={"register": Rate(1, 60)}
     ).test_client()
     assert _register(client).status_code == 201
-    forged = client.post(
-        "/oauth2/register",
-        json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"},
-        headers={"X-Forwarded-For": "192.0.2.99"},
-        environ_base=_from(CLIENT_IP),
-    )
+    forged = _register(client, forwarded_for="192.0.2.99")
     assert forged.status_code == 429
 
 
@@ -134,16 +137,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_bucket(
     ).test_client()
 
     def via_router(ip: str) -> int:
-        response = client.post(
-            "/oauth2/register",
-            json={
-                "redirect_uris": [REDIRECT_URI],
-                "token_endpoint_auth_method": "none",
-            },
-            headers={"X-Forwarded-For": ip},
-            environ_base=_from("10.0.0.2"),
-        )
-        return int(response.status_code)
+        return int(_register(client, "10.0.0.2", forwarded_for=ip).status_code)
 
     assert via_router("198.51.100.1") == 201
     assert via_router("198.51.100.1") == 429
