@@ -21,8 +21,6 @@ from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import InvalidClientMetadataError
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.store.records import ClientRecord
-from proxy.web.client_ip import client_ip
-from proxy.web.client_ip import limit_subject
 from proxy.web.cors import allow_cors
 from proxy.web.rate_limits import limit_requests
 
@@ -108,26 +106,16 @@ def _new_client(metadata: dict[str, t.Any]) -> tuple[ClientRecord, str | None]:
 
 
 def _within_quotas(limits: Limits, client_id: str, unused_until: int) -> None:
-    """Refuse a registration over the per-IP daily quota or the client cap.
+    """Refuse a registration over the client cap (the per-IP daily quota is a
+    bucket checked with the other limits, proxy/web/rate_limits.py).
 
     Within the cap, `client_id` is counted against it until `unused_until`
     (also if storing it then fails: the cap errs on the side of fewer).
     """
-    if not limits.enabled:
+    if not limits.enabled or not limits.max_clients:
         return
     store = state().store.limits
-    if limits.registrations_per_ip_per_day:
-        ip = limit_subject(
-            client_ip(
-                request.remote_addr, request.headers.get("X-Forwarded-For"), limits
-            )
-        )
-        if not store.count_registration(
-            ip, per_day=limits.registrations_per_ip_per_day
-        ):
-            log.warning("registration quota reached for %s", ip)
-            raise TooManyRequestsError(_seconds_to_midnight(), reason="quota")
-    if limits.max_clients and not store.reserve_client(
+    if not store.reserve_client(
         client_id, unused_until, max_clients=limits.max_clients
     ):
         log.warning("MAX_CLIENTS (%d) unused clients registered", limits.max_clients)
@@ -139,7 +127,3 @@ def _unused_client_ttl(limits: Limits, client_ttl: int) -> int:
     if not unused:
         return client_ttl
     return min(unused, client_ttl) if client_ttl else unused
-
-
-def _seconds_to_midnight() -> int:
-    return 86400 - int(time.time()) % 86400

@@ -99,13 +99,6 @@ class Keys:
         """
         return f"{self.prefix}authblock:{{{ip} {client}}}"
 
-    def registrations(self, ip: str, day: int) -> str:
-        """``regs:{ip}:{day}`` STRING counter: registrations from one IP today.
-
-        TTL: one day. Incremented by register (REGISTRATIONS_PER_IP_PER_DAY).
-        """
-        return f"{self.prefix}regs:{ip}:{day}"
-
     def client_index(self) -> str:
         """``clients`` ZSET: recent DCR client ids, scored by their unused expiry.
 

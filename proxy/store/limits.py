@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 import typing as t
 
+import redis.exceptions
+
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
 
 if t.TYPE_CHECKING:
-    import redis
-
     from proxy.store.keys import Keys
 
 
@@ -38,6 +38,10 @@ def subject(value: str) -> str:
     return value if len(value) <= _LONG_SUBJECT else sha256_hex(value)[:32]
 
 
+def _seconds(ms: int) -> int:
+    return -(-ms // 1000)  # ceiling: never tell a client to come back too soon
+
+
 class Limiter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
@@ -58,28 +62,68 @@ class Limiter:
         Returns 0 when the request may go on, else the seconds to wait (the
         longest of the refusals).
         """
+        return _seconds(max(self.waits(charge, peek=peek, blocked=blocked), default=0))
+
+    def waits(
+        self,
+        charge: t.Sequence[tuple[str, Rate]] = (),
+        *,
+        peek: t.Sequence[tuple[str, Rate]] = (),
+        blocked: t.Sequence[str] = (),
+    ) -> list[int]:
+        """`check`, bucket by bucket: the ms each one asks to wait (0: passed,
+        and charged if in `charge`), in the order charge, peek, blocked."""
         if not charge and not peek and not blocked:
-            return 0
-        pipe = self._redis.pipeline(transaction=False)
-        for mode, buckets in (("charge", charge), ("peek", peek)):
+            return []
+
+        def queue(pipe: t.Any) -> None:
+            for mode, buckets in (("charge", charge), ("peek", peek)):
+                for key, rate in buckets:
+                    self._queue_rate(pipe, key, rate, mode)
+            for key in blocked:
+                pipe.pttl(key)
+
+        return [max(0, int(reply)) for reply in self._execute(queue)]
+
+    def refund(self, buckets: t.Sequence[tuple[str, Rate]]) -> None:
+        """Give back one charge of each bucket (the request did not count after
+        all), in one round trip."""
+
+        def queue(pipe: t.Any) -> None:
             for key, rate in buckets:
-                args: list[str | int] = [rate.interval_ms, rate.count, mode]
-                self._charge(keys=[key], args=args, client=pipe)
-        for key in blocked:
-            pipe.pttl(key)
-        waits_ms = [max(0, int(reply)) for reply in pipe.execute()]
-        return -(-max(waits_ms, default=0) // 1000)  # ceiling, in whole seconds
+                self._queue_rate(pipe, key, rate, "refund")
+
+        self._execute(queue)
 
     def charge_grant(self, grant_id: str, rate: Rate | None) -> tuple[bool, int]:
         """(does the grant exist, seconds to wait): one round trip for the gateway."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(self._keys.grant(grant_id))
-        if rate is not None:
-            args: list[str | int] = [rate.interval_ms, rate.count, "charge"]
-            self._charge(keys=[self.grant_bucket(grant_id)], args=args, client=pipe)
-        replies = pipe.execute()
+
+        def queue(pipe: t.Any) -> None:
+            pipe.exists(self._keys.grant(grant_id))
+            if rate is not None:
+                self._queue_rate(pipe, self.grant_bucket(grant_id), rate, "charge")
+
+        replies = self._execute(queue)
         wait_ms = int(replies[1]) if rate is not None else 0
-        return bool(replies[0]), -(-wait_ms // 1000)
+        return bool(replies[0]), _seconds(wait_ms)
+
+    def _queue_rate(self, pipe: t.Any, key: str, rate: Rate, mode: str) -> None:
+        # EVALSHA by hand: a redis-py Script inside a pipeline sends SCRIPT
+        # EXISTS first, one more round trip on every request.
+        pipe.evalsha(self._charge.sha, 1, key, rate.interval_ms, rate.count, mode)
+
+    def _execute(self, queue: t.Callable[[t.Any], None]) -> list[t.Any]:
+        """One pipeline; loaded and sent again if Redis lost the script."""
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            queue(pipe)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._redis.script_load(scripts.CHARGE_RATE)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def ip_bucket(self, endpoint: str, ip: str) -> str:
         return self._keys.rate(f"ip:{endpoint}", subject(ip))
@@ -107,16 +151,6 @@ class Limiter:
             args=[allowed, longest_seconds, AUTH_FAILURE_WINDOW_SECONDS],
         )
         return int(result)
-
-    def count_registration(self, ip: str, *, per_day: int) -> bool:
-        """Count one registration from `ip` today; False when over the quota."""
-        day = int(time.time()) // 86400
-        key = self._keys.registrations(subject(ip), day)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, 0, ex=86400, nx=True)
-        pipe.incr(key)
-        _, count = pipe.execute()
-        return int(count) <= per_day
 
     def reserve_client(
         self, client_id: str, expires_at: int, *, max_clients: int

@@ -178,17 +178,28 @@ CHARGE_RATE = """
 -- KEYS[1] = rate:{...} (the bucket)
 -- ARGV[1] = emission interval in ms (period / count)
 -- ARGV[2] = burst: how many requests may arrive at once
--- ARGV[3] = "charge", or "peek" to only look (nothing is written)
+-- ARGV[3] = "charge"; "peek" to only look (nothing is written); "refund" to
+--   give back one earlier charge (a request that did not count after all)
 -- Returns: 0 when the request is allowed (and charged), otherwise the ms to
---   wait before the next one would be.
+--   wait before the next one would be. "refund" returns 0.
 -- Edge cases: the clock is Redis' own (TIME), the same for every worker and
---   instance; a refused request is not charged.
+--   instance; a refused request is not charged; a refund never takes the
+--   bucket below empty.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then
   tat = now
+end
+if ARGV[3] == 'refund' then
+  local back = tat - interval
+  if back <= now then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], back, 'PX', back - now)
+  end
+  return 0
 end
 local new_tat = tat + interval
 local allowed_at = new_tat - tonumber(ARGV[2]) * interval

@@ -24,6 +24,7 @@ from flask import request
 
 from proxy.app_state import state
 from proxy.clients.authentication import presented_client_id
+from proxy.config.limits import Rate
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.web.client_ip import client_ip
 from proxy.web.client_ip import limit_subject
@@ -31,8 +32,6 @@ from proxy.web.client_ip import limit_subject
 if t.TYPE_CHECKING:
     from flask import Blueprint
     from flask import Response
-
-    from proxy.config.limits import Rate
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +60,29 @@ def limit_requests(
         g.rate_limit_subject = (ip, client_id)
         store = app.store.limits
         charge: list[tuple[str, Rate]] = []
-        peek: list[tuple[str, Rate]] = []
+        # Buckets charged now, in the same round trip, and given back after
+        # the view unless it succeeded: only successes count against a shared
+        # client id (failures cannot lock it out) and the daily registration
+        # quota, and a success costs no round trip more.
+        refundable: list[tuple[str, Rate]] = []
         blocked: list[str] = []
         if rate := limits.per_ip.get(endpoint):
             charge.append((store.ip_bucket(endpoint, ip), rate))
+        if endpoint == "register" and limits.registrations_per_ip_per_day:
+            daily = Rate(limits.registrations_per_ip_per_day, 86400)
+            refundable.append((store.ip_bucket("register-day", ip), daily))
         if per_client and client_id and limits.per_client:
-            peek.append((store.client_bucket(client_id), limits.per_client))
+            refundable.append((store.client_bucket(client_id), limits.per_client))
         if auth_failures and client_id:
             blocked.append(store.auth_block(ip, client_id))
-        wait = store.check(charge, peek=peek, blocked=blocked)
-        if wait:
+        waits = store.waits([*charge, *refundable], blocked=blocked)
+        charged = waits[len(charge) : len(charge) + len(refundable)]
+        g.rate_limit_refunds = [
+            b for b, w in zip(refundable, charged, strict=True) if w == 0
+        ]
+        if any(waits):
+            _give_back_charges()
+            wait = -(-max(waits) // 1000)
             log.info("rate limited: %s from %s for %d s", endpoint, ip, wait)
             raise TooManyRequestsError(wait, reason="rate_limited")
 
@@ -80,43 +92,37 @@ def limit_requests(
         if subject is None:
             return response
         ip, client_id = subject
-        if client_id is None:
-            return response
         try:
-            _count(
-                endpoint, response.status_code, ip, client_id, per_client, auth_failures
-            )
+            if response.status_code >= 300:
+                _give_back_charges()
+            if auth_failures and client_id and response.status_code == 401:
+                _back_off(endpoint, ip, client_id)
         except redis.exceptions.RedisError as exc:
             # The answer is already decided (a code may be spent): keep it.
             log.warning("rate limit not counted: %s", exc.__class__.__name__)
         return response
 
 
-def _count(
-    endpoint: str,
-    status: int,
-    ip: str,
-    client_id: str,
-    per_client: bool,
-    auth_failures: bool,
-) -> None:
-    """After the view: a success spends the client's bucket, a 401 earns back-off."""
-    app = state()
-    limits = app.settings.limits
-    store = app.store.limits
-    if per_client and status < 300 and limits.per_client:
-        store.check([(store.client_bucket(client_id), limits.per_client)])
-    elif auth_failures and status == 401:
-        backoff = store.record_auth_failure(
+def _give_back_charges() -> None:
+    """Refund the buckets that count only successes, once."""
+    buckets = g.pop("rate_limit_refunds", [])
+    if buckets:
+        state().store.limits.refund(buckets)
+
+
+def _back_off(endpoint: str, ip: str, client_id: str) -> None:
+    """A failed client authentication: count it, and say so when it earns back-off."""
+    limits = state().settings.limits
+    backoff = state().store.limits.record_auth_failure(
+        ip,
+        client_id,
+        allowed=limits.auth_failures_allowed,
+        longest_seconds=limits.auth_backoff_max_seconds,
+    )
+    if backoff:
+        log.warning(
+            "client authentication keeps failing at %s from %s: backing off %d s",
+            endpoint,
             ip,
-            client_id,
-            allowed=limits.auth_failures_allowed,
-            longest_seconds=limits.auth_backoff_max_seconds,
+            backoff,
         )
-        if backoff:
-            log.warning(
-                "client authentication keeps failing at %s from %s: backing off %d s",
-                endpoint,
-                ip,
-                backoff,
-            )

@@ -256,5 +256,5 @@ def test_rotating_ipv6_addresses_does_not_escape_the_quota(
         assert _register(client, ip=f"2001:db8:0:1::{host + 1:x}").status_code == 201
     assert_quota_refusal(_register(client, ip="2001:db8:0:1:dead:beef:0:1"))
     assert _register(client, ip="2001:db8:0:2::1").status_code == 201
-    regs = list(real_redis.scan_iter(match=f"{quota_settings.key_prefix}regs:*"))
-    assert len(regs) == 2
+    daily = f"{quota_settings.key_prefix}rate:ip:register-day:*"
+    assert len(list(real_redis.scan_iter(match=daily))) == 2

@@ -23,7 +23,7 @@ from hypothesis import event
 from hypothesis.control import currently_in_test_context
 
 #: Key families a refusal is supposed to write (proxy/store/keys.py).
-COUNTER_FAMILIES = ("rate:", "authfail:", "authblock:", "regs:")
+COUNTER_FAMILIES = ("rate:", "authfail:", "authblock:")
 
 #: Endpoints whose every error is a JSON body with `error` (RFC 6749 §5.2,
 #: RFC 7591 §3.2.2, RFC 7009 §2.2.1, RFC 7662 §2.3).

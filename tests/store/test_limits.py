@@ -61,10 +61,31 @@ def test_failures_back_off_doubling_up_to_the_maximum(
     assert limiter.check(blocked=[limiter.auth_block("192.0.2.4", "mcp_y")]) == 0
 
 
-def test_the_daily_registration_quota(redis_client: redis.Redis) -> None:
+def test_a_refund_gives_back_one_charge(redis_client: redis.Redis) -> None:
     limiter = _limiter(redis_client)
-    allowed = [limiter.count_registration("192.0.2.5", per_day=2) for _ in range(3)]
-    assert allowed == [True, True, False]
+    bucket = limiter.client_bucket("mcp_z")
+    rate = Rate(1, 60)
+    assert limiter.check([(bucket, rate)]) == 0
+    limiter.refund([(bucket, rate)])
+    assert limiter.check([(bucket, rate)]) == 0
+    assert limiter.check([(bucket, rate)]) > 0
+
+
+def test_a_refund_never_goes_below_empty(redis_client: redis.Redis) -> None:
+    limiter = _limiter(redis_client)
+    bucket = limiter.client_bucket("mcp_w")
+    rate = Rate(1, 60)
+    for _ in range(5):
+        limiter.refund([(bucket, rate)])
+    assert limiter.check([(bucket, rate)]) == 0
+    assert limiter.check([(bucket, rate)]) > 0
+
+
+def test_a_lost_script_is_loaded_again(redis_client: redis.Redis) -> None:
+    """After a Redis restart (SCRIPT FLUSH), the first check reloads it."""
+    limiter = _limiter(redis_client)
+    redis_client.script_flush()
+    assert limiter.check([(limiter.ip_bucket("token", "192.0.2.9"), Rate(2, 60))]) == 0
 
 
 def test_the_client_cap_counts_only_unexpired_registrations(
