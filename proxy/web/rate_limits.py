@@ -3,14 +3,17 @@
 One call per endpoint module says what applies there (like `allow_cors`):
 
 - a bucket per client IP (`RATE_LIMIT_<ENDPOINT>`);
-- a bucket per client id at token and revoke, charged only by requests that
-  succeeded, so nobody can exhaust a well-known client id (every ChatGPT
-  user shares one) with requests that fail;
+- a bucket per client id at token and revoke, and the daily registration
+  quota per IP, that keep only the charges of requests that succeeded, so
+  nobody can exhaust a well-known client id (every ChatGPT user shares one)
+  with requests that fail;
 - back-off per IP and client id after repeated failed client
   authentication (checklist RATE-1), doubling up to AUTH_BACKOFF_MAX_SECONDS.
 
 Everything a request checks goes out in one Redis pipeline before the view
-runs. A refusal is 429 `temporarily_unavailable` with Retry-After.
+runs; a failed request gives its success-only charges back afterwards (one
+more round trip, for failures only). A refusal is 429
+`temporarily_unavailable` with Retry-After.
 """
 
 from __future__ import annotations
