@@ -12,6 +12,7 @@ import json
 import re
 import typing as t
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
@@ -123,6 +124,14 @@ def _import(material: str | dict[str, t.Any], where: str) -> ECKey:
         key = ECKey.import_key(material)
     except (JoseError, ValueError, TypeError, KeyError):
         raise KeyMaterialError(f"{where} is not a readable EC {CURVE} key") from None
+    # Older joserfc imports an RSA PEM as an "ECKey" without complaint; the
+    # type of the key underneath is the check every version agrees on.
+    if not isinstance(
+        key.raw_value, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)
+    ):
+        raise KeyMaterialError(
+            f"{where} is not an EC key: only EC {CURVE} signs {ALGORITHM}"
+        )
     if key.curve_name != CURVE:
         raise KeyMaterialError(
             f"{where} is on curve {key.curve_name}: only {CURVE} signs {ALGORITHM}"
