@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from joserfc.jwk import ECKey
 
+from proxy.config.client_documents import ClientDocuments
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
@@ -88,6 +89,15 @@ class Settings:
     google_hosted_domain: str | None = None
     entra_allowed_tenants: frozenset[str] = frozenset()
     limits: Limits = dataclasses.field(default_factory=Limits)
+    #: URL client ids (CIMD) and the keys of private_key_jwt clients.
+    client_documents: ClientDocuments = dataclasses.field(
+        default_factory=ClientDocuments
+    )
+    #: CLIENT_CATALOG_FILE: the operator's catalog of known MCP clients, in
+    #: place of the one shipped in proxy/clients/ (None = the shipped one).
+    client_catalog_file: str | None = None
+    #: TRUSTED_CLIENTS: catalog names (e.g. chatgpt, claude) that skip consent.
+    trusted_clients: tuple[str, ...] = ()
 
     @property
     def issuer(self) -> str:
@@ -152,6 +162,9 @@ class Settings:
                 "MAX_REGISTRATION_BYTES", 4096, 1024, 1024 * 1024
             ),
             limits=Limits.from_env(env),
+            client_documents=ClientDocuments.from_env(env),
+            client_catalog_file=env.text("CLIENT_CATALOG_FILE") or None,
+            trusted_clients=tuple(n.lower() for n in env.items("TRUSTED_CLIENTS")),
             trusted_redirect_uris=frozenset(env.items("TRUSTED_REDIRECT_URIS")),
             allowed_redirect_schemes=frozenset(
                 s.lower() for s in env.items("ALLOWED_REDIRECT_SCHEMES")
