@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from proxy.app_state import AppState
+from proxy.clients import catalog
 from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
 from proxy.endpoints import BLUEPRINTS
@@ -43,6 +44,8 @@ def create_app(
         settings = Settings.from_env(os.environ)
     if redis_client is None:
         redis_client = _redis_for(settings)
+    # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
+    client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
     keyring = Keyring(settings.secret_key)
     if upstream is None:
@@ -59,6 +62,7 @@ def create_app(
         signing_keys=SigningKeys(store, keyring, settings.signing_keys),
         upstream=upstream,
         clients=ClientRegistry(store, settings),
+        catalog=client_catalog,
         backend=backend_pool(settings) if settings.gateway else None,
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway

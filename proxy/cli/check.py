@@ -17,8 +17,11 @@ from urllib.parse import urlsplit
 
 import redis
 
+from proxy.clients import catalog as client_catalog
+from proxy.clients.registry import static_records
 from proxy.config.env import ConfigError
 from proxy.config.settings import Settings
+from proxy.oauth.redirect_uris import is_allowed_redirect_uri
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.factory import EntraProvider
@@ -29,6 +32,8 @@ from proxy.upstream.oidc import OIDCProvider
 if t.TYPE_CHECKING:
     import requests
 
+    from proxy.clients.catalog import Catalog
+    from proxy.clients.catalog import CatalogEntry
     from proxy.upstream.base import UpstreamProvider
 
 
@@ -115,6 +120,7 @@ def main(environ: Mapping[str, str], out: t.TextIO) -> int:
     """Load the settings from ``environ``, run every check, print the report."""
     try:
         settings = Settings.from_env(environ)
+        client_catalog.load(settings)
     except ConfigError as exc:
         out.write(f"FAIL  [config] {exc}\n")
         return 2
@@ -144,6 +150,7 @@ def run(
     if isinstance(provider, (OIDCProvider, GitHubProvider)):
         _check_credentials(provider, report)
     _check_setup(settings, provider, report)
+    _check_catalog(settings, report)
     _check_store(settings, report)
     return report
 
@@ -338,6 +345,100 @@ def _check_setup(
         )
 
 
+def _check_catalog(settings: Settings, report: Report) -> None:
+    """Which catalogued clients can connect with these settings, and why not."""
+    try:
+        catalog = client_catalog.load(settings)
+    except ConfigError as exc:
+        report.add(FAIL, "config", str(exc))
+        return
+    for entry in catalog.entries:
+        ways, refusals = admission(settings, catalog, entry)
+        label = f"{entry.display_name} ({entry.name})"
+        if not ways:
+            report.add(
+                WARN,
+                "client_not_admitted",
+                f"{label} cannot connect: {'; '.join(refusals)}",
+            )
+            continue
+        message = f"{label}: admitted {' and '.join(ways)}"
+        if refusals:
+            message += f"; not {'; '.join(refusals)}"
+        pinned = entry.pinned
+        if pinned is not None and any(w.startswith("by CIMD") for w in ways):
+            message += (
+                f"; if {pinned.url} cannot be fetched, its pinned copy "
+                f"(reconstructed {pinned.reconstructed_on}) is used"
+            )
+        report.add(OK, "client_admitted", message)
+    for name in settings.trusted_clients:
+        entry = t.cast("CatalogEntry", catalog.get(name))
+        ways, _ = admission(settings, catalog, entry)
+        verified = [w for w in ways if not w.startswith("by DCR")]
+        if verified:
+            report.add(
+                OK,
+                "trusted_client",
+                f"{entry.display_name} skips the consent page when it comes "
+                f"{' or '.join(verified)}; its DCR registrations still see it",
+            )
+        else:
+            report.add(
+                WARN,
+                "trusted_client_unverifiable",
+                f"TRUSTED_CLIENTS names {name}, but it can come neither by CIMD "
+                "nor as a static client here, and a DCR registration is never "
+                "trusted: it always sees the consent page",
+            )
+
+
+def admission(
+    settings: Settings, catalog: Catalog, entry: CatalogEntry
+) -> tuple[list[str], list[str]]:
+    """How this client can connect ("by CIMD (...)", "by DCR", "as static
+    client x"), and why not in the other ways it could."""
+    ways: list[str] = []
+    refusals: list[str] = []
+    documents = settings.client_documents
+    if "cimd" in entry.registers_by:
+        hosts = sorted({p.host for p in entry.cimd_urls if p.host})
+        denied = [h for h in hosts if not documents.domain_allowed(h)]
+        if not documents.enabled:
+            refusals.append("by CIMD: CIMD_ENABLED=false")
+        elif denied:
+            refusals.append(
+                f"by CIMD: {', '.join(denied)} is not allowed by "
+                "CIMD_ALLOWED_DOMAINS/CIMD_DENIED_DOMAINS"
+            )
+        else:
+            ways.append(f"by CIMD ({', '.join(p.text for p in entry.cimd_urls)})")
+    if "dcr" in entry.registers_by:
+        dropped = [
+            p.text
+            for p in entry.redirect_uris
+            if not is_allowed_redirect_uri(
+                p.example(),
+                settings.allowed_redirect_schemes,
+                catalog.private_use_redirect_uris,
+            )
+        ]
+        if not settings.dynamic_registration:
+            refusals.append("by DCR: OAUTH_USE_DYNAMIC_REGISTRATION=false")
+        elif dropped:
+            schemes = sorted({uri.partition(":")[0] for uri in dropped})
+            refusals.append(
+                f"by DCR: its redirect URI {', '.join(dropped)} would be refused "
+                f"(ALLOWED_REDIRECT_SCHEMES={','.join(schemes)} allows it)"
+            )
+        else:
+            ways.append("by DCR")
+    for record in static_records(settings).values():
+        if catalog.identify(record) is entry:
+            ways.append(f"as static client {record.client_id}")
+    return ways, refusals
+
+
 def _check_store(settings: Settings, report: Report) -> None:
     if not settings.redis_url:
         report.add(
@@ -478,7 +579,6 @@ def instructions(settings: Settings) -> str:
             f"  Scopes: {scopes}",
         ]
     mcp_url = settings.resource
-    trusted = " ".join(CHATGPT_REDIRECT_URIS[:1] + CLAUDE_REDIRECT_URIS)
     lines += [
         "",
         "In ChatGPT (Settings > Connectors > Create, developer mode):",
@@ -490,6 +590,7 @@ def instructions(settings: Settings) -> str:
         f"  Remote MCP server URL: {mcp_url}",
         "  Its redirect URIs: " + ", ".join(CLAUDE_REDIRECT_URIS),
         "",
-        f"To skip the proxy's consent page for them: TRUSTED_REDIRECT_URIS={trusted}",
+        "To skip the proxy's consent page for them when they identify themselves "
+        "by their metadata document URL (CIMD): TRUSTED_CLIENTS=chatgpt,claude",
     ]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import sys
 import typing as t
 from collections.abc import Mapping
 
+from proxy.clients import catalog
 from proxy.config.env import ConfigError
 from proxy.config.settings import Settings
 
@@ -24,9 +25,9 @@ CONFIG_ERROR_EXIT = 2
 
 
 def main(environ: Mapping[str, str], err: t.TextIO) -> int:
-    """0 when the settings load; else one line on ``err`` naming the setting, 2."""
+    """0 when the settings and client catalog load; else one line on ``err``, 2."""
     try:
-        Settings.from_env(environ)
+        catalog.load(Settings.from_env(environ))
     except ConfigError as exc:
         err.write(f"configuration error: {exc}\n")
         return CONFIG_ERROR_EXIT

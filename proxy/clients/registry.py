@@ -48,3 +48,12 @@ class ClientRegistry:
 
     def static(self, client_id: str) -> ClientRecord | None:
         return self._static.get(client_id)
+
+    def identity_verified(self, client: ClientRecord) -> bool:
+        """Is this client who its record says, or only who it claims to be?
+
+        A static client was named by the operator. (A CIMD client, whose id is
+        the URL its document came from, is verified too once CIMD is wired.) A
+        DCR registration is a claim anyone can make.
+        """
+        return client.client_id in self._static

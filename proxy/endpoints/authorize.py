@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from urllib.parse import urlsplit
 
 from flask import Blueprint
@@ -24,6 +25,10 @@ from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
 from proxy.web.rate_limits import limit_requests
 
+if t.TYPE_CHECKING:
+    from proxy.clients.catalog import CatalogEntry
+    from proxy.store.records import ClientRecord
+
 bp = Blueprint("authorize", __name__)
 limit_requests(bp, "authorize")
 
@@ -38,30 +43,47 @@ def authorize() -> BaseResponse:
     client = authorization_request.validate_client(
         client_id, app.clients.find(client_id)
     )
+    known = app.catalog.identify(client)
+    verified = app.clients.identity_verified(client)
     auth_request = authorization_request.validate(
         args,
         client,
         offered_scopes=app.settings.mcp_scopes,
         resource=app.settings.resource,
+        any_loopback_host=known is not None and known.quirks.loopback_any_host,
     )
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()
     )
 
-    if _consent_given(auth_request):
+    if _consent_given(auth_request, client, verified=verified):
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
-        response = consent_page(auth_request, client.client_name, browser_id)
+        response = consent_page(
+            auth_request,
+            client.client_name,
+            browser_id,
+            known=known,
+            verified=verified,
+        )
     browser_binding.set_browser_cookie(response, app.settings, browser_id)
     response.headers.update(NO_STORE)
     return response
 
 
-def _consent_given(auth_request: AuthorizationRequest) -> bool:
-    """Trusted redirect URIs, or this browser approved this client and scope before."""
+def _consent_given(
+    auth_request: AuthorizationRequest, client: ClientRecord, *, verified: bool
+) -> bool:
+    """Trusted clients or redirect URIs, or this browser approved this before."""
     app = state()
     if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
+        return True
+    # TRUSTED_CLIENTS: only a verified identity (MCP 2026-07-28: "a proxy with
+    # one static upstream client MUST obtain consent per client").
+    if app.catalog.skips_consent(
+        client, verified=verified, trusted=app.settings.trusted_clients
+    ):
         return True
     approved = remembered_consent.remembered_scope(
         request,
@@ -77,9 +99,18 @@ def _consent_given(auth_request: AuthorizationRequest) -> bool:
 
 
 def consent_page(
-    auth_request: AuthorizationRequest, client_name: str, browser_id: str
+    auth_request: AuthorizationRequest,
+    client_name: str,
+    browser_id: str,
+    *,
+    known: CatalogEntry | None = None,
+    verified: bool = False,
 ) -> Response:
-    """The proxy's own consent page (MCP confused-deputy defence, CONSENT-1/2)."""
+    """The proxy's own consent page (MCP confused-deputy defence, CONSENT-1/2).
+
+    A catalogued client is named: as itself when `verified` (CIMD URL, static
+    client), else only as what its redirect URIs look like.
+    """
     app = state()
     blob = app.keyring.sign(
         {**auth_request.to_dict(), "n": random_token(16)},
@@ -96,6 +127,8 @@ def consent_page(
         redirect_uri=auth_request.redirect_uri,
         redirect_host=redirect_host,
         loopback=is_loopback_uri(auth_request.redirect_uri),
+        known_client=known.display_name if known else None,
+        known_verified=verified,
         scopes=scopes.parse(auth_request.scope),
         resource=auth_request.resource,
         request_blob=blob,

@@ -25,6 +25,7 @@ from proxy.web.cors import allow_cors
 from proxy.web.rate_limits import limit_requests
 
 if t.TYPE_CHECKING:
+    from proxy.clients.catalog import Catalog
     from proxy.config.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,16 @@ def register_client() -> Response:
     settings = app.settings
     if not settings.dynamic_registration:
         abort(404)
+    body = _json_body(settings.max_registration_bytes)
     metadata = client_metadata.validate(
-        _json_body(settings.max_registration_bytes),
+        body,
         private_schemes=settings.allowed_redirect_schemes,
+        catalogued_uris=app.catalog.private_use_redirect_uris,
     )
+    if "token_endpoint_auth_method" not in body:
+        metadata["token_endpoint_auth_method"] = _default_auth_method(
+            app.catalog, metadata
+        )
 
     record, secret = _new_client(metadata)
     # Unused clients go soon; the first token request slides the TTL to
@@ -81,6 +88,19 @@ def _json_body(max_bytes: int) -> t.Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidClientMetadataError("The body is not valid JSON.") from None
+
+
+def _default_auth_method(catalog: Catalog, metadata: dict[str, t.Any]) -> str:
+    """RFC 7591 §2's default (client_secret_basic), unless the client cannot use it.
+
+    A registration whose redirect URIs are all those of a catalogued client
+    that names the methods it can use (Open WebUI refuses a response with any
+    but none or client_secret_post) gets the first of them.
+    """
+    entry = catalog.identify_redirect_uris(metadata["redirect_uris"])
+    if entry is not None and entry.quirks.token_endpoint_auth_methods:
+        return entry.quirks.token_endpoint_auth_methods[0]
+    return str(metadata["token_endpoint_auth_method"])
 
 
 def _new_client(metadata: dict[str, t.Any]) -> tuple[ClientRecord, str | None]:

@@ -91,9 +91,14 @@ def validate(
     *,
     offered_scopes: tuple[str, ...],
     resource: str,
+    any_loopback_host: bool = False,
 ) -> AuthorizationRequest:
-    """Validate a request; raise an OAuthError, with a redirect only once it is safe."""
-    redirect_uri = _trusted_redirect_uri(args, client)
+    """Validate a request; raise an OAuthError, with a redirect only once it is safe.
+
+    `any_loopback_host`: the client is catalogued as authorizing with another
+    loopback host than it registered (Codex); see redirect_uris.matches.
+    """
+    redirect_uri = _trusted_redirect_uri(args, client, any_loopback_host)
     # From here on, errors go back to the client's redirect URI.
     state_values = args.getlist("state")
     state = state_values[0] if len(state_values) == 1 and state_values[0] else None
@@ -126,7 +131,9 @@ def _redirecting(redirect_uri: str, state: str | None) -> _Fail:
     return fail
 
 
-def _trusted_redirect_uri(args: MultiDict[str, str], client: ClientRecord) -> str:
+def _trusted_redirect_uri(
+    args: MultiDict[str, str], client: ClientRecord, any_loopback_host: bool
+) -> str:
     """The redirect URI errors may go to; a shown error when there is none."""
     requested_uris = args.getlist("redirect_uri")
     if len(requested_uris) > 1:
@@ -135,7 +142,9 @@ def _trusted_redirect_uri(args: MultiDict[str, str], client: ClientRecord) -> st
         )
     requested = requested_uris[0] if requested_uris else None
     # OAuth 2.1 §4.1.2.1: a mismatching redirect URI MUST NOT be redirected to.
-    redirect_uri = redirect_uris.resolve(requested, client.redirect_uris)
+    redirect_uri = redirect_uris.resolve(
+        requested, client.redirect_uris, any_loopback_host=any_loopback_host
+    )
     if redirect_uri is None:
         raise InvalidRequestError(
             "'redirect_uri' is missing or not registered for this client.",

@@ -56,15 +56,24 @@ _TEXT_FIELDS = (
 )
 
 
-def validate(metadata: t.Any, *, private_schemes: frozenset[str]) -> dict[str, t.Any]:
-    """Validate a registration request; return the effective metadata to store."""
+def validate(
+    metadata: t.Any,
+    *,
+    private_schemes: frozenset[str],
+    catalogued_uris: frozenset[str] = frozenset(),
+) -> dict[str, t.Any]:
+    """Validate a registration request; return the effective metadata to store.
+
+    `catalogued_uris`: known clients' own private-use redirect URIs, allowed
+    without their scheme in `private_schemes` (see redirect_uris).
+    """
     if not isinstance(metadata, dict):
         raise InvalidClientMetadataError("The request body must be a JSON object.")
     if len(metadata) > MAX_FIELDS:
         raise InvalidClientMetadataError("Too many metadata fields.")
     result: dict[str, t.Any] = {}
     result["redirect_uris"] = validate_redirect_uris(
-        metadata.get("redirect_uris"), private_schemes
+        metadata.get("redirect_uris"), private_schemes, catalogued_uris
     )
     result["token_endpoint_auth_method"] = validate_token_endpoint_auth_method(
         metadata.get("token_endpoint_auth_method")
@@ -88,7 +97,11 @@ def validate(metadata: t.Any, *, private_schemes: frozenset[str]) -> dict[str, t
     return result
 
 
-def validate_redirect_uris(value: t.Any, private_schemes: frozenset[str]) -> list[str]:
+def validate_redirect_uris(
+    value: t.Any,
+    private_schemes: frozenset[str],
+    catalogued_uris: frozenset[str] = frozenset(),
+) -> list[str]:
     """redirect_uris: Array of redirection URI strings (RFC 7591 §2).
 
     Required for the authorization code grant (DCR-7).
@@ -105,7 +118,7 @@ def validate_redirect_uris(value: t.Any, private_schemes: frozenset[str]) -> lis
     accepted = [
         uri
         for uri in dict.fromkeys(value)
-        if redirect_uris.is_allowed_redirect_uri(uri, private_schemes)
+        if redirect_uris.is_allowed_redirect_uri(uri, private_schemes, catalogued_uris)
     ]
     if not accepted:
         raise InvalidRedirectUriError(

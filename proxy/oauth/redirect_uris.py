@@ -29,8 +29,16 @@ def is_loopback_uri(uri: str) -> bool:
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
-def is_allowed_redirect_uri(uri: str, private_schemes: frozenset[str]) -> bool:
-    """May this URI be registered? https, loopback http, or an allowlisted scheme."""
+def is_allowed_redirect_uri(
+    uri: str,
+    private_schemes: frozenset[str],
+    catalogued: frozenset[str] = frozenset(),
+) -> bool:
+    """May this URI be registered? https, loopback http, or an allowlisted scheme.
+
+    `catalogued` holds the exact private-use URIs of known clients (Cursor's
+    `cursor://anysphere.cursor-mcp/oauth/callback`, proxy/clients/catalog.json).
+    """
     if len(uri) > MAX_REDIRECT_URI_LENGTH:
         return False
     scheme = uri.partition(":")[0].lower()
@@ -57,12 +65,21 @@ def is_allowed_redirect_uri(uri: str, private_schemes: frozenset[str]) -> bool:
         return is_loopback_host(parts.hostname or "")
     # Private-use schemes (RFC 8252 §7.1) only when the operator allowlisted
     # them (decision J1). The operator's explicit choice is the control, so a
-    # dotless scheme such as Cursor's `cursor` can be allowed too.
-    return scheme in private_schemes
+    # dotless scheme such as Cursor's `cursor` can be allowed too. A URI the
+    # client catalog lists exactly is one known client's own callback: it is
+    # allowed by itself, not its whole scheme.
+    return scheme in private_schemes or uri in catalogued
 
 
-def matches(requested: str, registered: str) -> bool:
-    """Does the requested redirect_uri match one registered value?"""
+def matches(
+    requested: str, registered: str, *, any_loopback_host: bool = False
+) -> bool:
+    """Does the requested redirect_uri match one registered value?
+
+    `any_loopback_host` is for a catalogued client known to register one
+    loopback host and authorize with another (Codex: `127.0.0.1`, then
+    `localhost`); both name the user's own machine.
+    """
     if requested == registered:
         return True
     if not (is_loopback_uri(requested) and is_loopback_uri(registered)):
@@ -78,14 +95,19 @@ def matches(requested: str, registered: str) -> bool:
     # RFC 8252 §7.3: "MUST allow any port to be specified at the time of the
     # request for loopback IP redirect URIs"; extended to localhost (decision J2).
     return (
-        req.hostname == reg.hostname
+        (req.hostname == reg.hostname or any_loopback_host)
         and (req.path or "/") == (reg.path or "/")
         and req.query == reg.query
         and not req.fragment
     )
 
 
-def resolve(requested: str | None, registered: tuple[str, ...]) -> str | None:
+def resolve(
+    requested: str | None,
+    registered: tuple[str, ...],
+    *,
+    any_loopback_host: bool = False,
+) -> str | None:
     """The redirect URI to use, or None when it cannot be trusted.
 
     OAuth 2.1 §2.3.2: it may be omitted only when exactly one is registered.
@@ -93,7 +115,7 @@ def resolve(requested: str | None, registered: tuple[str, ...]) -> str | None:
     if not requested:
         return registered[0] if len(registered) == 1 else None
     for candidate in registered:
-        if matches(requested, candidate):
+        if matches(requested, candidate, any_loopback_host=any_loopback_host):
             return requested
     return None
 

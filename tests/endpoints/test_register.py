@@ -144,7 +144,8 @@ def test_redirect_uri_must_be_https_or_loopback_without_fragment(
         "data:text/html,hi",
         "file:///etc/passwd",
         "vbscript:msgbox(1)",
-        "cursor://anysphere.cursor-mcp/oauth/callback",
+        # Only Cursor's own catalogued callback is allowed, not its scheme.
+        "cursor://anysphere.cursor-mcp/oauth/other",
         "com.example.app:/callback",
     ],
 )
@@ -156,12 +157,12 @@ def test_dangerous_and_unlisted_schemes_are_refused(client: t.Any, uri: str) -> 
 
 
 def test_disallowed_uris_are_dropped_when_others_remain(client: t.Any) -> None:
-    """DCR-9 (decision J1): Cursor registers a mix; the accepted set is echoed."""
+    """DCR-9 (decision J1): a mix is trimmed; the accepted set is echoed."""
     body = _ok(
         client,
         {
             "redirect_uris": [
-                "cursor://anysphere.cursor-mcp/oauth/callback",
+                "com.example.app:/callback",
                 LOOPBACK,
                 "javascript:alert(1)",
             ]
