@@ -264,3 +264,42 @@ def test_resolve_picks_any_registered_match() -> None:
 def test_resolve_with_nothing_registered_is_refused() -> None:
     assert resolve("https://a.example/cb", ()) is None
     assert resolve(None, ()) is None
+
+
+# -- what the client catalog lifts (proxy/clients/catalog.json) -------------------
+
+CURSOR = "cursor://anysphere.cursor-mcp/oauth/callback"
+
+
+def test_a_catalogued_private_use_uri_needs_no_allowlisted_scheme() -> None:
+    assert is_allowed_redirect_uri(CURSOR, NO_SCHEMES, frozenset({CURSOR}))
+    # Only that URI: the scheme itself stays closed.
+    other = "cursor://anysphere.cursor-mcp/oauth/other"
+    assert not is_allowed_redirect_uri(other, NO_SCHEMES, frozenset({CURSOR}))
+
+
+def test_a_catalogued_uri_still_passes_every_safety_rule() -> None:
+    bad = "javascript://anysphere.cursor-mcp/oauth/callback"
+    assert not is_allowed_redirect_uri(bad, NO_SCHEMES, frozenset({bad}))
+
+
+@pytest.mark.parametrize(
+    ("requested", "any_host", "fits"),
+    [
+        ("http://localhost:47113/callback/abc", False, False),
+        ("http://localhost:47113/callback/abc", True, True),
+        ("http://localhost:5000/callback/abc", True, True),
+        ("http://[::1]:47113/callback/abc", True, True),
+        ("http://localhost:47113/callback/other", True, False),
+        ("https://localhost:47113/callback/abc", True, False),
+        ("http://evil.example:47113/callback/abc", True, False),
+    ],
+)
+def test_any_loopback_host_lets_only_the_host_differ(
+    requested: str, any_host: bool, fits: bool
+) -> None:
+    registered = "http://127.0.0.1:47113/callback/abc"
+    assert matches(requested, registered, any_loopback_host=any_host) is fits
+    assert (
+        resolve(requested, (registered,), any_loopback_host=any_host) is not None
+    ) is fits
