@@ -57,7 +57,7 @@ def assertions(settings: Settings, real_redis: redis.Redis) -> ClientAssertions:
     return ClientAssertions(settings, store, ClientKeys(MemoryDocuments()))
 
 
-# -- read_credentials -----------------------------------------------------------
+# -- read_credentials ---------------------------------------------------------
 
 
 def test_assertion_names_the_client_without_client_id() -> None:
@@ -110,7 +110,7 @@ def test_rate_limits_count_the_assertion_subject() -> None:
     assert presented_client_id(Headers(), form) == CLIENT
 
 
-# -- authenticate -------------------------------------------------------------------
+# -- authenticate -------------------------------------------------------------
 
 
 def test_registered_private_key_jwt_client_authenticates(

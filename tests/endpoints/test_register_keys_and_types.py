@@ -53,7 +53,7 @@ def _key_client(**extra: t.Any) -> dict[str, t.Any]:
     return body
 
 
-# -- private_key_jwt ----------------------------------------------------------------
+# -- private_key_jwt ----------------------------------------------------------
 
 
 def test_private_key_jwt_with_inline_jwks_gets_no_secret(
@@ -129,7 +129,7 @@ def test_keys_of_a_public_client_are_not_kept(client: t.Any, app: t.Any) -> None
     assert "jwks" not in _stored(app, body["client_id"])["metadata"]
 
 
-# -- application_type -----------------------------------------------------------------
+# -- application_type ---------------------------------------------------------
 
 
 def test_absent_type_with_loopback_is_native(client: t.Any, app: t.Any) -> None:
@@ -186,7 +186,7 @@ def test_unknown_application_type_is_refused(client: t.Any, value: t.Any) -> Non
     assert_json_error(response, 400, "invalid_client_metadata")
 
 
-# -- OAUTH_USE_DYNAMIC_REGISTRATION=false ----------------------------------------------------
+# -- OAUTH_USE_DYNAMIC_REGISTRATION=false -------------------------------------
 
 
 STATIC_ID = "static-public"

@@ -58,9 +58,7 @@ def test_a_well_formed_assertion_passes(alg: str) -> None:
     assert verified.expires_at == claims["exp"]
 
 
-@pytest.mark.parametrize(
-    "aud", [ISSUER, TOKEN_URL, ["https://other.example", ISSUER]]
-)
+@pytest.mark.parametrize("aud", [ISSUER, TOKEN_URL, ["https://other.example", ISSUER]])
 def test_audience_may_be_the_issuer_or_the_token_endpoint(aud: t.Any) -> None:
     _verify(sign(claims_for(CLIENT, aud)))
 
@@ -170,9 +168,7 @@ def test_without_kid_the_key_fitting_the_algorithm_is_found() -> None:
 
 def test_a_key_published_for_another_alg_is_not_used() -> None:
     key = private_key("RS256")
-    keys = client_assertion.parse_public_jwks(
-        {"keys": [public_jwk(key, alg="PS256")]}
-    )
+    keys = client_assertion.parse_public_jwks({"keys": [public_jwk(key, alg="PS256")]})
     _refused(sign(claims_for(CLIENT, TOKEN_URL), key), "assertion_no_key_for_alg", keys)
 
 
