@@ -16,7 +16,8 @@ from the redirect URIs that passed the base rules: `native` if any of them is
 loopback or a private-use scheme, else `web`. The inferred value fits every
 URI by construction, so an absent `application_type` never drops a URI or
 turns a client away; an explicit one is enforced like any other metadata
-(URIs it forbids are dropped, J1, and nothing left is an error).
+(URIs it forbids are dropped, J1, and nothing left is an error). Decision J11
+in docs/decisions.md.
 
 `private_key_jwt` (RFC 7523 §2.2) is registered with the client's public keys:
 `jwks_uri` (https) or an inline `jwks` holding public keys only, never both
