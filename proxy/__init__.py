@@ -13,6 +13,8 @@ from redis.retry import Retry
 
 from proxy.app_state import AppState
 from proxy.clients import catalog
+from proxy.clients.authentication import ClientAssertions
+from proxy.clients.client_keys import ClientKeys
 from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
 from proxy.endpoints import BLUEPRINTS
@@ -26,6 +28,7 @@ from proxy.upstream.factory import build_provider
 from proxy.web import error_handlers
 
 if t.TYPE_CHECKING:
+    from proxy.clients.document_source import DocumentSource
     from proxy.upstream.base import UpstreamProvider
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ def create_app(
     *,
     redis_client: redis.Redis | None = None,
     upstream: UpstreamProvider | None = None,
+    documents: DocumentSource | None = None,
 ) -> Flask:
     """Build the WSGI app. Nothing touches Redis or the IdP until a request needs it."""
     if settings is None:
@@ -63,6 +67,9 @@ def create_app(
         upstream=upstream,
         clients=ClientRegistry(store, settings),
         catalog=client_catalog,
+        # `documents` reads a client's jwks_uri (SSRF-safe, cached in Redis);
+        # without it only inline `jwks` keys can be used.
+        client_assertions=ClientAssertions(settings, store, ClientKeys(documents)),
         backend=backend_pool(settings) if settings.gateway else None,
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway

@@ -9,6 +9,7 @@ from dataclasses import field
 import urllib3
 from flask import current_app
 
+from proxy.clients.authentication import ClientAssertions
 from proxy.clients.catalog import Catalog
 from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
@@ -30,6 +31,8 @@ class AppState:
     clients: ClientRegistry
     #: The known MCP clients (proxy/clients/catalog.json or CLIENT_CATALOG_FILE).
     catalog: Catalog
+    #: Verifies private_key_jwt client assertions (keys, spent jti values).
+    client_assertions: ClientAssertions
     #: Pooled connections to the MCP backend (gateway mode only).
     backend: urllib3.PoolManager | None = None
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)

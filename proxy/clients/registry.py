@@ -15,18 +15,24 @@ def static_records(settings: Settings) -> dict[str, ClientRecord]:
     """Operator-registered clients, as records, built once at start-up."""
     records = {}
     for client in settings.static_clients:
+        metadata: dict[str, t.Any] = {"client_name": client.client_name}
+        if client.scope:
+            metadata["scope"] = client.scope
+        method = "client_secret_basic" if client.client_secret_hash else "none"
+        if client.jwks is not None:
+            metadata["jwks"] = client.jwks
+            method = "private_key_jwt"
+        elif client.jwks_uri is not None:
+            metadata["jwks_uri"] = client.jwks_uri
+            method = "private_key_jwt"
         records[client.client_id] = ClientRecord(
             client_id=client.client_id,
             redirect_uris=client.redirect_uris,
-            token_endpoint_auth_method=(
-                "client_secret_basic" if client.client_secret_hash else "none"
-            ),
+            token_endpoint_auth_method=method,
             grant_types=("authorization_code", "refresh_token"),
             client_id_issued_at=0,
             client_secret_hash=client.client_secret_hash,
-            metadata={"client_name": client.client_name, "scope": client.scope}
-            if client.scope
-            else {"client_name": client.client_name},
+            metadata=metadata,
         )
     return records
 

@@ -46,7 +46,7 @@ class ClientDocuments:
     #: A cached copy keeps serving this long past its expiry while refreshes fail.
     stale_if_error_seconds: int = 86400
     #: `exp` of a private_key_jwt assertion may be at most this far ahead.
-    assertion_max_lifetime_seconds: int = 300
+    assertion_max_lifetime_seconds: int = 3600
     #: An unknown `kid` re-fetches a client's jwks_uri at most this often.
     jwks_refetch_min_seconds: int = 60
 
@@ -92,7 +92,7 @@ class ClientDocuments:
                 "CIMD_STALE_IF_ERROR_SECONDS", 86400, 0, 30 * 86400
             ),
             assertion_max_lifetime_seconds=env.integer(
-                "CLIENT_ASSERTION_MAX_LIFETIME_SECONDS", 300, 10, 3600
+                "CLIENT_ASSERTION_MAX_LIFETIME_SECONDS", 3600, 10, 86400
             ),
             jwks_refetch_min_seconds=env.integer(
                 "JWKS_REFETCH_MIN_SECONDS", 60, 1, 86400

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from proxy.oauth import client_assertion
 from proxy.oauth.redirect_uris import is_loopback_host
 
 
@@ -32,6 +34,10 @@ class StaticClient:
     scope: str | None = None
     #: A resource server allowed to call /oauth2/introspect (RFC 7662 §4).
     can_introspect: bool = False
+    #: Public keys for private_key_jwt (RFC 7523): an inline JWKS...
+    jwks: dict[str, t.Any] | None = None
+    #: ...or where the client publishes it.
+    jwks_uri: str | None = None
 
 
 class EnvReader:
@@ -209,9 +215,18 @@ class EnvReader:
                     f"{where}: 'client_secret_sha256' must be 64 lowercase hex digits "
                     "(the SHA-256 of the secret)"
                 )
-            if item.get("introspection") is True and not secret_hash:
+            jwks, jwks_uri = _static_keys(item, where)
+            if secret_hash and (jwks or jwks_uri):
+                raise ConfigError(
+                    f"{where}: give 'client_secret_sha256' or keys "
+                    "('jwks' / 'jwks_uri'), not both"
+                )
+            if item.get("introspection") is True and not (
+                secret_hash or jwks or jwks_uri
+            ):
                 raise ConfigError(
                     f"{where}: an introspection client needs 'client_secret_sha256'"
+                    " or keys ('jwks' / 'jwks_uri')"
                 )
             clients.append(
                 StaticClient(
@@ -221,6 +236,27 @@ class EnvReader:
                     client_secret_hash=secret_hash,
                     scope=item.get("scope"),
                     can_introspect=item.get("introspection") is True,
+                    jwks=jwks,
+                    jwks_uri=jwks_uri,
                 )
             )
         return tuple(clients)
+
+
+def _static_keys(
+    item: dict[str, t.Any], where: str
+) -> tuple[dict[str, t.Any] | None, str | None]:
+    """A static client's private_key_jwt keys: inline `jwks` or a `jwks_uri`."""
+    jwks, jwks_uri = item.get("jwks"), item.get("jwks_uri")
+    if jwks is not None and jwks_uri is not None:
+        raise ConfigError(f"{where}: give 'jwks' or 'jwks_uri', not both")
+    if jwks is not None:
+        try:
+            client_assertion.parse_public_jwks(jwks)
+        except client_assertion.InvalidJWKSError as exc:
+            raise ConfigError(f"{where}: 'jwks': {exc}") from None
+    if jwks_uri is not None and not (
+        isinstance(jwks_uri, str) and jwks_uri.startswith("https://")
+    ):
+        raise ConfigError(f"{where}: 'jwks_uri' must be an https URL")
+    return jwks, jwks_uri

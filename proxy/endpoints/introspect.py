@@ -41,12 +41,21 @@ def introspect_token() -> Response:
     app = state()
     # RFC 7662 §2.1: the endpoint MUST require authentication; a caller that
     # sent none is challenged with 401 (INTRO-1), not told its request is bad.
-    if "Authorization" not in request.headers and "client_id" not in request.form:
+    if not (
+        "Authorization" in request.headers
+        or "client_id" in request.form
+        or "client_assertion" in request.form
+    ):
         raise InvalidClientError(
             "Client authentication is required.", basic=True, reason="no_credentials"
         )
     credentials = read_credentials(request.form, request.headers, request.args)
-    caller = authenticate(credentials, app.clients.static(credentials.client_id))
+    caller = authenticate(
+        credentials,
+        app.clients.static(credentials.client_id),
+        assertions=app.client_assertions,
+        endpoint="/oauth2/introspect",
+    )
     allowed = {c.client_id for c in app.settings.static_clients if c.can_introspect}
     # RFC 7662 §2.1: the caller must be authorized (INTRO-1, INTRO-4).
     if caller.is_public or caller.client_id not in allowed:

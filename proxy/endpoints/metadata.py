@@ -10,6 +10,7 @@ from flask import Response
 from flask import jsonify
 
 from proxy.app_state import state
+from proxy.oauth.client_assertion import SIGNING_ALGORITHMS
 from proxy.oauth.scopes import OFFLINE_ACCESS
 from proxy.web.cors import allow_cors
 
@@ -17,7 +18,8 @@ bp = Blueprint("metadata", __name__)
 allow_cors(bp, "GET")
 
 DISCOVERY_CACHE = "public, max-age=300"
-AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"]
+#: `none` stays listed: Claude and opencode use CIMD only when it is (DISC-8).
+AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
 def server_metadata() -> dict[str, t.Any]:
@@ -37,16 +39,27 @@ def server_metadata() -> dict[str, t.Any]:
         document["introspection_endpoint_auth_methods_supported"] = [
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         ]
+        document["introspection_endpoint_auth_signing_alg_values_supported"] = list(
+            SIGNING_ALGORITHMS
+        )
     document.update(
         {
             "revocation_endpoint": settings.url("/oauth2/revoke"),
             "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            # RFC 8414 §2: the JWS algorithms a private_key_jwt may be signed with.
+            "revocation_endpoint_auth_signing_alg_values_supported": list(
+                SIGNING_ALGORITHMS
+            ),
             "scopes_supported": [*settings.mcp_scopes, OFFLINE_ACCESS],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": list(
+                SIGNING_ALGORITHMS
+            ),
             "code_challenge_methods_supported": ["S256"],
             # RFC 9207 §3: every authorization response carries iss.
             "authorization_response_iss_parameter_supported": True,

@@ -9,7 +9,6 @@ import typing as t
 
 from flask import Blueprint
 from flask import Response
-from flask import abort
 from flask import jsonify
 from flask import request
 
@@ -40,7 +39,7 @@ def register_client() -> Response:
     app = state()
     settings = app.settings
     if not settings.dynamic_registration:
-        abort(404)
+        return _registration_off()
     body = _json_body(settings.max_registration_bytes)
     metadata = client_metadata.validate(
         body,
@@ -72,6 +71,22 @@ def register_client() -> Response:
     response_body.update(metadata)
     response = jsonify(response_body)
     response.status_code = 201
+    response.headers.update(NO_STORE)
+    return response
+
+
+def _registration_off() -> Response:
+    """OAUTH_USE_DYNAMIC_REGISTRATION=false: the endpoint is gone (RFC 8414 §2:
+    metadata omits it), and says why, so a client's log tells its user."""
+    response = jsonify(
+        {
+            "error": "not_found",
+            "error_description": "Dynamic Client Registration is turned off on "
+            "this server: use a pre-registered client or a Client ID Metadata "
+            "Document.",
+        }
+    )
+    response.status_code = 404
     response.headers.update(NO_STORE)
     return response
 
@@ -108,7 +123,9 @@ def _new_client(metadata: dict[str, t.Any]) -> tuple[ClientRecord, str | None]:
     # SEC-4 / DCR-16: the id is ours, random, and never looks like a CIMD URL.
     client_id = "mcp_" + random_token(18)
     method = metadata["token_endpoint_auth_method"]
-    secret = None if method == "none" else random_token()
+    # A public client has no secret; a private_key_jwt client proves itself
+    # with its own key (RFC 7523 §2.2), so no secret is issued to it either.
+    secret = None if method in ("none", "private_key_jwt") else random_token()
     record = ClientRecord(
         client_id=client_id,
         redirect_uris=tuple(metadata["redirect_uris"]),

@@ -37,7 +37,12 @@ def revoke_token() -> Response:
     app = state()
     form = request.form
     credentials = read_credentials(form, request.headers, request.args)
-    client = authenticate(credentials, app.clients.find(credentials.client_id))
+    client = authenticate(
+        credentials,
+        app.clients.find(credentials.client_id),
+        assertions=app.client_assertions,
+        endpoint="/oauth2/revoke",
+    )
     token = single(form, "token")
     if token is None:
         raise InvalidRequestError("'token' is required.")

@@ -39,7 +39,10 @@ def _client(
     if not app.settings.dynamic_registration:
         stored = None  # with DCR off, earlier dynamic clients are not honoured
     return authenticate(
-        credentials, app.clients.static(credentials.client_id) or stored
+        credentials,
+        app.clients.static(credentials.client_id) or stored,
+        assertions=app.client_assertions,
+        endpoint="/oauth2/token",
     )
 
 
@@ -67,6 +70,8 @@ class TokenGrant:
         #: The ``keys`` record as read with the client and grant (one round trip).
         self.keys_record: str | None = None
         self.keys_read = False
+        #: The client, once authenticated in this request.
+        self.client: ClientRecord | None = None
 
     def signing_key(self) -> ECKey:
         """The key to sign with: from the record read in this request's first

@@ -167,7 +167,11 @@ class RefreshTokenGrant(TokenGrant):
     ) -> Grant:
         """The grant, if this client may refresh it now; else raise."""
         app = self.app
-        client = _client(app, credentials, stored)
+        # A retake after a lapsed lease checks again, but authenticates once:
+        # a private_key_jwt assertion is spent by its first check.
+        if self.client is None:
+            self.client = _client(app, credentials, stored)
+        client = self.client
         if "refresh_token" not in client.grant_types:
             raise UnauthorizedClientError("Client may not use the refresh_token grant.")
         if grant is None or grant.gen == 0:

@@ -4,6 +4,24 @@ The registration policy follows decision J1 (docs/decisions.md): disallowed
 redirect URIs are dropped and the accepted set is echoed back, unless none is
 left. Fields we do not understand are ignored (RFC 7591 §2), and a few harmless
 descriptive ones are kept so the consent page can show them.
+
+`application_type` (OpenID Connect Registration §2, MCP SEP-837) is `web` or
+`native`, recorded and echoed. A `web` client registers only https redirect
+URIs on a host that is not loopback; a `native` one loopback http, private-use
+schemes or https (RFC 8252 §7.1-7.3). MCP 2026-07-28 clients MUST send it,
+but every client before that sends none, and OpenID's default (`web`) would
+refuse the loopback and `cursor://` URIs that Claude Code, VS Code, Cursor,
+Goose and mcp-remote register. Decision: when the field is absent we infer it
+from the redirect URIs that passed the base rules: `native` if any of them is
+loopback or a private-use scheme, else `web`. The inferred value fits every
+URI by construction, so an absent `application_type` never drops a URI or
+turns a client away; an explicit one is enforced like any other metadata
+(URIs it forbids are dropped, J1, and nothing left is an error). Decision J11
+in docs/decisions.md.
+
+`private_key_jwt` (RFC 7523 §2.2) is registered with the client's public keys:
+`jwks_uri` (https) or an inline `jwks` holding public keys only, never both
+(RFC 7591 §2). No secret is issued to such a client.
 """
 
 from __future__ import annotations
@@ -11,7 +29,9 @@ from __future__ import annotations
 import typing as t
 import unicodedata
 from enum import StrEnum
+from urllib.parse import urlsplit
 
+from proxy.oauth import client_assertion
 from proxy.oauth import redirect_uris
 from proxy.oauth import scopes
 from proxy.oauth import url_syntax
@@ -31,6 +51,14 @@ class AuthMethod(StrEnum):
     NONE = "none"
     CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105
     CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105
+    PRIVATE_KEY_JWT = "private_key_jwt"
+
+
+class ApplicationType(StrEnum):
+    """OpenID Connect Registration §2 `application_type`."""
+
+    WEB = "web"
+    NATIVE = "native"
 
 
 SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -52,7 +80,6 @@ _TEXT_FIELDS = (
     "policy_uri",
     "software_id",
     "software_version",
-    "application_type",
 )
 
 
@@ -72,12 +99,17 @@ def validate(
     if len(metadata) > MAX_FIELDS:
         raise InvalidClientMetadataError("Too many metadata fields.")
     result: dict[str, t.Any] = {}
-    result["redirect_uris"] = validate_redirect_uris(
+    uris = validate_redirect_uris(
         metadata.get("redirect_uris"), private_schemes, catalogued_uris
     )
-    result["token_endpoint_auth_method"] = validate_token_endpoint_auth_method(
+    application_type = validate_application_type(metadata.get("application_type"), uris)
+    result["redirect_uris"] = redirect_uris_for(application_type, uris)
+    result["application_type"] = application_type.value
+    method = validate_token_endpoint_auth_method(
         metadata.get("token_endpoint_auth_method")
     )
+    result["token_endpoint_auth_method"] = method
+    result.update(validate_keys(metadata, method))
     result["grant_types"] = validate_grant_types(metadata.get("grant_types"))
     result["response_types"] = validate_response_types(metadata.get("response_types"))
     scope = validate_scope(metadata.get("scope"))
@@ -127,16 +159,118 @@ def validate_redirect_uris(
     return accepted
 
 
+def validate_application_type(value: t.Any, uris: list[str]) -> ApplicationType:
+    """application_type: "native" or "web" (OpenID Connect Registration §2).
+
+    Absent: inferred from the redirect URIs (see the module docstring), never
+    OpenID's default `web`, which would refuse the loopback URIs of clients
+    that predate the field.
+    """
+    if value is None:
+        if any(_is_native_uri(uri) for uri in uris):
+            return ApplicationType.NATIVE
+        return ApplicationType.WEB
+    if value not in ApplicationType.__members__.values():
+        raise InvalidClientMetadataError(
+            "'application_type' must be 'native' or 'web'."
+        )
+    return ApplicationType(value)
+
+
+def redirect_uris_for(application_type: ApplicationType, uris: list[str]) -> list[str]:
+    """The redirect URIs this application type may use; J1: others dropped."""
+    if application_type is ApplicationType.NATIVE:
+        # RFC 8252 §7: private-use schemes, loopback http, or claimed https.
+        return uris
+    # OpenID Connect Registration §2: web clients "MUST only register URLs
+    # using the https scheme as redirect_uris; they MUST NOT use localhost as
+    # the hostname."
+    accepted = [uri for uri in uris if _is_web_uri(uri)]
+    if not accepted:
+        raise InvalidRedirectUriError(
+            "A 'web' client registers https redirect URIs on a public host; "
+            "use application_type 'native' for loopback or custom schemes."
+        )
+    return accepted
+
+
+def _is_native_uri(uri: str) -> bool:
+    scheme = uri.partition(":")[0].lower()
+    return scheme not in ("http", "https") or redirect_uris.is_loopback_uri(uri)
+
+
+def _is_web_uri(uri: str) -> bool:
+    if uri.partition(":")[0].lower() != "https":
+        return False
+    try:
+        host = urlsplit(uri).hostname or ""
+    except ValueError:
+        return False
+    return not redirect_uris.is_loopback_host(host)
+
+
 def validate_token_endpoint_auth_method(value: t.Any) -> str:
     """RFC 7591 §2: default is client_secret_basic when omitted (DCR-6)."""
     if value is None:
         return AuthMethod.CLIENT_SECRET_BASIC.value
     if not isinstance(value, str) or value not in AuthMethod.__members__.values():
         raise InvalidClientMetadataError(
-            "'token_endpoint_auth_method' must be none, client_secret_basic "
-            "or client_secret_post."
+            "'token_endpoint_auth_method' must be none, client_secret_basic, "
+            "client_secret_post or private_key_jwt."
         )
     return value
+
+
+def validate_keys(metadata: dict[str, t.Any], method: str) -> dict[str, t.Any]:
+    """jwks_uri / jwks: the client's public keys, for private_key_jwt only."""
+    jwks, jwks_uri = metadata.get("jwks"), metadata.get("jwks_uri")
+    # RFC 7591 §2: "The "jwks_uri" and "jwks" parameters MUST NOT both be
+    # present in the same request or response."
+    if jwks is not None and jwks_uri is not None:
+        raise InvalidClientMetadataError("Send 'jwks' or 'jwks_uri', not both.")
+    if method != AuthMethod.PRIVATE_KEY_JWT:
+        # Keys serve nothing else here: they are not stored, so no key a
+        # client sent by accident is later used to authenticate it.
+        return {}
+    # RFC 7523 §2.2: the assertion is verified with the client's keys; a
+    # private_key_jwt registration without any is unusable.
+    if jwks is None and jwks_uri is None:
+        raise InvalidClientMetadataError(
+            "private_key_jwt needs the client's public keys in 'jwks' or 'jwks_uri'."
+        )
+    if jwks_uri is not None:
+        return {"jwks_uri": validate_jwks_uri(jwks_uri)}
+    return {"jwks": validate_jwks(jwks)}
+
+
+def validate_jwks_uri(value: t.Any) -> str:
+    """jwks_uri: "URL string referencing the client's JSON Web Key (JWK) Set"
+    (RFC 7591 §2), fetched by us: https on a host a browser reads as we do."""
+    if (
+        not isinstance(value, str)
+        or value.partition(":")[0].lower() != "https"
+        or not url_syntax.is_browser_safe_url(value, need_authority=True)
+        or "#" in value
+    ):
+        raise InvalidClientMetadataError("'jwks_uri' must be an https URL.")
+    return value
+
+
+def validate_jwks(value: t.Any) -> dict[str, t.Any]:
+    """jwks: "Client's JSON Web Key Set [RFC7517] document value, which
+    contains the client's public keys" (RFC 7591 §2)."""
+    try:
+        client_assertion.parse_public_jwks(value)
+    except client_assertion.InvalidJWKSError as exc:
+        raise InvalidClientMetadataError(
+            f"'jwks' is not usable: {_ascii(str(exc))}."
+        ) from None
+    return t.cast(dict[str, t.Any], value)
+
+
+def _ascii(text: str) -> str:
+    """An error description is printable ASCII without double quotes."""
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')
 
 
 def validate_grant_types(value: t.Any) -> list[str]:

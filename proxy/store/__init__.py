@@ -17,6 +17,7 @@ import redis
 import redis.exceptions
 
 from proxy.keys.keyring import Keyring
+from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
 from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
@@ -297,6 +298,17 @@ class Store:
             pipe.expire(key, client.ttl)
         else:
             pipe.persist(key)
+
+    # -- client assertions ----------------------------------------------------
+    def spend_assertion(self, client_id: str, jti: str, ttl: int) -> bool:
+        """Mark a client assertion's ``jti`` used (SET NX EX); False: a replay.
+
+        One command, so of two workers racing with the same assertion exactly
+        one sees True. Both parts are hashed: the key stays short and holds
+        nothing a client chose verbatim.
+        """
+        key = self.keys.assertion_jti(sha256_hex(client_id)[:32], sha256_hex(jti))
+        return bool(self.redis.set(key, "1", nx=True, ex=max(1, ttl)))
 
     # -- signing keys ---------------------------------------------------------
     def load_signing_keys(self) -> str | None:

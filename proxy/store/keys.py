@@ -99,6 +99,18 @@ class Keys:
         """
         return f"{self.prefix}authblock:{{{ip} {client}}}"
 
+    def assertion_jti(self, client_hash: str, jti_hash: str) -> str:
+        """``jti:{client_hash}:{jti_hash}`` STRING flag: a spent client assertion.
+
+        SHA-256 of the client id (first 32 hex digits) and of the assertion's
+        ``jti``: a ``private_key_jwt`` assertion is single use (OpenID Connect
+        Core §9). TTL: the assertion's ``exp`` minus now, plus the clock-skew
+        leeway, so it outlives every moment the assertion could be accepted.
+        Written (SET NX EX) by client authentication at token, revoke and
+        introspect; a SET that finds it already there is a replay.
+        """
+        return f"{self.prefix}jti:{client_hash}:{jti_hash}"
+
     def client_index(self) -> str:
         """``clients`` ZSET: recent DCR client ids, scored by their unused expiry.
 

@@ -113,7 +113,26 @@ def test_grant_types_are_explicit(client: t.Any) -> None:
 def test_auth_methods_include_none(client: t.Any) -> None:
     """DISC-8: the methods /token accepts, including none for public clients."""
     methods = _metadata(client)["token_endpoint_auth_methods_supported"]
-    assert set(methods) == {"none", "client_secret_basic", "client_secret_post"}
+    assert set(methods) == {
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    }
+
+
+def test_private_key_jwt_algorithms_are_asymmetric_only(client: t.Any) -> None:
+    """DISC-8: private_key_jwt is advertised with its signing algorithms, which
+    never include none or HMAC, at the token and revocation endpoints."""
+    document = _metadata(client)
+    assert "private_key_jwt" in document["revocation_endpoint_auth_methods_supported"]
+    for field in (
+        "token_endpoint_auth_signing_alg_values_supported",
+        "revocation_endpoint_auth_signing_alg_values_supported",
+    ):
+        algs = document[field]
+        assert {"RS256", "PS256", "ES256", "EdDSA"} <= set(algs)
+        assert not {a for a in algs if a == "none" or a.startswith("HS")}
 
 
 def test_registration_endpoint_works_when_advertised(

@@ -1,0 +1,98 @@
+"""A client's public keys for `private_key_jwt` (RFC 7591 §2 `jwks` / `jwks_uri`).
+
+Inline `jwks` comes from the client's registration or metadata document;
+`jwks_uri` is read through a :class:`DocumentSource` (SSRF-safe, cached in
+Redis, shared by every worker). When an assertion names a `kid` the cached
+set lacks, the client has probably rotated its keys: the set is read once
+more with `force=True`, which the source rate-limits, so a stream of made-up
+`kid`s cannot make us fetch the client's URL on every request.
+
+Bad key material is the client's fault: it is `invalid_client` with a reason
+(logged, and readable by the operator), never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from proxy.clients.document_source import DocumentError
+from proxy.oauth import client_assertion
+from proxy.oauth.client_assertion import ClientKeySet
+from proxy.oauth.client_assertion import InvalidJWKSError
+from proxy.oauth.client_assertion import UnknownKeyError
+from proxy.oauth.client_assertion import VerifiedAssertion
+from proxy.oauth.errors import InvalidClientError
+
+if t.TYPE_CHECKING:
+    from proxy.clients.document_source import DocumentSource
+    from proxy.store.records import ClientRecord
+
+log = logging.getLogger(__name__)
+
+_FAILED = "Client authentication failed."
+
+
+class ClientKeys:
+    """Reads a client's key set from its record or its `jwks_uri`."""
+
+    def __init__(self, documents: DocumentSource | None) -> None:
+        #: None until the document cache is wired in: `jwks_uri` is then refused.
+        self.documents = documents
+
+    def key_set(self, client: ClientRecord, *, force: bool = False) -> ClientKeySet:
+        """The client's public keys; InvalidClientError when there are none usable."""
+        metadata = client.metadata
+        if "jwks" in metadata:
+            return _parse(metadata["jwks"], client.client_id, "jwks")
+        uri = metadata.get("jwks_uri")
+        if not isinstance(uri, str):
+            raise InvalidClientError(
+                "The client has no keys registered.", reason="no_client_keys"
+            )
+        if self.documents is None:
+            raise InvalidClientError(_FAILED, reason="jwks_uri_unavailable")
+        try:
+            document = self.documents.fetch_json(uri, kind="jwks", force=force)
+        except DocumentError as exc:
+            log.warning("jwks_uri of %s unusable: %s", client.client_id[:48], exc)
+            raise InvalidClientError(_FAILED, reason="jwks_uri_failed") from None
+        return _parse(document, client.client_id, "jwks_uri")
+
+    def verify(
+        self,
+        client: ClientRecord,
+        assertion: str,
+        *,
+        audiences: t.Collection[str],
+        now: int,
+        max_lifetime_seconds: int,
+    ) -> VerifiedAssertion:
+        """Verify `assertion` with the client's keys, re-reading them once on a
+        `kid` they lack (only a `jwks_uri` can have changed since)."""
+
+        def check(keys: ClientKeySet) -> VerifiedAssertion:
+            return client_assertion.verify(
+                assertion,
+                client_id=client.client_id,
+                audiences=audiences,
+                keys=keys,
+                now=now,
+                max_lifetime_seconds=max_lifetime_seconds,
+            )
+
+        try:
+            return check(self.key_set(client))
+        except UnknownKeyError:
+            if "jwks" in client.metadata:
+                raise
+        log.info("unknown kid for %s: reading its jwks_uri again", client.client_id)
+        return check(self.key_set(client, force=True))
+
+
+def _parse(value: t.Any, client_id: str, where: str) -> ClientKeySet:
+    try:
+        return client_assertion.parse_public_jwks(value)
+    except InvalidJWKSError as exc:
+        log.warning("%s of %s unusable: %s", where, client_id[:48], exc)
+        raise InvalidClientError(_FAILED, reason=f"bad_{where}") from None

@@ -1,0 +1,144 @@
+"""A client's key pair and the private_key_jwt assertions it signs, for tests.
+
+Keys are generated once per process (RSA generation is slow); each test
+signs its own assertions with the claims it wants to break.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import secrets
+import time
+import typing as t
+import warnings
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from joserfc import jwt
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey
+from joserfc.jwk import OctKey
+from joserfc.jwk import OKPKey
+from joserfc.jwk import RSAKey
+
+from proxy.oauth.client_assertion import CLIENT_ASSERTION_TYPE
+
+ALGORITHM_KEYS: dict[str, tuple[str, str | None]] = {
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+}
+
+
+@functools.cache
+def private_key(alg: str = "RS256", name: str = "a") -> t.Any:
+    """A private key fit for `alg`; `name` gives a distinct key of the same kind."""
+    kty, crv = ALGORITHM_KEYS[alg]
+    if kty == "RSA":
+        return RSAKey.generate_key(2048, parameters={"kid": f"rsa-{name}"})
+    if kty == "EC":
+        return ECKey.generate_key(crv, parameters={"kid": f"ec-{crv}-{name}"})
+    return OKPKey.generate_key(crv, parameters={"kid": f"okp-{name}"})
+
+
+def public_jwk(key: t.Any, **extra: t.Any) -> dict[str, t.Any]:
+    jwk = dict(key.as_dict(private=False))
+    jwk.update(extra)
+    return {k: v for k, v in jwk.items() if v is not None}
+
+
+def jwks(*keys: t.Any) -> dict[str, t.Any]:
+    return {"keys": [public_jwk(k) for k in keys]}
+
+
+def claims_for(client_id: str, audience: str, **override: t.Any) -> dict[str, t.Any]:
+    now = int(time.time())
+    claims: dict[str, t.Any] = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    claims.update(override)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign(
+    claims: dict[str, t.Any],
+    key: t.Any = None,
+    *,
+    alg: str = "RS256",
+    kid: str | None | bool = True,
+) -> str:
+    """A compact JWS; kid=True uses the key's own kid, None or False sends none."""
+    key = key if key is not None else private_key(alg)
+    header: dict[str, t.Any] = {"alg": alg, "typ": "JWT"}
+    if kid is True:
+        header["kid"] = key.kid
+    elif isinstance(kid, str):
+        header["kid"] = kid
+    with warnings.catch_warnings():
+        # joserfc warns that RFC 9864 deprecates the name EdDSA; clients use it.
+        warnings.simplefilter("ignore", SecurityWarning)
+        return jwt.encode(header, claims, key, algorithms=[alg])
+
+
+def rs256_with_header(header: dict[str, t.Any], claims: dict[str, t.Any]) -> str:
+    """RS256 by hand, for headers joserfc refuses to produce (e.g. `crit`)."""
+    key = private_key("RS256")
+    signing_input = f"{_b64_json(header)}.{_b64_json(claims)}".encode()
+    signature = key.get_op_key("sign").sign(
+        signing_input, padding.PKCS1v15(), hashes.SHA256()
+    )
+    encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return f"{signing_input.decode()}.{encoded}"
+
+
+def _b64_json(value: dict[str, t.Any]) -> str:
+    raw = json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hmac_signed(claims: dict[str, t.Any], secret: bytes) -> str:
+    """HS256 over the claims, keyed with `secret` (e.g. the public key's bytes)."""
+    key = OctKey.import_key(secret)
+    return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])
+
+
+def unsigned(claims: dict[str, t.Any]) -> str:
+    """alg none: a JWT with an empty signature."""
+    return f"{_b64_json({'alg': 'none'})}.{_b64_json(claims)}."
+
+
+def assertion_form(assertion: str, **extra: t.Any) -> dict[str, t.Any]:
+    form = {
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+    }
+    form.update(extra)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+class MemoryDocuments:
+    """An in-memory DocumentSource: URL -> document, counting fetches."""
+
+    def __init__(self, documents: dict[str, t.Any] | None = None) -> None:
+        self.documents = dict(documents or {})
+        self.fetches: list[tuple[str, str, bool]] = []
+
+    def fetch_json(
+        self, url: str, *, kind: t.Any, force: bool = False
+    ) -> dict[str, t.Any]:
+        from proxy.clients.document_source import DocumentError
+
+        self.fetches.append((url, kind, force))
+        document = self.documents.get(url)
+        if document is None:
+            raise DocumentError(f"{url} answered 404")
+        return t.cast(dict[str, t.Any], document)
