@@ -12,6 +12,8 @@ from flask import request
 from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
+from proxy.clients.registry import consent_fingerprint
+from proxy.clients.registry import verified_host
 from proxy.front_channel import browser_binding
 from proxy.front_channel import remembered_consent
 from proxy.front_channel.upstream_redirect import begin_upstream
@@ -19,9 +21,11 @@ from proxy.keys.keyring import random_token
 from proxy.oauth import authorization_request
 from proxy.oauth import scopes
 from proxy.oauth.authorization_request import AuthorizationRequest
+from proxy.oauth.client_id_metadata import all_loopback
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
+from proxy.store.records import ClientRecord
 from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("authorize", __name__)
@@ -49,16 +53,16 @@ def authorize() -> BaseResponse:
         or browser_binding.new_browser_id()
     )
 
-    if _consent_given(auth_request):
+    if _consent_given(auth_request, client):
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
-        response = consent_page(auth_request, client.client_name, browser_id)
+        response = consent_page(auth_request, client, browser_id)
     browser_binding.set_browser_cookie(response, app.settings, browser_id)
     response.headers.update(NO_STORE)
     return response
 
 
-def _consent_given(auth_request: AuthorizationRequest) -> bool:
+def _consent_given(auth_request: AuthorizationRequest, client: ClientRecord) -> bool:
     """Trusted redirect URIs, or this browser approved this client and scope before."""
     app = state()
     if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
@@ -69,6 +73,7 @@ def _consent_given(auth_request: AuthorizationRequest) -> bool:
         app.keyring,
         auth_request.client_id,
         auth_request.redirect_uri,
+        fingerprint=consent_fingerprint(client),
     )
     # CONSENT-7: a wider scope than was approved asks again.
     return bool(approved) and scopes.is_subset(
@@ -77,7 +82,7 @@ def _consent_given(auth_request: AuthorizationRequest) -> bool:
 
 
 def consent_page(
-    auth_request: AuthorizationRequest, client_name: str, browser_id: str
+    auth_request: AuthorizationRequest, client: ClientRecord, browser_id: str
 ) -> Response:
     """The proxy's own consent page (MCP confused-deputy defence, CONSENT-1/2)."""
     app = state()
@@ -91,8 +96,13 @@ def consent_page(
     )
     html = render_template(
         "consent.html",
-        client_name=client_name,
+        client_name=client.client_name,
         client_id=auth_request.client_id,
+        # CIMD-11: the document's host is who vouches for a URL client; its
+        # name is only what the document says about itself.
+        verified_host=verified_host(client),
+        all_loopback=verified_host(client) is not None
+        and all_loopback(client.redirect_uris),
         redirect_uri=auth_request.redirect_uri,
         redirect_host=redirect_host,
         loopback=is_loopback_uri(auth_request.redirect_uri),

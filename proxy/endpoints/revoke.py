@@ -37,7 +37,10 @@ def revoke_token() -> Response:
     app = state()
     form = request.form
     credentials = read_credentials(form, request.headers, request.args)
-    client = authenticate(credentials, app.clients.find(credentials.client_id))
+    basic = credentials.method == "client_secret_basic"
+    client = authenticate(
+        credentials, app.clients.find_for_auth(credentials.client_id, basic=basic)
+    )
     token = single(form, "token")
     if token is None:
         raise InvalidRequestError("'token' is required.")
