@@ -13,8 +13,8 @@ proxy must not become their way into its own network. Each fetch:
 5. yields a JSON object or an error a user can report.
 
 Trust comes from the system CA store; SSL_CERT_FILE (read by OpenSSL) and
-REQUESTS_CA_BUNDLE (read by requests, as for the upstream IdP) point it
-elsewhere, e.g. at a test CA.
+REQUESTS_CA_BUNDLE (read by requests, as for the upstream IdP) add to it,
+e.g. a test CA.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def system_resolver(host: str, port: int) -> list[str]:
 def default_ca_file() -> str | None:
     """REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE as requests reads them, else None.
 
-    None means the system store, where OpenSSL itself honours SSL_CERT_FILE.
+    Trusted in addition to the system store, where OpenSSL itself honours
+    SSL_CERT_FILE, so either variable can add a CA (a test CA, say).
     """
     verify = requests.Session().merge_environment_settings(
         "https://localhost/", {}, None, None, None
@@ -134,11 +135,14 @@ class DocumentFetcher:
     ) -> None:
         self._settings = settings
         self._resolver = resolver
-        ca_file = ca_file or default_ca_file()
-        if ca_file and os.path.isdir(ca_file):
-            self._tls = ssl.create_default_context(capath=ca_file)
-        else:
-            self._tls = ssl.create_default_context(cafile=ca_file)
+        # The system store (OpenSSL reads SSL_CERT_FILE / SSL_CERT_DIR here),
+        # plus the bundle requests would use, plus an explicit one.
+        self._tls = ssl.create_default_context()
+        for extra in dict.fromkeys(f for f in (default_ca_file(), ca_file) if f):
+            if os.path.isdir(extra):
+                self._tls.load_verify_locations(capath=extra)
+            else:
+                self._tls.load_verify_locations(cafile=extra)
 
     def fetch(self, url: str) -> Fetched:
         """The JSON object at `url`; raises DocumentError with a reportable reason."""
