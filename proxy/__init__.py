@@ -15,6 +15,7 @@ from proxy.app_state import AppState
 from proxy.clients import catalog
 from proxy.clients.authentication import ClientAssertions
 from proxy.clients.client_keys import ClientKeys
+from proxy.clients.documents import DocumentCache
 from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
 from proxy.endpoints import BLUEPRINTS
@@ -52,6 +53,15 @@ def create_app(
     client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
     keyring = Keyring(settings.secret_key)
+    if documents is None:
+        # CIMD documents and jwks_uri key sets: SSRF-safe, cached in Redis; a
+        # catalogued vendor's pinned copy serves only when the live fetch fails.
+        documents = DocumentCache(
+            store.documents,
+            settings.client_documents,
+            private_schemes=settings.allowed_redirect_schemes,
+            fallback=client_catalog.pinned_document,
+        )
     if upstream is None:
         # OAUTH_PROVIDER picks the implementation (proxy/upstream/).
         upstream = build_provider(settings)
@@ -65,10 +75,8 @@ def create_app(
         keyring=keyring,
         signing_keys=SigningKeys(store, keyring, settings.signing_keys),
         upstream=upstream,
-        clients=ClientRegistry(store, settings),
+        clients=ClientRegistry(store, settings, documents=documents),
         catalog=client_catalog,
-        # `documents` reads a client's jwks_uri (SSRF-safe, cached in Redis);
-        # without it only inline `jwks` keys can be used.
         client_assertions=ClientAssertions(settings, store, ClientKeys(documents)),
         backend=backend_pool(settings) if settings.gateway else None,
         streams=StreamSlots(store.streams, settings.limits)

@@ -24,6 +24,10 @@ from oidc_provider_mock import run_server_in_thread
 from proxy import create_app
 from proxy.config.settings import Settings
 
+from .document_server import ca_file  # noqa: F401 - fixture
+from .document_server import document_ca  # noqa: F401 - fixture
+from .document_server import document_server  # noqa: F401 - fixture
+from .document_server import trust_test_ca  # noqa: F401 - fixture
 from .oauth_client import OAuthTestClient
 
 PUBLIC_URL = "http://127.0.0.1:9999"

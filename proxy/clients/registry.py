@@ -1,10 +1,25 @@
-"""Client lookup: operator-registered (static) clients first, then DCR ones."""
+"""Client lookup: static clients first, then URL client ids (CIMD), then DCR ones.
+
+A URL client id (draft-ietf-oauth-client-id-metadata-document) is never
+stored as a registration: its document, fetched and cached by a
+DocumentSource, is the registration each time it is needed.
+"""
 
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import urlsplit
 
+from proxy.clients.document_source import DocumentError
+from proxy.clients.document_source import DocumentSource
+from proxy.clients.documents import DocumentCache
 from proxy.config.settings import Settings
+from proxy.oauth.client_id_metadata import InvalidDocumentError
+from proxy.oauth.client_id_metadata import document_fingerprint
+from proxy.oauth.client_id_metadata import is_metadata_document_url
+from proxy.oauth.client_id_metadata import validate_client_id_url
+from proxy.oauth.errors import InvalidClientError
+from proxy.oauth.errors import UnknownClientError
 from proxy.store.records import ClientRecord
 
 if t.TYPE_CHECKING:
@@ -37,20 +52,88 @@ def static_records(settings: Settings) -> dict[str, ClientRecord]:
     return records
 
 
-class ClientRegistry:
-    """Finds clients: static ones from settings first, then the store."""
+def document_record(metadata: dict[str, t.Any]) -> ClientRecord:
+    """A CIMD client as a record: the validated document is its registration."""
+    return ClientRecord(
+        client_id=metadata["client_id"],
+        redirect_uris=tuple(metadata["redirect_uris"]),
+        token_endpoint_auth_method=metadata.get("token_endpoint_auth_method", "none"),
+        grant_types=tuple(metadata["grant_types"]),
+        client_id_issued_at=0,
+        metadata=metadata,
+    )
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+
+def is_document_client(client_id: str) -> bool:
+    """A URL client id: no registration to store, no client TTL to slide."""
+    return is_metadata_document_url(client_id)
+
+
+class ClientRegistry:
+    """Finds clients: static ones from settings, URL ids by their document, DCR."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        documents: DocumentSource | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._static = static_records(settings)
+        self.documents: DocumentSource = documents or DocumentCache(
+            store.documents,
+            settings.client_documents,
+            private_schemes=settings.allowed_redirect_schemes,
+        )
 
     def find(self, client_id: str) -> ClientRecord | None:
+        """The client, None if unknown; an unusable URL client id is a shown error.
+
+        CIMD-10: a document that cannot be fetched or is invalid aborts the
+        authorization with an error page (never a redirect: its redirect
+        URIs are unknown), saying why.
+        """
+        try:
+            return self._find(client_id)
+        except DocumentError as exc:
+            raise UnknownClientError(
+                _describe(exc.reason), reason="client_document"
+            ) from None
+
+    def find_for_auth(self, client_id: str, *, basic: bool) -> ClientRecord | None:
+        """As :meth:`find`, at token, revoke and introspect: 401 invalid_client."""
+        try:
+            return self._find(client_id)
+        except DocumentError as exc:
+            raise InvalidClientError(
+                _describe(exc.reason), basic=basic, reason="client_document"
+            ) from None
+
+    def _find(self, client_id: str) -> ClientRecord | None:
         if client_id in self._static:
             return self._static[client_id]
+        if is_metadata_document_url(client_id):
+            if not self._settings.client_documents.enabled:
+                return None
+            return self.document_client(client_id)
         if not self._settings.dynamic_registration:
             return None
         return self._store.load_client(client_id)
+
+    def document_client(self, url: str) -> ClientRecord:
+        """CIMD §4: the client a URL client id names; raises DocumentError."""
+        try:
+            host = validate_client_id_url(url)
+        except InvalidDocumentError as exc:
+            raise DocumentError(exc.reason) from None
+        # CIMD-14: the operator's domain policy, before anything is fetched.
+        if not self._settings.client_documents.domain_allowed(host):
+            raise DocumentError(
+                f"this server does not accept clients from {host} (CIMD_*_DOMAINS)"
+            )
+        return document_record(self.documents.fetch_json(url, kind="client_metadata"))
 
     def static(self, client_id: str) -> ClientRecord | None:
         return self._static.get(client_id)
@@ -58,8 +141,31 @@ class ClientRegistry:
     def identity_verified(self, client: ClientRecord) -> bool:
         """Is this client who its record says, or only who it claims to be?
 
-        A static client was named by the operator. (A CIMD client, whose id is
-        the URL its document came from, is verified too once CIMD is wired.) A
-        DCR registration is a claim anyone can make.
+        A static client was named by the operator; a CIMD client's id is the
+        URL its document came from, so its host vouches for it. A DCR
+        registration is a claim anyone can make.
         """
-        return client.client_id in self._static
+        if client.client_id in self._static:
+            return True
+        return is_metadata_document_url(client.client_id)
+
+
+def verified_host(client: ClientRecord) -> str | None:
+    """CIMD-11: the host that vouches for a URL client (its document's host)."""
+    if not is_metadata_document_url(client.client_id):
+        return None
+    return urlsplit(client.client_id).hostname
+
+
+def consent_fingerprint(client: ClientRecord) -> str:
+    """CIMD-16: what remembered consent for a URL client is tied to ("" otherwise)."""
+    if not is_metadata_document_url(client.client_id):
+        return ""
+    return document_fingerprint(client.metadata)
+
+
+def _describe(reason: str) -> str:
+    """An error_description a user can report: ASCII, no quotes (RFC 6749 §5.2)."""
+    text = f"The client metadata document cannot be used: {reason}."
+    printable = (c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "?" for c in text)
+    return "".join(printable)[:400]

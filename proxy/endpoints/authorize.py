@@ -13,6 +13,8 @@ from flask import request
 from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
+from proxy.clients.registry import consent_fingerprint
+from proxy.clients.registry import verified_host
 from proxy.front_channel import browser_binding
 from proxy.front_channel import remembered_consent
 from proxy.front_channel.upstream_redirect import begin_upstream
@@ -20,9 +22,11 @@ from proxy.keys.keyring import random_token
 from proxy.oauth import authorization_request
 from proxy.oauth import scopes
 from proxy.oauth.authorization_request import AuthorizationRequest
+from proxy.oauth.client_id_metadata import all_loopback
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
+from proxy.store.records import ClientRecord
 from proxy.web.rate_limits import limit_requests
 
 if t.TYPE_CHECKING:
@@ -61,11 +65,7 @@ def authorize() -> BaseResponse:
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
         response = consent_page(
-            auth_request,
-            client.client_name,
-            browser_id,
-            known=known,
-            verified=verified,
+            auth_request, client, browser_id, known=known, verified=verified
         )
     browser_binding.set_browser_cookie(response, app.settings, browser_id)
     response.headers.update(NO_STORE)
@@ -91,6 +91,7 @@ def _consent_given(
         app.keyring,
         auth_request.client_id,
         auth_request.redirect_uri,
+        fingerprint=consent_fingerprint(client),
     )
     # CONSENT-7: a wider scope than was approved asks again.
     return bool(approved) and scopes.is_subset(
@@ -100,7 +101,7 @@ def _consent_given(
 
 def consent_page(
     auth_request: AuthorizationRequest,
-    client_name: str,
+    client: ClientRecord,
     browser_id: str,
     *,
     known: CatalogEntry | None = None,
@@ -122,8 +123,13 @@ def consent_page(
     )
     html = render_template(
         "consent.html",
-        client_name=client_name,
+        client_name=client.client_name,
         client_id=auth_request.client_id,
+        # CIMD-11: the document's host is who vouches for a URL client; its
+        # name is only what the document says about itself.
+        verified_host=verified_host(client),
+        all_loopback=verified_host(client) is not None
+        and all_loopback(client.redirect_uris),
         redirect_uri=auth_request.redirect_uri,
         redirect_host=redirect_host,
         loopback=is_loopback_uri(auth_request.redirect_uri),

@@ -8,6 +8,7 @@ from flask import request
 from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
+from proxy.clients.registry import consent_fingerprint
 from proxy.front_channel import browser_binding
 from proxy.front_channel import remembered_consent
 from proxy.front_channel.upstream_redirect import begin_upstream
@@ -45,7 +46,8 @@ def answer_consent() -> BaseResponse:
     ):
         raise ForbiddenPageError("The request could not be verified.", reason="csrf")
     auth_request = AuthorizationRequest.from_dict(payload)
-    if app.clients.find(auth_request.client_id) is None:
+    client = app.clients.find(auth_request.client_id)
+    if client is None:
         raise UnknownClientError(
             "The client is no longer registered.", reason="client_gone"
         )
@@ -77,6 +79,7 @@ def answer_consent() -> BaseResponse:
         auth_request.client_id,
         auth_request.redirect_uri,
         auth_request.scope,
+        fingerprint=consent_fingerprint(client),
     )
     response.headers.update(NO_STORE)
     return response

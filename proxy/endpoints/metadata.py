@@ -65,6 +65,9 @@ def server_metadata() -> dict[str, t.Any]:
             "authorization_response_iss_parameter_supported": True,
         }
     )
+    if settings.client_documents.enabled:
+        # CIMD §5 (DISC-10): advertised if and only if URL client ids work.
+        document["client_id_metadata_document_supported"] = True
     return document
 
 

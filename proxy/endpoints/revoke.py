@@ -37,9 +37,10 @@ def revoke_token() -> Response:
     app = state()
     form = request.form
     credentials = read_credentials(form, request.headers, request.args)
+    basic = credentials.method == "client_secret_basic"
     client = authenticate(
         credentials,
-        app.clients.find(credentials.client_id),
+        app.clients.find_for_auth(credentials.client_id, basic=basic),
         assertions=app.client_assertions,
         endpoint="/oauth2/revoke",
     )

@@ -21,8 +21,16 @@ if t.TYPE_CHECKING:
 MAX_REMEMBERED_CONSENTS = 20
 
 
-def _consent_entry(client_id: str, redirect_uri: str) -> str:
-    return sha256_hex(f"{client_id}\n{redirect_uri}")[:32]
+def _consent_entry(client_id: str, redirect_uri: str, fingerprint: str = "") -> str:
+    """The entry's name. `fingerprint`: what a URL client's consent depends on.
+
+    CIMD-16: a re-fetched document with other redirect_uris or keys has
+    another fingerprint, so consent given to the earlier one is not found.
+    """
+    text = f"{client_id}\n{redirect_uri}"
+    if fingerprint:
+        text += f"\n{fingerprint}"
+    return sha256_hex(text)[:32]
 
 
 def remembered_scope(
@@ -31,6 +39,8 @@ def remembered_scope(
     keyring: Keyring,
     client_id: str,
     redirect_uri: str,
+    *,
+    fingerprint: str = "",
 ) -> list[str]:
     """Scopes this browser already approved for (client, redirect_uri) (CONSENT-8)."""
     raw = request.cookies.get(cookie_name(settings, "mcp_consent"))
@@ -41,7 +51,7 @@ def remembered_scope(
         return []
     entries = payload.get("c", {})
     scope = (
-        entries.get(_consent_entry(client_id, redirect_uri))
+        entries.get(_consent_entry(client_id, redirect_uri, fingerprint))
         if isinstance(entries, dict)
         else None
     )
@@ -56,6 +66,8 @@ def remember_consent(
     client_id: str,
     redirect_uri: str,
     scope: str,
+    *,
+    fingerprint: str = "",
 ) -> None:
     if settings.consent_remember_seconds <= 0:
         return
@@ -64,8 +76,9 @@ def remember_consent(
     entries = payload.get("c", {}) if payload else {}
     if not isinstance(entries, dict):
         entries = {}
-    entries.pop(_consent_entry(client_id, redirect_uri), None)
-    entries[_consent_entry(client_id, redirect_uri)] = scope
+    entry = _consent_entry(client_id, redirect_uri, fingerprint)
+    entries.pop(entry, None)
+    entries[entry] = scope
     while len(entries) > MAX_REMEMBERED_CONSENTS:
         entries.pop(next(iter(entries)))
     value = keyring.sign(

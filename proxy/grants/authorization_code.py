@@ -15,6 +15,7 @@ from proxy.clients.authentication import ClientCredentials
 from proxy.grants.base import TokenGrant
 from proxy.grants.base import _check_resource
 from proxy.grants.base import _client
+from proxy.grants.base import _client_in_use
 from proxy.grants.base import _refresh_ttl
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
@@ -27,7 +28,6 @@ from proxy.oauth.opaque_tokens import new_grant_id
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
-from proxy.store import ClientInUse
 from proxy.store import RedeemResult
 from proxy.store.records import Grant
 
@@ -120,7 +120,10 @@ class AuthorizationCodeGrant(TokenGrant):
             )
             self.keys_read = True
         else:
-            stored_client = app.clients.find(credentials.client_id)
+            stored_client = app.clients.find_for_auth(
+                credentials.client_id,
+                basic=credentials.method == "client_secret_basic",
+            )
         client = _client(app, credentials, stored_client)
         if parts is None or grant is None:
             raise InvalidGrantError("Invalid or expired 'code'.", reason="code_unknown")
@@ -140,7 +143,7 @@ class AuthorizationCodeGrant(TokenGrant):
             tolerance=app.settings.code_replay_tolerance_seconds,
             refresh_hash=sha256_hex(refresh_secret) if issue_refresh else None,
             ttl=_refresh_ttl(app, grant, now),
-            client=ClientInUse(client.client_id, app.settings.client_ttl_seconds),
+            client=_client_in_use(app, client.client_id),
         )
         if result is RedeemResult.REPLAYED:
             # OAuth 2.1 §4.1.3: a reused code SHOULD revoke what it issued (CODE-6).

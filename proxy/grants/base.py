@@ -11,8 +11,10 @@ import typing as t
 
 from proxy.clients.authentication import ClientCredentials
 from proxy.clients.authentication import authenticate
+from proxy.clients.registry import is_document_client
 from proxy.oauth.errors import InvalidTargetError
 from proxy.oauth.resource_indicators import matches_resource
+from proxy.store import ClientInUse
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 
@@ -35,15 +37,39 @@ LEASE_POLL_SECONDS = 0.05
 def _client(
     app: AppState, credentials: ClientCredentials, stored: ClientRecord | None
 ) -> ClientRecord:
-    """Authenticate the caller against its static or stored registration."""
+    """Authenticate the caller against its static or stored registration.
+
+    A URL client id is never stored (DCR-16 keeps the spaces apart): its
+    document is its registration (CIMD-12).
+    """
+    basic = credentials.method == "client_secret_basic"
+    static = app.clients.static(credentials.client_id)
+    if static is None and is_document_client(credentials.client_id):
+        document = app.clients.find_for_auth(credentials.client_id, basic=basic)
+        return authenticate(
+            credentials,
+            document,
+            assertions=app.client_assertions,
+            endpoint="/oauth2/token",
+        )
     if not app.settings.dynamic_registration:
         stored = None  # with DCR off, earlier dynamic clients are not honoured
     return authenticate(
         credentials,
-        app.clients.static(credentials.client_id) or stored,
+        static or stored,
         assertions=app.client_assertions,
         endpoint="/oauth2/token",
     )
+
+
+def _client_in_use(app: AppState, client_id: str) -> ClientInUse | None:
+    """The registration whose TTL a successful token request slides.
+
+    None for a URL client id: it has no stored registration to keep alive.
+    """
+    if is_document_client(client_id):
+        return None
+    return ClientInUse(client_id, app.settings.client_ttl_seconds)
 
 
 def _check_resource(form: MultiDict[str, str], grant: Grant) -> None:

@@ -18,6 +18,7 @@ from proxy.grants.base import LEASE_SLACK_SECONDS
 from proxy.grants.base import TokenGrant
 from proxy.grants.base import _check_resource
 from proxy.grants.base import _client
+from proxy.grants.base import _client_in_use
 from proxy.grants.base import _refresh_ttl
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
@@ -34,7 +35,6 @@ from proxy.oauth.errors import UnauthorizedClientError
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
-from proxy.store import ClientInUse
 from proxy.store import RotateResult
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
@@ -100,7 +100,10 @@ class RefreshTokenGrant(TokenGrant):
         parts = split_opaque(token)
         now = int(time.time())
         if parts is None:
-            authenticate_only = app.clients.find(credentials.client_id)
+            authenticate_only = app.clients.find_for_auth(
+                credentials.client_id,
+                basic=credentials.method == "client_secret_basic",
+            )
             _client(app, credentials, authenticate_only)
             raise InvalidGrantError("Invalid refresh token.", reason="rt_malformed")
         grant_id, secret = parts
@@ -324,7 +327,7 @@ class RefreshTokenGrant(TokenGrant):
             pending=self._seal_pending(grant, secret, refresh_token, body["scope"]),
             ttl=_refresh_ttl(app, grant, now),
             upstream=upstream_sealed,
-            client=ClientInUse(grant.client_id, app.settings.client_ttl_seconds),
+            client=_client_in_use(app, grant.client_id),
         )
         if result is RotateResult.OK:
             return body

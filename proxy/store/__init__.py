@@ -19,6 +19,7 @@ import redis.exceptions
 from proxy.keys.keyring import Keyring
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
+from proxy.store.documents import DocumentRecords
 from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
@@ -70,6 +71,7 @@ class Store:
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
         self.limits = Limiter(client, self.keys)
         self.streams = StreamLeases(client, self.keys)
+        self.documents = DocumentRecords(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:

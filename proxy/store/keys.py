@@ -119,6 +119,46 @@ class Keys:
         """
         return f"{self.prefix}clients"
 
+    def document(self, document_id: str) -> str:
+        """``doc:{document_id}`` STRING JSON: a validated client document, cached.
+
+        document_id is ``<kind>:<sha256(url)[:32]>``, kind ``client_metadata``
+        or ``jwks``. Holds the body and when it stops being fresh and stops
+        being usable (stale-if-error). TTL: the freshness lifetime from the
+        response's Cache-Control/Expires, clamped to CIMD_CACHE_MIN/MAX_SECONDS,
+        plus CIMD_STALE_IF_ERROR_SECONDS. Written after a fetch that passed
+        validation (never for a failed or invalid one); read by authorize,
+        consent, token and revoke for URL client ids (``DocumentCache``).
+        """
+        return f"{self.prefix}doc:{{{document_id}}}"
+
+    def document_failure(self, document_id: str) -> str:
+        """``docfail:{document_id}`` STRING JSON: why the last fetch failed.
+
+        The negative cache: while it lives, the document is not fetched again
+        (a stale copy is served if one is usable). TTL:
+        CIMD_NEGATIVE_CACHE_SECONDS. Written after a failed fetch or an
+        invalid document; deleted by the next successful fetch.
+        """
+        return f"{self.prefix}docfail:{{{document_id}}}"
+
+    def document_lock(self, document_id: str) -> str:
+        """``doclock:{document_id}`` STRING: the token of the worker fetching it.
+
+        At most one fetch per document at a time across every worker and
+        instance (RATE-4); the others wait for its result. TTL: the fetch
+        deadline plus 2 s (SET NX PX); deleted by its holder (RELEASE_LOCK).
+        """
+        return f"{self.prefix}doclock:{{{document_id}}}"
+
+    def document_forced(self, document_id: str) -> str:
+        """``docforce:{document_id}`` STRING flag: a fresh copy was bypassed.
+
+        Bounds re-fetches for an unknown key id to one per
+        JWKS_REFETCH_MIN_SECONDS (its TTL, SET NX EX); never read otherwise.
+        """
+        return f"{self.prefix}docforce:{{{document_id}}}"
+
     def ready_probe(self) -> str:
         """``readyz`` STRING: the time of the last readiness probe's write.
 

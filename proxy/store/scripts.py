@@ -287,3 +287,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return renewed
 """
+
+
+RELEASE_LOCK = """
+-- KEYS[1] = doclock:{document_id}
+-- ARGV[1] = the holder's token
+-- Returns: 1 if the lock was this holder's and is now deleted, otherwise 0.
+-- Edge cases: a lock that lapsed and was taken by another worker is left alone.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -373,8 +373,13 @@ def make_provider(
     *,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
     token_endpoint_auth_method: str | None = PUBLIC_CLIENT,
+    client_metadata_url: str | None = None,
 ) -> OAuthClientProvider:
-    """An SDK OAuth provider registering like a native MCP client does."""
+    """An SDK OAuth provider registering like a native MCP client does.
+
+    With ``client_metadata_url`` it uses that URL as its client id (CIMD)
+    when the server advertises support, and registers nothing.
+    """
     metadata = OAuthClientMetadata.model_validate(
         {
             "client_name": "mcp-oauth-proxy e2e client",
@@ -390,6 +395,7 @@ def make_provider(
         storage=storage,
         redirect_handler=browser_user.redirect_handler,
         callback_handler=browser_user.callback_handler,
+        client_metadata_url=client_metadata_url,
     )
 
 
@@ -445,6 +451,7 @@ async def connect_and_call(
     token_endpoint_auth_method: str | None = PUBLIC_CLIENT,
     idp_login: IdpLogin = mock_idp_login,
     timeout: float = 30.0,
+    client_metadata_url: str | None = None,
 ) -> FlowReport:
     """Connect, call ``whoami`` and ``echo``, optionally refresh and call again.
 
@@ -460,6 +467,7 @@ async def connect_and_call(
         storage,
         browser_user,
         token_endpoint_auth_method=token_endpoint_auth_method,
+        client_metadata_url=client_metadata_url,
     )
     http, events = recording_http_client(provider, timeout)
     with anyio.fail_after(timeout * 3):

@@ -156,9 +156,10 @@ def test_registration_endpoint_absent_without_dcr(
     assert response.status_code == 404
 
 
-def test_cimd_is_not_advertised(client: t.Any) -> None:
-    """DISC-10: no client_id_metadata_document_supported while CIMD is not built."""
-    assert "client_id_metadata_document_supported" not in _metadata(client)
+def test_cimd_is_advertised_by_default(client: t.Any) -> None:
+    """DISC-10: CIMD_ENABLED defaults to true (tests/endpoints/test_cimd.py
+    checks that the flag disappears when it is turned off)."""
+    assert _metadata(client)["client_id_metadata_document_supported"] is True
 
 
 def test_only_implemented_optional_endpoints_are_advertised(client: t.Any) -> None:
