@@ -17,7 +17,11 @@ import warnings
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
-from joserfc.errors import SecurityWarning
+
+try:
+    from joserfc.errors import SecurityWarning
+except ImportError:  # joserfc < 1.1 has no category of its own for these
+    SecurityWarning = UserWarning  # type: ignore[misc,assignment]
 from joserfc.jwk import ECKey
 from joserfc.jwk import OctKey
 from joserfc.jwk import OKPKey
