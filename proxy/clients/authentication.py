@@ -166,16 +166,21 @@ def authenticate(
             "Unknown client.", basic=basic, reason="unknown_client"
         )
     registered_jwt = client.token_endpoint_auth_method == PRIVATE_KEY_JWT
+    presented_jwt = credentials.method == PRIVATE_KEY_JWT
     # OAuth 2.1 §2.4: the client uses the method it registered. A key-holding
-    # client has no secret to fall back on, and a secret or public client
-    # has no keys: any other pairing is refused, never guessed at.
-    if registered_jwt != (credentials.method == PRIVATE_KEY_JWT):
+    # client has no secret to fall back on, and a secret client has no keys:
+    # any other pairing is refused, never guessed at. One exception: a public
+    # client whose document publishes keys may prove itself with them
+    # (ChatGPT's documents say `none`, list keys, and sign when the server
+    # advertises private_key_jwt); stronger proof than none is never refused.
+    upgraded = presented_jwt and client.is_public and _publishes_keys(client)
+    if registered_jwt != presented_jwt and not upgraded:
         raise InvalidClientError(
             "Use the client authentication method this client registered.",
             basic=basic,
             reason="method_mismatch",
         )
-    if registered_jwt:
+    if presented_jwt:
         if assertions is None or credentials.assertion is None:
             raise InvalidClientError(
                 "Client authentication failed.", reason="assertion_unverifiable"
@@ -199,6 +204,10 @@ def authenticate(
             "Client authentication failed.", basic=basic, reason="bad_secret"
         )
     return client
+
+
+def _publishes_keys(client: ClientRecord) -> bool:
+    return "jwks" in client.metadata or "jwks_uri" in client.metadata
 
 
 def _parse_basic(header: str) -> tuple[str, str] | None:

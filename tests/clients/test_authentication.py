@@ -40,14 +40,14 @@ def _assertion(**override: t.Any) -> str:
     return sign(claims_for(CLIENT, TOKEN_URL, **override))
 
 
-def _client(method: str = "private_key_jwt") -> ClientRecord:
+def _client(method: str = "private_key_jwt", *, keys: bool = True) -> ClientRecord:
     return ClientRecord(
         client_id=CLIENT,
         redirect_uris=("http://127.0.0.1/cb",),
         token_endpoint_auth_method=method,
         grant_types=("authorization_code", "refresh_token"),
         client_id_issued_at=0,
-        metadata={"jwks": jwks(private_key("RS256"))},
+        metadata={"jwks": jwks(private_key("RS256"))} if keys else {},
     )
 
 
@@ -142,14 +142,37 @@ def test_key_client_may_not_use_another_method(
     assert caught.value.reason == "method_mismatch"
 
 
-@pytest.mark.parametrize("method", ["none", "client_secret_basic"])
-def test_other_clients_may_not_send_an_assertion(
-    method: str, assertions: ClientAssertions
+@pytest.mark.parametrize(
+    ("method", "keys"),
+    [("none", False), ("client_secret_basic", False), ("client_secret_basic", True)],
+)
+def test_clients_without_keys_of_their_own_may_not_send_an_assertion(
+    method: str, keys: bool, assertions: ClientAssertions
 ) -> None:
     credentials = _read(assertion_form(_assertion()))
     with pytest.raises(InvalidClientError) as caught:
-        authenticate(credentials, _client(method), assertions=assertions)
+        authenticate(credentials, _client(method, keys=keys), assertions=assertions)
     assert caught.value.reason == "method_mismatch"
+
+
+def test_a_public_client_that_publishes_keys_may_sign_with_them(
+    assertions: ClientAssertions,
+) -> None:
+    """ChatGPT's documents say `none`, list keys, and sign when it is advertised."""
+    credentials = _read(assertion_form(_assertion()))
+    client = _client("none")
+    assert authenticate(credentials, client, assertions=assertions) is client
+    with pytest.raises(InvalidClientError) as caught:
+        authenticate(credentials, client, assertions=assertions)
+    assert caught.value.reason == "assertion_replayed"
+
+
+def test_a_public_client_that_publishes_keys_may_still_send_none(
+    assertions: ClientAssertions,
+) -> None:
+    client = _client("none")
+    credentials = _read({"client_id": CLIENT})
+    assert authenticate(credentials, client, assertions=assertions) is client
 
 
 def test_replayed_jti_is_invalid_client_on_real_redis(
