@@ -15,6 +15,7 @@ from proxy.clients.registry import ClientRegistry
 from proxy.config.settings import Settings
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
+from proxy.observability.events import Events
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.store import Store
@@ -38,6 +39,8 @@ class AppState:
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     #: The gateway's caps on open streams (gateway mode only).
     streams: StreamSlots | None = None
+    #: Where audit, metrics and trace hear what happened (observability/).
+    events: Events = field(default_factory=Events)
 
 
 def state() -> AppState:

@@ -22,6 +22,7 @@ ROOMS = {
     "front_channel",
     "grants",
     "keys",
+    "observability",
     "oauth",
     "resource_server",
     "store",

@@ -1,0 +1,1 @@
+"""Seeing what the proxy does: events, logs, the audit trail, metrics, flow traces."""
