@@ -226,3 +226,34 @@ def _expire_cached_documents(client: redis.Redis) -> None:
     """As if the cached copies' lifetimes had passed: the next use fetches."""
     for key in client.scan_iter("*doc:{client_metadata:*"):
         client.delete(key)
+
+
+def test_rotated_inline_keys_read_the_document_again_once(
+    oauth: OAuthTestClient, document_server: DocumentServer
+) -> None:
+    """A URL client's inline jwks come from a document that can change, as a
+    jwks_uri can: an unknown kid re-reads the document once per interval."""
+    old, new = private_key("ES256", "doc-old"), private_key("ES256", "doc-new")
+    client_id = serve_client(
+        document_server, token_endpoint_auth_method="private_key_jwt", jwks=jwks(old)
+    )
+    tokens = _tokens(oauth, client_id, key=old, alg="ES256")
+    fetched = document_server.hits[PATH]
+    serve_client(
+        document_server, token_endpoint_auth_method="private_key_jwt", jwks=jwks(new)
+    )
+
+    rotated = _refresh(
+        oauth, tokens["refresh_token"], _assertion(client_id, key=new, alg="ES256")
+    )
+    assert rotated.status_code == 200, rotated.get_data(as_text=True)
+    assert document_server.hits[PATH] == fetched + 1
+
+    made_up = private_key("ES256", "doc-made-up")
+    refused = _refresh(
+        oauth,
+        rotated.get_json()["refresh_token"],
+        _assertion(client_id, key=made_up, alg="ES256"),
+    )
+    assert_json_error(refused, 401, "invalid_client")
+    assert document_server.hits[PATH] == fetched + 1
