@@ -589,8 +589,30 @@ def instructions(settings: Settings) -> str:
         "In Claude (Settings > Connectors > Add custom connector):",
         f"  Remote MCP server URL: {mcp_url}",
         "  Its redirect URIs: " + ", ".join(CLAUDE_REDIRECT_URIS),
-        "",
-        "To skip the proxy's consent page for them when they identify themselves "
-        "by their metadata document URL (CIMD): TRUSTED_CLIENTS=chatgpt,claude",
     ]
+    hint = _trusted_clients_hint(settings)
+    if hint:
+        lines += ["", hint]
     return "\n".join(lines)
+
+
+def _trusted_clients_hint(settings: Settings) -> str | None:
+    """Suggest TRUSTED_CLIENTS only where it works: CIMD on, names this catalog has.
+
+    With CLIENT_CATALOG_FILE naming a catalog without chatgpt or claude, the
+    line would suggest a setting that stops the proxy from starting; with CIMD
+    off it would change nothing (a DCR registration is never trusted).
+    """
+    if settings.trusted_clients or not settings.client_documents.enabled:
+        return None
+    try:
+        catalog = client_catalog.load(settings)
+    except ConfigError:
+        return None
+    names = [name for name in ("chatgpt", "claude") if catalog.get(name) is not None]
+    if not names:
+        return None
+    return (
+        "To skip the proxy's consent page for them when they identify themselves "
+        f"by their metadata document URL (CIMD): TRUSTED_CLIENTS={','.join(names)}"
+    )

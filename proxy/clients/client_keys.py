@@ -5,7 +5,9 @@ Inline `jwks` comes from the client's registration or metadata document;
 Redis, shared by every worker). When an assertion names a `kid` the cached
 set lacks, the client has probably rotated its keys: the set is read once
 more with `force=True`, which the source rate-limits, so a stream of made-up
-`kid`s cannot make us fetch the client's URL on every request.
+`kid`s cannot make us fetch the client's URL on every request. A URL client's
+inline `jwks` sits in its metadata document, which changes the same way, so
+its document is read again likewise; a registration's `jwks` never is.
 
 Bad key material is the client's fault: it is `invalid_client` with a reason
 (logged, and readable by the operator), never a 500.
@@ -13,6 +15,7 @@ Bad key material is the client's fault: it is `invalid_client` with a reason
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import typing as t
 
@@ -22,6 +25,7 @@ from proxy.oauth.client_assertion import ClientKeySet
 from proxy.oauth.client_assertion import InvalidJWKSError
 from proxy.oauth.client_assertion import UnknownKeyError
 from proxy.oauth.client_assertion import VerifiedAssertion
+from proxy.oauth.client_id_metadata import is_metadata_document_url
 from proxy.oauth.errors import InvalidClientError
 
 if t.TYPE_CHECKING:
@@ -84,10 +88,36 @@ class ClientKeys:
         try:
             return check(self.key_set(client))
         except UnknownKeyError:
-            if "jwks" in client.metadata:
+            if "jwks" in client.metadata and not self._rereadable(client):
                 raise
-        log.info("unknown kid for %s: reading its jwks_uri again", client.client_id)
+        if "jwks" in client.metadata:
+            log.info("unknown kid for %s: reading its document again", client.client_id)
+            client = self._document_again(client)
+        else:
+            log.info("unknown kid for %s: reading its jwks_uri again", client.client_id)
         return check(self.key_set(client, force=True))
+
+    def _rereadable(self, client: ClientRecord) -> bool:
+        """Inline keys that live in a fetched document, which can change too.
+
+        A registration's (DCR, static) `jwks` changes only when re-registered;
+        a URL client's comes from its metadata document, which it may update
+        to rotate keys just as it would update a `jwks_uri`.
+        """
+        return self.documents is not None and is_metadata_document_url(client.client_id)
+
+    def _document_again(self, client: ClientRecord) -> ClientRecord:
+        """The URL client as its document says now (a forced, rate-limited read)."""
+        if self.documents is None:
+            raise InvalidClientError(_FAILED, reason="document_unavailable")
+        try:
+            document = self.documents.fetch_json(
+                client.client_id, kind="client_metadata", force=True
+            )
+        except DocumentError as exc:
+            log.warning("document of %s unusable: %s", client.client_id[:48], exc)
+            raise InvalidClientError(_FAILED, reason="document_failed") from None
+        return dataclasses.replace(client, metadata=document)
 
 
 def _parse(value: t.Any, client_id: str, where: str) -> ClientKeySet:

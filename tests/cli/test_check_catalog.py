@@ -158,3 +158,42 @@ def test_a_bad_catalog_setting_is_a_config_failure(extra: dict[str, str]) -> Non
     out = io.StringIO()
     assert check.main(env_for("https://idp.example.com", **extra), out) == 2
     assert "[config]" in out.getvalue()
+
+
+def _own_catalog(tmp_path: pathlib.Path) -> str:
+    entry = {
+        "name": "in-house",
+        "display_name": "In-house agent",
+        "registers_by": ["cimd"],
+        "cimd_urls": ["https://agents.example.com/client.json"],
+    }
+    path = tmp_path / "catalog.json"
+    path.write_text(
+        json.dumps({"format": 1, "updated": "2026-12-06", "clients": [entry]})
+    )
+    return str(path)
+
+
+def _hint(**extra: str) -> str:
+    settings = check.Settings.from_env(env_for("https://idp.example.com", **extra))
+    lines = check.instructions(settings).splitlines()
+    return "\n".join(line for line in lines if "TRUSTED_CLIENTS" in line)
+
+
+def test_the_trusted_clients_hint_names_only_clients_of_this_catalog(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Following the hint must not stop the proxy from starting: with an
+    operator's catalog lacking chatgpt and claude, TRUSTED_CLIENTS=chatgpt,claude
+    is a ConfigError at start-up."""
+    assert _hint().endswith("TRUSTED_CLIENTS=chatgpt,claude")
+    assert _hint(CLIENT_CATALOG_FILE=_own_catalog(tmp_path)) == ""
+
+
+@pytest.mark.parametrize(
+    "extra", [{"CIMD_ENABLED": "false"}, {"TRUSTED_CLIENTS": "claude"}]
+)
+def test_no_trusted_clients_hint_where_it_would_change_nothing(
+    extra: dict[str, str],
+) -> None:
+    assert _hint(**extra) == ""

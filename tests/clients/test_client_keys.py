@@ -18,12 +18,13 @@ from tests.client_assertions import sign
 
 CLIENT = "https://app.example/client.json"
 JWKS_URI = "https://app.example/jwks.json"
+DCR_CLIENT = "dcr-client-1"
 TOKEN_URL = "https://as.example/oauth2/token"
 
 
-def _client(**metadata: object) -> ClientRecord:
+def _client(client_id: str = CLIENT, **metadata: object) -> ClientRecord:
     return ClientRecord(
-        client_id=CLIENT,
+        client_id=client_id,
         redirect_uris=("https://app.example/cb",),
         token_endpoint_auth_method="private_key_jwt",
         grant_types=("authorization_code", "refresh_token"),
@@ -84,13 +85,33 @@ def test_a_kid_missing_after_the_re_fetch_is_refused() -> None:
     assert [force for _, _, force in documents.fetches] == [False, True]
 
 
-def test_inline_jwks_is_never_re_fetched() -> None:
+def test_a_registrations_inline_jwks_is_never_re_fetched() -> None:
+    """A DCR or static client's keys change only when it registers again."""
     documents = MemoryDocuments()
     keys = ClientKeys(documents)
-    assertion = sign(claims_for(CLIENT, TOKEN_URL), kid="elsewhere")
+    assertion = sign(claims_for(DCR_CLIENT, TOKEN_URL), kid="elsewhere")
+    registered = _client(DCR_CLIENT, jwks=jwks(private_key("RS256")))
     with pytest.raises(UnknownKeyError):
-        _verify(keys, _client(jwks=jwks(private_key("RS256"))), assertion)
+        _verify(keys, registered, assertion)
     assert documents.fetches == []
+
+
+def test_a_url_clients_inline_jwks_reads_its_document_again() -> None:
+    """Its keys live in its metadata document, which it updates to rotate them."""
+    new = private_key("RS256", "rotated")
+    documents = MemoryDocuments({CLIENT: {"client_id": CLIENT, "jwks": jwks(new)}})
+    keys = ClientKeys(documents)
+    assertion = sign(claims_for(CLIENT, TOKEN_URL), new)
+    _verify(keys, _client(jwks=jwks(private_key("RS256"))), assertion)
+    assert documents.fetches == [(CLIENT, "client_metadata", True)]
+
+
+def test_a_url_clients_unreadable_document_is_invalid_client() -> None:
+    keys = ClientKeys(MemoryDocuments())
+    assertion = sign(claims_for(CLIENT, TOKEN_URL), kid="elsewhere")
+    with pytest.raises(InvalidClientError) as caught:
+        _verify(keys, _client(jwks=jwks(private_key("RS256"))), assertion)
+    assert caught.value.reason == "document_failed"
 
 
 def test_unreachable_jwks_uri_is_invalid_client() -> None:
