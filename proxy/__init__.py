@@ -22,6 +22,7 @@ from proxy.endpoints import BLUEPRINTS
 from proxy.endpoints import gateway
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
+from proxy.observability import trace
 from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
@@ -69,7 +70,7 @@ def create_app(
     app = Flask(__name__, template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["proxy"] = AppState(
+    app.extensions["proxy"] = app_state = AppState(
         settings=settings,
         store=store,
         keyring=keyring,
@@ -82,6 +83,9 @@ def create_app(
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway
         else None,
+    )
+    app_state.trace = trace.init_app(
+        app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
     )
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:

@@ -16,6 +16,7 @@ from proxy.config.settings import Settings
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
 from proxy.observability.events import Events
+from proxy.observability.trace import TraceSink
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.store import Store
@@ -41,6 +42,8 @@ class AppState:
     streams: StreamSlots | None = None
     #: Where audit, metrics and trace hear what happened (observability/).
     events: Events = field(default_factory=Events)
+    #: The flow trace's sink (None when TRACE_TTL_SECONDS is 0).
+    trace: TraceSink | None = None
 
 
 def state() -> AppState:

@@ -35,13 +35,20 @@ DEMO_USER = "alice@example.com"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["trace"]:
+        from proxy.cli.trace import main as trace
+
+        load_dotenv()
+        return trace(argv[1:], os.environ, sys.stdout)
     parser = argparse.ArgumentParser(prog="python -m proxy")
     parser.add_argument(
         "command",
         nargs="?",
         default="serve",
         choices=["serve", "check"],
-        help="serve (default) runs the proxy; check verifies the IdP set-up",
+        help="serve (default) runs the proxy; check verifies the IdP set-up; "
+        "trace --client ID | --user SUB | --last N | --id TRACE prints flow traces",
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=None)

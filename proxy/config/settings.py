@@ -58,6 +58,8 @@ class Settings:
     code_replay_tolerance_seconds: int = 3
     client_ttl_seconds: int = 90 * 86400
     consent_remember_seconds: int = 30 * 86400
+    #: TRACE_TTL_SECONDS: how long a flow trace is kept in Redis (0 = no traces).
+    trace_ttl_seconds: int = 86400
     trusted_redirect_uris: frozenset[str] = frozenset()
     allowed_redirect_schemes: frozenset[str] = frozenset()
     static_clients: tuple[StaticClient, ...] = ()
@@ -258,6 +260,7 @@ def _lifetimes(env: EnvReader) -> dict[str, Any]:
         "client_ttl_seconds": env.integer(
             "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
         ),
+        "trace_ttl_seconds": env.integer("TRACE_TTL_SECONDS", 86400, 0, 30 * 86400),
         "consent_remember_seconds": env.integer(
             "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
         ),

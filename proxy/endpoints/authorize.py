@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -26,6 +27,8 @@ from proxy.oauth.client_id_metadata import all_loopback
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
+from proxy.observability.events import current_trace
+from proxy.observability.trace import new_trace_id
 from proxy.store.records import ClientRecord
 from proxy.web.rate_limits import limit_requests
 
@@ -42,11 +45,15 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 @bp.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize() -> BaseResponse:
     app = state()
+    # Every authorization attempt is one flow trace, from its first check on.
+    trace_id = new_trace_id()
+    current_trace.set(trace_id)
     args = request.args if request.method == "GET" else request.form
     client_id = authorization_request.client_id_of(args)
     client = authorization_request.validate_client(
         client_id, app.clients.find(client_id)
     )
+    g.client_id = client.client_id  # a known client: its refusals are indexed
     known = app.catalog.identify(client)
     verified = app.clients.identity_verified(client)
     auth_request = authorization_request.validate(
@@ -56,35 +63,47 @@ def authorize() -> BaseResponse:
         resource=app.settings.resource,
         any_loopback_host=known is not None and known.quirks.loopback_any_host,
     )
+    app.events.emit(
+        "authorize.received",
+        client_id=client.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        scope=auth_request.scope,
+        registered_at=client.client_id_issued_at or None,
+    )
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()
     )
 
-    if _consent_given(auth_request, client, verified=verified):
+    skipped = _consent_given(auth_request, client, verified=verified)
+    if skipped:
+        app.events.emit("consent.skipped", client_id=client.client_id, reason=skipped)
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
         response = consent_page(
             auth_request, client, browser_id, known=known, verified=verified
         )
+        app.events.emit("consent.shown", client_id=client.client_id)
     browser_binding.set_browser_cookie(response, app.settings, browser_id)
+    browser_binding.set_trace_cookie(response, app.settings, app.keyring, trace_id)
     response.headers.update(NO_STORE)
     return response
 
 
 def _consent_given(
     auth_request: AuthorizationRequest, client: ClientRecord, *, verified: bool
-) -> bool:
-    """Trusted clients or redirect URIs, or this browser approved this before."""
+) -> str | None:
+    """Why consent is not asked (trusted client or redirect URI, or this
+    browser approved this before); None: ask."""
     app = state()
     if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
-        return True
+        return "trusted_redirect_uri"
     # TRUSTED_CLIENTS: only a verified identity (MCP 2026-07-28: "a proxy with
     # one static upstream client MUST obtain consent per client").
     if app.catalog.skips_consent(
         client, verified=verified, trusted=app.settings.trusted_clients
     ):
-        return True
+        return "trusted_client"
     approved = remembered_consent.remembered_scope(
         request,
         app.settings,
@@ -94,9 +113,9 @@ def _consent_given(
         fingerprint=consent_fingerprint(client),
     )
     # CONSENT-7: a wider scope than was approved asks again.
-    return bool(approved) and scopes.is_subset(
-        scopes.parse(auth_request.scope), approved
-    )
+    if approved and scopes.is_subset(scopes.parse(auth_request.scope), approved):
+        return "remembered"
+    return None
 
 
 def consent_page(
@@ -114,7 +133,7 @@ def consent_page(
     """
     app = state()
     blob = app.keyring.sign(
-        {**auth_request.to_dict(), "n": random_token(16)},
+        {**auth_request.to_dict(), "n": random_token(16), "tr": current_trace.get()},
         purpose="consent",
         max_age=CONSENT_FORM_MAX_AGE_SECONDS,
     )

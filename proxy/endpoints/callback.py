@@ -14,6 +14,7 @@ from proxy.front_channel.upstream_redirect import take_transaction
 from proxy.grants.authorization_code import issue_code
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import add_query
+from proxy.observability.trace import enter_trace
 from proxy.store.records import Transaction
 from proxy.web.rate_limits import limit_requests
 
@@ -24,12 +25,17 @@ limit_requests(bp, "callback")
 @bp.get("/oauth2/callback")
 def finish_login() -> BaseResponse:
     app = state()
+    # Until the transaction is found, this browser's latest attempt: an IdP's
+    # error page may drop `state`, and the user still needs a trace id.
+    enter_trace(browser_binding.trace_from_cookie(request, app.settings, app.keyring))
     txn = take_transaction(
         app,
         request.args.get("state", ""),
         browser_binding.browser_id(request, app.settings),
     )
+    enter_trace(txn.trace_id)
     tokens, identity = finish_upstream(app, txn, request.args)
+    app.events.emit("login.succeeded", client_id=txn.client_id, sub=identity.subject)
     code = issue_code(app, txn, tokens, identity)
     response = redirect(_client_redirect(txn, code, app.settings.issuer))
     response.headers.update(NO_STORE)

@@ -17,6 +17,7 @@ from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import AccessDeniedError
 from proxy.oauth.errors import BadRequestPageError
 from proxy.oauth.errors import UnknownClientError
+from proxy.observability.trace import enter_trace
 from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("consent", __name__)
@@ -32,6 +33,7 @@ class ForbiddenPageError(BadRequestPageError):
 @bp.post("/oauth2/consent")
 def answer_consent() -> BaseResponse:
     app = state()
+    enter_trace(browser_binding.trace_from_cookie(request, app.settings, app.keyring))
     blob = request.form.get("request", "")
     payload = app.keyring.unsign(blob, purpose="consent")
     if payload is None:
@@ -45,6 +47,7 @@ def answer_consent() -> BaseResponse:
         app.keyring, browser_id, blob, token
     ):
         raise ForbiddenPageError("The request could not be verified.", reason="csrf")
+    enter_trace(payload.get("tr"))
     auth_request = AuthorizationRequest.from_dict(payload)
     client = app.clients.find(auth_request.client_id)
     if client is None:
@@ -54,6 +57,7 @@ def answer_consent() -> BaseResponse:
 
     action = request.form.get("action")
     if action == "deny":
+        app.events.emit("consent.denied", client_id=auth_request.client_id)
         # OAuth 2.1 §4.1.2.1: the resource owner denied the request (AUTHZ-13).
         raise AccessDeniedError(
             "The user denied the request.",
@@ -63,6 +67,7 @@ def answer_consent() -> BaseResponse:
         )
     if action != "approve":
         raise BadRequestPageError("Choose approve or deny.", reason="consent_action")
+    app.events.emit("consent.approved", client_id=auth_request.client_id)
     upstream_url = begin_upstream(
         app,
         auth_request,

@@ -75,6 +75,10 @@ def forward() -> Response:
         if slot is not None:
             slot.release()
         raise
+    if app.verified_tokens.first_call(claims.grant_id):
+        app.events.emit(
+            "gateway.first_call", client_id=claims.client_id, status=relayed.status
+        )
     if slot is not None and not _is_stream(relayed):
         slot.release()  # a JSON answer, an error, 202: not a stream
         slot = None

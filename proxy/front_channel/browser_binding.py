@@ -23,6 +23,8 @@ if t.TYPE_CHECKING:
 
 
 BROWSER_COOKIE_MAX_AGE_SECONDS = 86400
+#: The trace cookie outlives a consent form (10 min) plus a transaction (10 min).
+TRACE_COOKIE_MAX_AGE_SECONDS = 1800
 
 
 def cookie_name(settings: Settings, name: str) -> str:
@@ -58,6 +60,29 @@ def set_cookie(
 
 def set_browser_cookie(response: Response, settings: Settings, value: str) -> None:
     set_cookie(response, settings, "mcp_browser", value, BROWSER_COOKIE_MAX_AGE_SECONDS)
+
+
+def set_trace_cookie(
+    response: Response, settings: Settings, keyring: Keyring, trace_id: str
+) -> None:
+    """This browser's latest flow trace, signed: a callback that lost its
+    ``state`` (an IdP's deny page may drop it) is still traced to the attempt."""
+    value = keyring.sign(
+        {"t": trace_id}, purpose="trace", max_age=TRACE_COOKIE_MAX_AGE_SECONDS
+    )
+    set_cookie(response, settings, "mcp_trace", value, TRACE_COOKIE_MAX_AGE_SECONDS)
+
+
+def trace_from_cookie(
+    request: Request, settings: Settings, keyring: Keyring
+) -> str | None:
+    """The trace id of this browser's latest authorization attempt, if signed by us."""
+    value = request.cookies.get(cookie_name(settings, "mcp_trace"))
+    if not value or len(value) > 200:
+        return None
+    payload = keyring.unsign(value, purpose="trace")
+    trace_id = payload.get("t") if payload else None
+    return trace_id if isinstance(trace_id, str) else None
 
 
 def csrf_token(keyring: Keyring, browser: str, request_blob: str) -> str:

@@ -21,6 +21,7 @@ from proxy.oauth.errors import BadRequestPageError
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
+from proxy.observability.events import current_trace
 from proxy.store import BindingMismatchError
 from proxy.store.records import Transaction
 from proxy.upstream.base import UpstreamError
@@ -64,12 +65,20 @@ def begin_upstream(
         nonce=nonce,
         browser_hash=browser_hash(browser),
         created_at=int(time.time()),
+        trace_id=current_trace.get() or "",
     )
     try:
         url = app.upstream.authorization_url(
             state=proxy_state, code_challenge=challenge, nonce=nonce
         )
     except UpstreamError as exc:
+        app.events.emit(
+            "upstream.redirected",
+            outcome="error",
+            client_id=request.client_id,
+            reason=f"upstream_{exc.kind}",
+            detail=str(exc),
+        )
         # AUTHZ-14: the IdP being down goes back to the client, not a 500 page.
         raise TemporarilyUnavailableError(
             "The identity provider is unavailable.",
@@ -82,6 +91,7 @@ def begin_upstream(
             "This consent form was already used. Start the connection again.",
             reason="txn_exists",
         )
+    app.events.emit("upstream.redirected", client_id=request.client_id)
     return url
 
 
@@ -125,6 +135,13 @@ def finish_upstream(
         return error("", reason=reason, redirect_uri=txn.redirect_uri, state=txn.state)
 
     upstream_error = args.get("error")
+    app.events.emit(
+        "callback.received",
+        outcome="error" if upstream_error else "ok",
+        client_id=txn.client_id,
+        upstream_error=upstream_error or None,
+        upstream_error_description=args.get("error_description") or None,
+    )
     if upstream_error:
         log.info("upstream returned error=%r", upstream_error[:64])
         raise fail(

@@ -28,6 +28,7 @@ from proxy.oauth.opaque_tokens import new_grant_id
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.observability.trace import enter_trace
 from proxy.store import RedeemResult
 from proxy.store.records import Grant
 
@@ -69,8 +70,10 @@ def issue_code(
         expires_at=now + app.settings.refresh_token_max_lifetime_seconds,
         # UP-9: upstream tokens are stored only as AES-GCM ciphertext.
         upstream=seal_upstream(app, tokens, app.store.keys.grant(grant_id)),
+        trace_id=txn.trace_id,
     )
     app.store.create_grant(grant, ttl=app.settings.code_ttl_seconds)
+    app.events.emit("grant.created", client_id=txn.client_id, sub=identity.subject)
     log.info("grant %s created for client %s", grant_id[:8], txn.client_id[:24])
     return code
 
@@ -94,6 +97,7 @@ class AuthorizationCodeGrant(TokenGrant):
         _check_code(form, client, grant, code_hash, verifier, redirect_uri)
         now = int(time.time())
         refresh_token = self._redeem(client, grant, code_hash, now)
+        self.app.events.emit("code.redeemed", client_id=client.client_id)
         return token_response(
             self.app,
             signing_key=self.signing_key(),
@@ -105,6 +109,7 @@ class AuthorizationCodeGrant(TokenGrant):
             grant_id=grant.grant_id,
             refresh_token=refresh_token,
             now=now,
+            trace_id=grant.trace_id,
         )
 
     def _load(
@@ -119,6 +124,8 @@ class AuthorizationCodeGrant(TokenGrant):
                 credentials.client_id, parts[0]
             )
             self.keys_read = True
+            # The attempt this code came from, even if the checks below fail.
+            enter_trace(grant.trace_id if grant else None)
         else:
             stored_client = app.clients.find_for_auth(
                 credentials.client_id,

@@ -35,6 +35,7 @@ from proxy.oauth.errors import UnauthorizedClientError
 from proxy.oauth.opaque_tokens import new_opaque
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.observability.trace import enter_trace
 from proxy.store import RotateResult
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
@@ -147,6 +148,7 @@ class RefreshTokenGrant(TokenGrant):
             )
         )
         self.keys_read = True
+        enter_trace(grant.trace_id if grant else None)
         try:
             checked = self._check(
                 form, credentials, stored, grant, requested_scope, now
@@ -222,6 +224,7 @@ class RefreshTokenGrant(TokenGrant):
         """Reuse revokes the grant: every token it issued stops working (DEL)."""
         self.app.store.revoke_grant(grant.grant_id)
         log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
+        self.app.events.emit("refresh.reuse_detected", client_id=grant.client_id)
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
 
     def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
@@ -253,6 +256,7 @@ class RefreshTokenGrant(TokenGrant):
             grant_id=grant.grant_id,
             refresh_token=pending["refresh_token"],
             now=int(time.time()),
+            trace_id=grant.trace_id,
         )
 
     def _after_concurrent(
@@ -318,6 +322,7 @@ class RefreshTokenGrant(TokenGrant):
             grant_id=grant.grant_id,
             refresh_token=refresh_token,
             now=now,
+            trace_id=grant.trace_id,
         )
         result = app.store.rotate_refresh(
             grant.grant_id,
@@ -330,6 +335,7 @@ class RefreshTokenGrant(TokenGrant):
             client=_client_in_use(app, grant.client_id),
         )
         if result is RotateResult.OK:
+            app.events.emit("refresh.rotated", client_id=grant.client_id)
             return body
         if result is RotateResult.CONFLICT and attempts > 0:
             fresh = app.store.load_grant(grant.grant_id)

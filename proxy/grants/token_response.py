@@ -26,6 +26,7 @@ def token_response(
     grant_id: str,
     refresh_token: str | None,
     now: int,
+    trace_id: str = "",
 ) -> dict[str, t.Any]:
     """The RFC 6749 §5.1 success body with a freshly signed access token."""
     ttl = app.settings.access_token_ttl_seconds
@@ -40,6 +41,7 @@ def token_response(
         now=now,
         ttl=ttl,
         extra=claims,
+        trace_id=trace_id,
     )
     body: dict[str, t.Any] = {
         "access_token": access_token,

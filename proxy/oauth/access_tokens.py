@@ -41,6 +41,8 @@ class AccessClaims:
     issued_at: int
     jti: str
     extra: dict[str, t.Any]
+    #: The flow trace of the authorization this token descends from ("": none).
+    trace_id: str = ""
 
 
 def mint_access_token(
@@ -55,6 +57,7 @@ def mint_access_token(
     now: int,
     ttl: int,
     extra: dict[str, t.Any] | None = None,
+    trace_id: str = "",
 ) -> str:
     """Sign an RFC 9068 access token."""
     claims: dict[str, t.Any] = dict(extra or {})
@@ -74,6 +77,10 @@ def mint_access_token(
             "sid": grant_id,
         }
     )
+    if trace_id:
+        # Not a secret: the id an error page shows, so the gateway can trace
+        # the first MCP call without reading the grant.
+        claims["trace"] = trace_id
     # RFC 9068 §2.1: the header typ is "at+jwt".
     header = {"alg": ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
     return jwt.encode(header, claims, key)
@@ -119,6 +126,7 @@ def verify_access_token(
             issued_at=int(claims.get("iat", 0)),
             jti=str(claims.get("jti", "")),
             extra={k: v for k, v in claims.items() if k in IDENTITY_CLAIMS},
+            trace_id=str(claims.get("trace") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidTokenError(
@@ -154,6 +162,7 @@ RESERVED_CLAIMS = frozenset(
         "client_id",
         "scope",
         "sid",
+        "trace",
         "cnf",
         "email",
         "email_verified",

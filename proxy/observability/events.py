@@ -37,6 +37,7 @@ NAMES: dict[str, str] = {
     "consent.approved": "the user approved",
     "consent.denied": "the user denied",
     "consent.skipped": "consent was remembered or the client is trusted (reason)",
+    "consent.refused": "a consent answer was refused (reason: csrf, expired form)",
     "upstream.redirected": "the browser was sent to the upstream IdP",
     "callback.received": "the IdP answered the callback (upstream error if any)",
     "login.succeeded": "the upstream login passed every check",

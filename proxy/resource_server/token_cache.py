@@ -30,6 +30,7 @@ class VerifiedTokens:
         self._claims: OrderedDict[str, AccessClaims] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0
+        self._called: OrderedDict[str, None] = OrderedDict()
 
     def verify(self, app: AppState, token: str, now: int) -> AccessClaims:
         generation = app.signing_keys.generation()
@@ -57,3 +58,17 @@ class VerifiedTokens:
             while len(self._claims) > self._size:
                 self._claims.popitem(last=False)
         return claims
+
+    def first_call(self, grant_id: str) -> bool:
+        """True the first time this worker relays an MCP call for `grant_id`.
+
+        Per worker and bounded like the cache: with N workers a grant's
+        "first call" may be told up to N times, never on every call.
+        """
+        with self._lock:
+            if grant_id in self._called:
+                return False
+            self._called[grant_id] = None
+            while len(self._called) > self._size:
+                self._called.popitem(last=False)
+            return True

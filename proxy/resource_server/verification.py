@@ -19,6 +19,7 @@ from proxy.oauth.errors import InsufficientScopeError
 from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import InvalidTokenError
 from proxy.oauth.errors import TooManyRequestsError
+from proxy.observability.trace import enter_trace
 from proxy.resource_server.bearer import challenge
 from proxy.resource_server.bearer import token_from_header
 
@@ -54,6 +55,7 @@ def verify_request(app: AppState, request: Request) -> AccessClaims:
         raise error
     try:
         claims = app.verified_tokens.verify(app, header_token, int(time.time()))
+        enter_trace(claims.trace_id)
         # Revocation is never cached: the store is asked on every request,
         # in the same round trip as the grant's rate bucket.
         limits = app.settings.limits

@@ -28,6 +28,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import Transaction
 from proxy.store.streams import StreamLeases
+from proxy.store.traces import TraceRecords
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Store:
         self.limits = Limiter(client, self.keys)
         self.streams = StreamLeases(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
+        self.traces = TraceRecords(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:

@@ -11,6 +11,12 @@ from __future__ import annotations
 TXN_TTL_SECONDS = 600
 #: How long the readiness probe's key lives: a few probes' worth, no more.
 READY_PROBE_TTL_SECONDS = 30
+#: A flow trace keeps its newest this-many steps (a refresh loop cannot grow it).
+TRACE_MAX_STEPS = 64
+#: The by-client and by-user indexes keep this many newest trace ids each.
+TRACE_INDEX_MAX = 100
+#: The index of recent traces (``--last N``) keeps this many newest trace ids.
+TRACE_RECENT_MAX = 1000
 
 
 class Keys:
@@ -167,3 +173,35 @@ class Keys:
         ``maxmemory`` under noeviction, not a read-only replica); never read.
         """
         return f"{self.prefix}readyz"
+
+    def trace(self, trace_id: str) -> str:
+        """``trace:{trace_id}`` LIST of JSON steps: one attempt's timeline.
+
+        Each element ``{"at", "step", "outcome", "rid", ...fields}``; never a
+        code, token, ``state`` or secret. Capped at TRACE_MAX_STEPS (newest
+        kept). TTL: TRACE_TTL_SECONDS (24 h), renewed by every append.
+        Written only by APPEND_TRACE from the trace sink's batched flush
+        (``observability/trace.py``); read by ``python -m proxy trace``.
+        """
+        return f"{self.prefix}trace:{{{trace_id}}}"
+
+    def trace_index(self, kind: str, subject_hash: str) -> str:
+        """``traces:{kind}:{subject_hash}`` ZSET: trace ids by first-seen time (ms).
+
+        kind ``client`` or ``user``; subject_hash is the first 32 hex digits of
+        the SHA-256 of the client id or the user's ``sub`` (no raw ids or
+        e-mail addresses in key names). Capped at TRACE_INDEX_MAX newest; ids
+        older than the trace TTL are trimmed on every add. TTL:
+        TRACE_TTL_SECONDS, renewed by every add. Written by INDEX_TRACE;
+        read by ``python -m proxy trace --client/--user``.
+        """
+        return f"{self.prefix}traces:{kind}:{subject_hash}"
+
+    def trace_recent(self) -> str:
+        """``traces:recent`` ZSET: every trace id by first-seen time (ms).
+
+        Capped at TRACE_RECENT_MAX newest, trimmed by age like the indexes.
+        TTL: TRACE_TTL_SECONDS, renewed by every add. Written by INDEX_TRACE;
+        read by ``python -m proxy trace --last N``.
+        """
+        return f"{self.prefix}traces:recent"

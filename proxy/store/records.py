@@ -59,6 +59,8 @@ class Transaction:
     nonce: str
     browser_hash: str
     created_at: int
+    #: The flow trace this attempt writes to (not the upstream state).
+    trace_id: str = ""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -104,6 +106,8 @@ class Grant:
     #: 12-hex-digit prefixes of older generations' hashes (reuse detection).
     rt_old: tuple[str, ...] = ()
     lease_until: int = 0
+    #: The flow trace of the authorization attempt that created the grant.
+    trace_id: str = ""
 
     def to_json(self) -> str:
         """The record at creation; the scripts own the refresh fields after."""
@@ -123,6 +127,8 @@ class Grant:
             "expires_at": self.expires_at,
             "upstream": self.upstream,
         }
+        if self.trace_id:
+            data["trace"] = self.trace_id
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -162,4 +168,5 @@ class Grant:
             pending=opt_str("pending"),
             rt_old=tuple((opt_str("rt_old") or "").split()),
             lease_until=int(data.get("lease_until") or 0),
+            trace_id=opt_str("trace") or "",
         )

@@ -299,3 +299,34 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+APPEND_TRACE = """
+-- KEYS[1] = trace:{trace_id}
+-- ARGV[1] = TTL (seconds)
+-- ARGV[2] = how many steps to keep (the newest)
+-- ARGV[3..] = the steps to append, JSON each
+-- Returns: the list's length after the trim.
+-- Edge cases: RPUSH, LTRIM and EXPIRE land together, so a trace never lives
+--   without its TTL and never holds more than ARGV[2] steps.
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('LLEN', KEYS[1])
+"""
+
+INDEX_TRACE = """
+-- KEYS[1] = traces:recent or traces:{kind}:{subject_hash}
+-- ARGV[1] = TTL (seconds)
+-- ARGV[2] = how many trace ids to keep (the newest)
+-- ARGV[3] = now (epoch ms): the score of a trace id seen for the first time
+-- ARGV[4] = the trace id
+-- Returns: 1 if the id was new to this index, otherwise 0.
+-- Edge cases: ZADD NX keeps the first-seen time of a known id; ids older
+--   than the TTL and the oldest beyond ARGV[2] are trimmed in the same call.
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',
+  '(' .. (tonumber(ARGV[3]) - 1000 * tonumber(ARGV[1])))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return added
+"""

@@ -4,6 +4,11 @@ Flask looks handlers up along the exception's MRO, so one handler on
 :class:`OAuthError` serves every subclass. A redirect is answered only when the
 error carries a validated ``redirect_uri``; otherwise JSON, or an HTML page for
 a browser on the authorize, consent and callback endpoints. Always ``no-store``.
+
+When the request belongs to a flow trace, the error is recorded as that
+trace's failed step, and the page and the redirect carry the trace id (page
+text, and ``trace_id`` plus an ``error_description`` suffix on the redirect:
+decision J13 in docs/decisions.md) so the user can hand it to the operator.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import redis.exceptions
 from flask import Flask
 from flask import Response
+from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -20,13 +26,16 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from proxy.app_state import state
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import add_query
+from proxy.observability.events import current_trace
 from proxy.store.faults import unavailable_cause
+from proxy.upstream.base import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +48,22 @@ def wants_json() -> bool:
 def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     """Turn an OAuthError into its response: a redirect only when validated."""
     log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
+    _record_failure(exc)
+    trace_id = current_trace.get()
     if exc.redirect_uri:
+        description = exc.description
+        if trace_id:
+            description = f"{description} (trace id: {trace_id})".lstrip()
         location = add_query(
             exc.redirect_uri,
             {
                 "error": exc.error,
-                "error_description": exc.description or None,
+                "error_description": description or None,
                 "state": exc.state,
                 # RFC 9207 §2: iss on every authorization response, errors too.
                 "iss": issuer,
+                # Not a secret, opens nothing: what the user tells the operator.
+                "trace_id": trace_id,
             },
         )
         response = redirect(location, code=303 if request.method == "POST" else 302)
@@ -56,7 +72,12 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
         return response
     if request.blueprint in ("authorize", "consent", "callback") and not wants_json():
         response = Response(
-            render_template("error.html", error=exc.error, description=exc.description),
+            render_template(
+                "error.html",
+                error=exc.error,
+                description=exc.description,
+                trace_id=trace_id,
+            ),
             status=exc.status_code,
             mimetype="text/html",
         )
@@ -66,6 +87,43 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
         response.status_code = exc.status_code
     response.headers.update(exc.headers())
     return response
+
+
+def _record_failure(exc: OAuthError) -> None:
+    """The failed step of the flow this request belongs to, as its event."""
+    events = state().events
+    blueprint = request.blueprint
+    cause = exc.__cause__
+    fields = {
+        "error": exc.error,
+        "reason": exc.reason,
+        # What the IdP answered, said by our own UpstreamError (never a token).
+        "detail": str(cause) if isinstance(cause, UpstreamError) else None,
+    }
+    if blueprint == "authorize":
+        redirect_uri = request.values.get("redirect_uri")
+        events.emit(
+            "authorize.refused",
+            outcome="error",
+            client_id=g.get("client_id"),
+            redirect_uri=redirect_uri,
+            **fields,
+        )
+    elif blueprint == "consent" and exc.reason != "consent_denied":
+        events.emit("consent.refused", outcome="error", **fields)
+    elif blueprint == "callback":
+        events.emit(
+            "login.refused",
+            outcome="error",
+            upstream_error=request.args.get("error"),
+            upstream_error_description=request.args.get("error_description"),
+            **fields,
+        )
+    elif blueprint == "token":
+        grant_type = request.form.get("grant_type")
+        events.emit("token.refused", outcome="error", grant_type=grant_type, **fields)
+    elif blueprint in ("gateway", "forward_auth"):
+        events.emit("gateway.refused", outcome="error", **fields)
 
 
 def init_app(app: Flask, issuer: str) -> None:

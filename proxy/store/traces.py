@@ -1,0 +1,115 @@
+"""Flow traces in Redis: one capped list per authorization attempt, three indexes.
+
+The policy (which events, when to flush, what a step holds) lives in
+``proxy/observability/trace.py``; this is only the Redis side of it. Writes
+come in batches, one pipeline per flush, so a request that emits steps pays
+no round trip of its own on the token and gateway paths.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+import redis.exceptions
+
+from proxy.keys.keyring import sha256_hex
+from proxy.store import scripts
+from proxy.store.keys import TRACE_INDEX_MAX
+from proxy.store.keys import TRACE_MAX_STEPS
+from proxy.store.keys import TRACE_RECENT_MAX
+
+if t.TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import redis
+
+    from proxy.store.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One step of one trace, already JSON, and who it names (for the indexes)."""
+
+    trace_id: str
+    step: str
+    client_id: str | None = None
+    sub: str | None = None
+
+
+def subject_hash(value: str) -> str:
+    """What an index key carries instead of a client id or a ``sub``."""
+    return sha256_hex(value)[:32]
+
+
+class TraceRecords:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._append = client.register_script(scripts.APPEND_TRACE)
+        self._index = client.register_script(scripts.INDEX_TRACE)
+
+    def write(self, entries: Sequence[TraceEntry], *, ttl: int, now_ms: int) -> None:
+        """Append every entry and index its trace: one round trip (two after a
+        Redis restart, when the scripts must be loaded again)."""
+        steps: dict[str, list[str]] = {}
+        indexes: dict[tuple[str, str], None] = {}
+        for entry in entries:
+            steps.setdefault(entry.trace_id, []).append(entry.step)
+            indexes[(self._keys.trace_recent(), entry.trace_id)] = None
+            if entry.client_id:
+                key = self._keys.trace_index("client", subject_hash(entry.client_id))
+                indexes[(key, entry.trace_id)] = None
+            if entry.sub:
+                key = self._keys.trace_index("user", subject_hash(entry.sub))
+                indexes[(key, entry.trace_id)] = None
+        calls: list[tuple[t.Any, str, tuple[t.Any, ...]]] = [
+            (self._append, self._keys.trace(trace_id), (ttl, TRACE_MAX_STEPS, *lines))
+            for trace_id, lines in steps.items()
+        ]
+        recent = self._keys.trace_recent()
+        for key, trace_id in indexes:
+            cap = TRACE_RECENT_MAX if key == recent else TRACE_INDEX_MAX
+            calls.append((self._index, key, (ttl, cap, now_ms, trace_id)))
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for script, key, args in calls:
+                pipe.evalsha(script.sha, 1, key, *args)
+            replies = pipe.execute(raise_on_error=False)
+            missing = [
+                call
+                for call, reply in zip(calls, replies, strict=True)
+                if isinstance(reply, redis.exceptions.NoScriptError)
+            ]
+            failed = [r for r in replies if isinstance(r, Exception)]
+            if not missing or attempt:
+                if failed:
+                    raise failed[0]
+                return
+            for script in (self._append, self._index):
+                self._redis.script_load(script.script)
+            calls = missing
+
+    def steps(self, trace_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each trace's steps (JSON), oldest first, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for trace_id in trace_ids:
+            pipe.lrange(self._keys.trace(trace_id), 0, -1)
+        return {
+            trace_id: [_text(line) for line in lines]
+            for trace_id, lines in zip(trace_ids, pipe.execute(), strict=True)
+            if lines
+        }
+
+    def newest(self, kind: str | None, subject: str | None, limit: int) -> list[str]:
+        """The newest `limit` trace ids of a client or user, or of all (kind None)."""
+        if kind is None or subject is None:
+            key = self._keys.trace_recent()
+        else:
+            key = self._keys.trace_index(kind, subject_hash(subject))
+        ids = self._redis.zrevrange(key, 0, max(0, limit - 1))
+        return [_text(i) for i in ids]
+
+
+def _text(value: t.Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
