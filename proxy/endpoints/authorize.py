@@ -56,6 +56,12 @@ def authorize() -> BaseResponse:
         resource=app.settings.resource,
         any_loopback_host=known is not None and known.quirks.loopback_any_host,
     )
+    app.events.emit(
+        "authorize.received",
+        client_id=client.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        scope=auth_request.scope,
+    )
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()
@@ -78,12 +84,18 @@ def _consent_given(
     """Trusted clients or redirect URIs, or this browser approved this before."""
     app = state()
     if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
+        app.events.emit(
+            "consent.skipped", client_id=client.client_id, reason="trusted_redirect_uri"
+        )
         return True
     # TRUSTED_CLIENTS: only a verified identity (MCP 2026-07-28: "a proxy with
     # one static upstream client MUST obtain consent per client").
     if app.catalog.skips_consent(
         client, verified=verified, trusted=app.settings.trusted_clients
     ):
+        app.events.emit(
+            "consent.skipped", client_id=client.client_id, reason="trusted_client"
+        )
         return True
     approved = remembered_consent.remembered_scope(
         request,
@@ -94,9 +106,14 @@ def _consent_given(
         fingerprint=consent_fingerprint(client),
     )
     # CONSENT-7: a wider scope than was approved asks again.
-    return bool(approved) and scopes.is_subset(
+    remembered = bool(approved) and scopes.is_subset(
         scopes.parse(auth_request.scope), approved
     )
+    if remembered:
+        app.events.emit(
+            "consent.skipped", client_id=client.client_id, reason="remembered"
+        )
+    return remembered
 
 
 def consent_page(
@@ -113,6 +130,13 @@ def consent_page(
     client), else only as what its redirect URIs look like.
     """
     app = state()
+    app.events.emit(
+        "consent.shown",
+        client_id=client.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        known_client=known.display_name if known else None,
+        verified=verified,
+    )
     blob = app.keyring.sign(
         {**auth_request.to_dict(), "n": random_token(16)},
         purpose="consent",

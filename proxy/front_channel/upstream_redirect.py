@@ -82,6 +82,7 @@ def begin_upstream(
             "This consent form was already used. Start the connection again.",
             reason="txn_exists",
         )
+    app.events.emit("upstream.redirected", client_id=request.client_id)
     return url
 
 
@@ -125,6 +126,13 @@ def finish_upstream(
         return error("", reason=reason, redirect_uri=txn.redirect_uri, state=txn.state)
 
     upstream_error = args.get("error")
+    app.events.emit(
+        "callback.received",
+        outcome="error" if upstream_error else "ok",
+        client_id=txn.client_id,
+        error=upstream_error[:64] if upstream_error else None,
+        error_description=(args.get("error_description") or "")[:200] or None,
+    )
     if upstream_error:
         log.info("upstream returned error=%r", upstream_error[:64])
         raise fail(
@@ -139,13 +147,22 @@ def finish_upstream(
         code = args.get("code")
         if not code:
             raise fail(ServerError, "upstream_no_code")
-        return app.upstream.exchange_code(
+        tokens, identity = app.upstream.exchange_code(
             code=code, code_verifier=txn.upstream_verifier, nonce=txn.nonce
         )
     except UpstreamError as exc:
         log.warning("upstream code exchange failed: %s", exc)
+        if exc.kind == "access_denied":
+            app.events.emit(
+                "login.refused",
+                outcome="refused",
+                client_id=txn.client_id,
+                reason=str(exc.detail)[:200],
+            )
         if exc.kind == "unavailable":
             raise fail(TemporarilyUnavailableError, "upstream_unavailable") from exc
         if exc.kind == "access_denied":
             raise fail(AccessDeniedError, "upstream_denied") from exc
         raise fail(ServerError, f"upstream_{exc.kind}") from exc
+    app.events.emit("login.succeeded", client_id=txn.client_id, sub=identity.subject)
+    return tokens, identity

@@ -20,11 +20,16 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from proxy.app_state import state
+from proxy.clients.authentication import presented_client_id
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
+from proxy.oauth.errors import InvalidClientError
+from proxy.oauth.errors import InvalidRedirectUriError
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
+from proxy.oauth.errors import TooManyRequestsError
 from proxy.oauth.errors import add_query
 from proxy.store.faults import unavailable_cause
 
@@ -68,11 +73,68 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     return response
 
 
+#: Blueprints whose invalid_client is a failed client authentication.
+_CLIENT_AUTH_ENDPOINTS = ("token", "revoke", "introspect")
+
+
+def emit_refusal(exc: OAuthError) -> None:
+    """The audit event for a refused request, by endpoint (one line per event)."""
+    if isinstance(exc, TooManyRequestsError):
+        return  # rate.limited was emitted where the limit was checked
+    events = state().events
+    blueprint = request.blueprint
+    reason = exc.reason or exc.error
+    if blueprint in ("gateway", "forward_auth"):
+        # Not request.form: a gateway body is the MCP message, read by the relay.
+        events.emit(
+            "gateway.refused", outcome="refused", error=exc.error, reason=reason
+        )
+        return
+    client_id = presented_client_id(request.headers, request.form)
+    client_id = client_id or request.args.get("client_id")
+    client_id = client_id[:200] if client_id else None
+    if isinstance(exc, InvalidRedirectUriError) or reason.startswith("redirect_"):
+        events.emit(
+            "redirect_uri.refused",
+            outcome="refused",
+            client_id=client_id,
+            where=blueprint,
+            reason=reason,
+        )
+    if isinstance(exc, InvalidClientError) and blueprint in _CLIENT_AUTH_ENDPOINTS:
+        events.emit(
+            "client_auth.failed",
+            outcome="refused",
+            client_id=client_id,
+            where=blueprint,
+            reason=reason,
+        )
+    elif blueprint == "token":
+        events.emit(
+            "token.refused",
+            outcome="refused",
+            client_id=client_id,
+            error=exc.error,
+            reason=reason,
+        )
+    elif blueprint == "register":
+        events.emit("client.refused", outcome="refused", error=exc.error, reason=reason)
+    elif blueprint == "authorize" and not exc.redirect_uri:
+        events.emit(
+            "authorize.refused",
+            outcome="refused",
+            client_id=client_id,
+            error=exc.error,
+            reason=reason,
+        )
+
+
 def init_app(app: Flask, issuer: str) -> None:
     """Register handlers: OAuthError (all subclasses), Redis outages, HTTP errors."""
 
     @app.errorhandler(OAuthError)
     def _oauth_error(exc: OAuthError) -> BaseResponse:
+        emit_refusal(exc)
         return render_error(exc, issuer)
 
     # Outages, failovers, overload and a store refusing writes (OOM under
