@@ -86,6 +86,27 @@ def _deadline_worker() -> type:
     )
 
 
+def _logger_class() -> type:
+    """gunicorn's Logger writing our lines (proxy/observability/logging_setup.py,
+    loaded by path for the reason given in _deadline_worker): LOG_FORMAT text or
+    json, the request id, and an access line whose query and referer are
+    redacted by parameter name (never the raw request line)."""
+    path = (
+        Path(__file__).resolve().parent.parent
+        / "proxy"
+        / "observability"
+        / "logging_setup.py"
+    )
+    spec = importlib.util.spec_from_file_location("_proxy_logging_setup", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"error: cannot load the logging set-up from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    log_format = os.environ.get("LOG_FORMAT", "text").strip().lower() or "text"
+    return module.gunicorn_logger_class(log_format=log_format)  # type: ignore[no-any-return]
+
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = _deadline_worker()
@@ -101,9 +122,10 @@ graceful_timeout = 30
 keepalive = int(_setting("KEEPALIVE_SECONDS", 5, 1, 300))
 # Several proxies (and tests) may run on one host: no shared control socket.
 control_socket_disable = True
+logger_class = _logger_class()
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true") else None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = os.environ.get("LOG_LEVEL", "info").strip().lower() or "info"
 # Behind a PaaS router: believe X-Forwarded-* only from the configured proxies.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

@@ -22,12 +22,17 @@ from proxy.endpoints import BLUEPRINTS
 from proxy.endpoints import gateway
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
+from proxy.observability import logging_setup
 from proxy.observability import trace
+from proxy.observability.audit import AuditLog
+from proxy.observability.audit import FlowConsole
+from proxy.observability.events import Events
 from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
 from proxy.upstream.factory import build_provider
 from proxy.web import error_handlers
+from proxy.web import request_context
 
 if t.TYPE_CHECKING:
     from proxy.clients.document_source import DocumentSource
@@ -48,12 +53,19 @@ def create_app(
     """Build the WSGI app. Nothing touches Redis or the IdP until a request needs it."""
     if settings is None:
         settings = Settings.from_env(os.environ)
+    # Idempotent: gunicorn's arbiter did the same; tests build many apps.
+    logging_setup.configure(settings.log_level, settings.log_format)
     if redis_client is None:
         redis_client = _redis_for(settings)
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
     keyring = Keyring(settings.secret_key)
+    events = Events()
+    if settings.audit_log:
+        events.subscribe(AuditLog())
+    if settings.flow_log:
+        events.subscribe(FlowConsole())
     if documents is None:
         # CIMD documents and jwks_uri key sets: SSRF-safe, cached in Redis; a
         # catalogued vendor's pinned copy serves only when the live fetch fails.
@@ -62,6 +74,7 @@ def create_app(
             settings.client_documents,
             private_schemes=settings.allowed_redirect_schemes,
             fallback=client_catalog.pinned_document,
+            events=events,
         )
     if upstream is None:
         # OAUTH_PROVIDER picks the implementation (proxy/upstream/).
@@ -83,7 +96,9 @@ def create_app(
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway
         else None,
+        events=events,
     )
+    request_context.init_app(app, settings)
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
     )

@@ -110,6 +110,10 @@ def _start(
 ) -> int:
     env = dict(os.environ)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    # One readable line per flow step on this console (from the events); the
+    # JSON audit trail would only repeat them here.
+    env.setdefault("FLOW_LOG", "true")
+    env.setdefault("AUDIT_LOG", "false")
     if not env.get("OAUTH_ISSUER") and (env.get("OAUTH_PROVIDER") or "oidc") == "oidc":
         host = urlsplit(env["PUBLIC_URL"]).hostname or ""
         if not is_loopback_host(host):

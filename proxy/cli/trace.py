@@ -100,7 +100,7 @@ def render(trace_id: str, steps: list[dict[str, t.Any]]) -> str:
             f"  {_when(step.get('at'))}  {step.get('step', '?'):<24} "
             f"{str(step.get('outcome', '?')).upper():<6} {details}".rstrip()
         )
-    failed = [s for s in steps if s.get("outcome") == "error"]
+    failed = [s for s in steps if s.get("outcome") in ("error", "refused")]
     if failed:
         first = failed[0]
         lines.append(

@@ -38,6 +38,7 @@ from proxy.store.documents import document_id
 if t.TYPE_CHECKING:
     from proxy.clients.fetch import Fetched
     from proxy.config.client_documents import ClientDocuments
+    from proxy.observability.events import Events
     from proxy.store.documents import DocumentRecords
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,9 @@ class DocumentCache:
         fetcher: DocumentFetcher | None = None,
         fallback: Fallback | None = None,
         clock: t.Callable[[], float] = time.time,
+        events: Events | None = None,
     ) -> None:
+        self._events = events
         self._records = records
         self._settings = settings
         self._private_schemes = private_schemes
@@ -224,6 +227,15 @@ class DocumentCache:
         except DocumentError as exc:
             now = self._clock()
             log.warning("document %s unusable: %s", url[:200], exc.reason)
+            if self._events is not None:
+                self._events.emit(
+                    "document.refused",
+                    outcome="error",
+                    client_id=url if kind == "client_metadata" else None,
+                    url=url[:200],
+                    kind=kind,
+                    reason=exc.reason,
+                )
             negative = self._settings.negative_cache_seconds
             if negative > 0:
                 failure = {"reason": exc.reason, "until": now + negative}
@@ -231,6 +243,13 @@ class DocumentCache:
             return self._stale_or_raise(url, kind, cached, now, exc.reason)
         now = self._clock()
         self._store(doc_id, body, fetched, now)
+        if self._events is not None:
+            self._events.emit(
+                "document.fetched",
+                client_id=url if kind == "client_metadata" else None,
+                url=url[:200],
+                kind=kind,
+            )
         return body
 
     def _store(

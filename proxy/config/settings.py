@@ -100,6 +100,13 @@ class Settings:
     client_catalog_file: str | None = None
     #: TRUSTED_CLIENTS: catalog names (e.g. chatgpt, claude) that skip consent.
     trusted_clients: tuple[str, ...] = ()
+    #: LOG_LEVEL (app and gunicorn) and LOG_FORMAT (text | json).
+    log_level: str = "info"
+    log_format: str = "text"
+    #: AUDIT_LOG: the JSON audit trail on the proxy.audit logger.
+    audit_log: bool = True
+    #: FLOW_LOG: one readable line per flow step (on in `python -m proxy`).
+    flow_log: bool = False
 
     @property
     def issuer(self) -> str:
@@ -174,6 +181,7 @@ class Settings:
             static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
             signing_keys=_signing_keys(env),
             **_gateway_settings(env),
+            **_log_settings(env),
         )
         if (
             settings.refresh_token_max_lifetime_seconds
@@ -184,6 +192,26 @@ class Settings:
                 "REFRESH_TOKEN_TTL_SECONDS"
             )
         return settings
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+def _log_settings(env: EnvReader) -> dict[str, Any]:
+    """LOG_LEVEL, LOG_FORMAT, AUDIT_LOG, FLOW_LOG."""
+    level = env.text("LOG_LEVEL", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}")
+    log_format = env.text("LOG_FORMAT", "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={log_format!r}: use text or json")
+    return {
+        "log_level": level,
+        "log_format": log_format,
+        "audit_log": env.flag("AUDIT_LOG", True),
+        "flow_log": env.flag("FLOW_LOG", False),
+    }
 
 
 def _mcp_path(env: EnvReader) -> str:

@@ -83,7 +83,6 @@ def authorize() -> BaseResponse:
         response = consent_page(
             auth_request, client, browser_id, known=known, verified=verified
         )
-        app.events.emit("consent.shown", client_id=client.client_id)
     browser_binding.set_browser_cookie(response, app.settings, browser_id)
     browser_binding.set_trace_cookie(response, app.settings, app.keyring, trace_id)
     response.headers.update(NO_STORE)
@@ -132,6 +131,13 @@ def consent_page(
     client), else only as what its redirect URIs look like.
     """
     app = state()
+    app.events.emit(
+        "consent.shown",
+        client_id=client.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        known_client=known.display_name if known else None,
+        verified=verified,
+    )
     blob = app.keyring.sign(
         {**auth_request.to_dict(), "n": random_token(16), "tr": current_trace.get()},
         purpose="consent",

@@ -35,7 +35,6 @@ def finish_login() -> BaseResponse:
     )
     enter_trace(txn.trace_id)
     tokens, identity = finish_upstream(app, txn, request.args)
-    app.events.emit("login.succeeded", client_id=txn.client_id, sub=identity.subject)
     code = issue_code(app, txn, tokens, identity)
     response = redirect(_client_redirect(txn, code, app.settings.issuer))
     response.headers.update(NO_STORE)

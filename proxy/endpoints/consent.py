@@ -57,7 +57,12 @@ def answer_consent() -> BaseResponse:
 
     action = request.form.get("action")
     if action == "deny":
-        app.events.emit("consent.denied", client_id=auth_request.client_id)
+        app.events.emit(
+            "consent.denied",
+            outcome="refused",
+            client_id=client.client_id,
+            redirect_uri=auth_request.redirect_uri,
+        )
         # OAuth 2.1 §4.1.2.1: the resource owner denied the request (AUTHZ-13).
         raise AccessDeniedError(
             "The user denied the request.",
@@ -67,7 +72,12 @@ def answer_consent() -> BaseResponse:
         )
     if action != "approve":
         raise BadRequestPageError("Choose approve or deny.", reason="consent_action")
-    app.events.emit("consent.approved", client_id=auth_request.client_id)
+    app.events.emit(
+        "consent.approved",
+        client_id=client.client_id,
+        redirect_uri=auth_request.redirect_uri,
+        scope=auth_request.scope,
+    )
     upstream_url = begin_upstream(
         app,
         auth_request,

@@ -58,6 +58,12 @@ def register_client() -> Response:
     unused_until = record.client_id_issued_at + (unused_ttl or 86400)
     _within_quotas(settings.limits, record.client_id, unused_until)
     app.store.create_client(record, unused_ttl)
+    app.events.emit(
+        "client.registered",
+        client_id=record.client_id,
+        client_name=record.client_name[:80],
+        auth_method=record.token_endpoint_auth_method,
+    )
 
     # RFC 7591 §3.2.1: echo the effective metadata, defaults included (DCR-2).
     response_body: dict[str, t.Any] = {

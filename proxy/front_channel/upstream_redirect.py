@@ -156,7 +156,7 @@ def finish_upstream(
         code = args.get("code")
         if not code:
             raise fail(ServerError, "upstream_no_code")
-        return app.upstream.exchange_code(
+        tokens, identity = app.upstream.exchange_code(
             code=code, code_verifier=txn.upstream_verifier, nonce=txn.nonce
         )
     except UpstreamError as exc:
@@ -166,3 +166,5 @@ def finish_upstream(
         if exc.kind == "access_denied":
             raise fail(AccessDeniedError, "upstream_denied") from exc
         raise fail(ServerError, f"upstream_{exc.kind}") from exc
+    app.events.emit("login.succeeded", client_id=txn.client_id, sub=identity.subject)
+    return tokens, identity

@@ -73,8 +73,14 @@ def issue_code(
         trace_id=txn.trace_id,
     )
     app.store.create_grant(grant, ttl=app.settings.code_ttl_seconds)
-    app.events.emit("grant.created", client_id=txn.client_id, sub=identity.subject)
     log.info("grant %s created for client %s", grant_id[:8], txn.client_id[:24])
+    app.events.emit(
+        "grant.created",
+        client_id=txn.client_id,
+        sub=identity.subject,
+        grant=grant_id[:8],
+        scope=txn.scope,
+    )
     return code
 
 
@@ -97,7 +103,12 @@ class AuthorizationCodeGrant(TokenGrant):
         _check_code(form, client, grant, code_hash, verifier, redirect_uri)
         now = int(time.time())
         refresh_token = self._redeem(client, grant, code_hash, now)
-        self.app.events.emit("code.redeemed", client_id=client.client_id)
+        self.app.events.emit(
+            "code.redeemed",
+            client_id=client.client_id,
+            sub=grant.sub,
+            grant=grant.grant_id[:8],
+        )
         return token_response(
             self.app,
             signing_key=self.signing_key(),
@@ -155,6 +166,20 @@ class AuthorizationCodeGrant(TokenGrant):
         if result is RedeemResult.REPLAYED:
             # OAuth 2.1 §4.1.3: a reused code SHOULD revoke what it issued (CODE-6).
             log.warning("code replay: grant %s revoked", grant.grant_id[:8])
+            app.events.emit(
+                "code.replayed",
+                outcome="refused",
+                client_id=client.client_id,
+                sub=grant.sub,
+                grant=grant.grant_id[:8],
+            )
+            app.events.emit(
+                "grant.revoked",
+                client_id=client.client_id,
+                sub=grant.sub,
+                grant=grant.grant_id[:8],
+                reason="code_replay",
+            )
             raise InvalidGrantError(
                 "Invalid or expired 'code'.", reason="code_replayed"
             )

@@ -192,6 +192,13 @@ class RefreshTokenGrant(TokenGrant):
             raise InvalidScopeError("'scope' exceeds the original grant.")
         if now >= grant.expires_at:
             app.store.revoke_grant(grant.grant_id)
+            app.events.emit(
+                "grant.revoked",
+                client_id=grant.client_id,
+                sub=grant.sub,
+                grant=grant.grant_id[:8],
+                reason="absolute_expiry",
+            )
             raise InvalidGrantError(
                 "Invalid refresh token.", reason="rt_absolute_expiry"
             )
@@ -224,7 +231,20 @@ class RefreshTokenGrant(TokenGrant):
         """Reuse revokes the grant: every token it issued stops working (DEL)."""
         self.app.store.revoke_grant(grant.grant_id)
         log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
-        self.app.events.emit("refresh.reuse_detected", client_id=grant.client_id)
+        self.app.events.emit(
+            "refresh.reuse_detected",
+            outcome="refused",
+            client_id=grant.client_id,
+            sub=grant.sub,
+            grant=grant.grant_id[:8],
+        )
+        self.app.events.emit(
+            "grant.revoked",
+            client_id=grant.client_id,
+            sub=grant.sub,
+            grant=grant.grant_id[:8],
+            reason="refresh_reuse",
+        )
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
 
     def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
@@ -335,7 +355,12 @@ class RefreshTokenGrant(TokenGrant):
             client=_client_in_use(app, grant.client_id),
         )
         if result is RotateResult.OK:
-            app.events.emit("refresh.rotated", client_id=grant.client_id)
+            app.events.emit(
+                "refresh.rotated",
+                client_id=grant.client_id,
+                sub=grant.sub,
+                grant=grant.grant_id[:8],
+            )
             return body
         if result is RotateResult.CONFLICT and attempts > 0:
             fresh = app.store.load_grant(grant.grant_id)
@@ -364,9 +389,24 @@ class RefreshTokenGrant(TokenGrant):
         try:
             renewed = app.upstream.refresh(upstream)
         except UpstreamError as exc:
+            app.events.emit(
+                "upstream.refresh_failed",
+                outcome="error",
+                client_id=grant.client_id,
+                sub=grant.sub,
+                grant=grant.grant_id[:8],
+                reason=exc.kind,
+            )
             if exc.kind == "invalid_grant":
                 # The user lost access at the IdP: our grant ends with theirs.
                 app.store.revoke_grant(grant.grant_id)
+                app.events.emit(
+                    "grant.revoked",
+                    client_id=grant.client_id,
+                    sub=grant.sub,
+                    grant=grant.grant_id[:8],
+                    reason="upstream_invalid_grant",
+                )
                 log.info(
                     "upstream refused refresh (%s): grant %s ended",
                     exc.detail,

@@ -27,11 +27,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
+from proxy.clients.authentication import presented_client_id
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
+from proxy.oauth.errors import InvalidClientError
+from proxy.oauth.errors import InvalidRedirectUriError
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
+from proxy.oauth.errors import TooManyRequestsError
 from proxy.oauth.errors import add_query
 from proxy.observability.events import current_trace
 from proxy.store.faults import unavailable_cause
@@ -48,7 +52,6 @@ def wants_json() -> bool:
 def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     """Turn an OAuthError into its response: a redirect only when validated."""
     log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
-    _record_failure(exc)
     trace_id = current_trace.get()
     if exc.redirect_uri:
         description = exc.description
@@ -89,41 +92,83 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     return response
 
 
-def _record_failure(exc: OAuthError) -> None:
-    """The failed step of the flow this request belongs to, as its event."""
+#: Blueprints whose invalid_client is a failed client authentication.
+_CLIENT_AUTH_ENDPOINTS = ("token", "revoke", "introspect")
+
+
+def emit_refusal(exc: OAuthError) -> None:
+    """The event for a refused request, by endpoint: one place for all of them.
+
+    The audit log, the metrics and the flow trace (its failed step) all hear
+    it; each refusal is one event, whatever raised it.
+    """
+    if isinstance(exc, TooManyRequestsError):
+        return  # rate.limited was emitted where the limit was checked
     events = state().events
     blueprint = request.blueprint
+    reason = exc.reason or exc.error
+    outcome = "error" if exc.status_code >= 500 else "refused"
     cause = exc.__cause__
     fields = {
         "error": exc.error,
-        "reason": exc.reason,
+        "reason": reason,
         # What the IdP answered, said by our own UpstreamError (never a token).
-        "detail": str(cause) if isinstance(cause, UpstreamError) else None,
+        "detail": str(cause)[:300] if isinstance(cause, UpstreamError) else None,
     }
-    if blueprint == "authorize":
-        redirect_uri = request.values.get("redirect_uri")
+    if blueprint in ("gateway", "forward_auth"):
+        # Not request.form: a gateway body is the MCP message, read by the relay.
+        events.emit("gateway.refused", outcome=outcome, **fields)
+        return
+    client_id = g.get("client_id") or presented_client_id(request.headers, request.form)
+    client_id = client_id or request.args.get("client_id")
+    client_id = client_id[:200] if client_id else None
+    if isinstance(exc, InvalidClientError) and blueprint in _CLIENT_AUTH_ENDPOINTS:
+        events.emit(
+            "client_auth.failed",
+            outcome=outcome,
+            client_id=client_id,
+            where=blueprint,
+            reason=reason,
+        )
+    elif blueprint == "token":
+        events.emit(
+            "token.refused",
+            outcome=outcome,
+            client_id=client_id,
+            grant_type=request.form.get("grant_type", "")[:64] or None,
+            **fields,
+        )
+    elif blueprint == "register":
+        events.emit("client.refused", outcome=outcome, **fields)
+    elif blueprint == "authorize":
         events.emit(
             "authorize.refused",
-            outcome="error",
-            client_id=g.get("client_id"),
-            redirect_uri=redirect_uri,
+            outcome=outcome,
+            client_id=client_id,
+            redirect_uri=(request.values.get("redirect_uri") or "")[:500] or None,
             **fields,
         )
     elif blueprint == "consent" and exc.reason != "consent_denied":
-        events.emit("consent.refused", outcome="error", **fields)
+        events.emit("consent.refused", outcome=outcome, client_id=client_id, **fields)
     elif blueprint == "callback":
         events.emit(
             "login.refused",
-            outcome="error",
-            upstream_error=request.args.get("error"),
-            upstream_error_description=request.args.get("error_description"),
+            outcome=outcome,
+            upstream_error=(request.args.get("error") or "")[:64] or None,
+            upstream_error_description=(
+                (request.args.get("error_description") or "")[:300] or None
+            ),
             **fields,
         )
-    elif blueprint == "token":
-        grant_type = request.form.get("grant_type")
-        events.emit("token.refused", outcome="error", grant_type=grant_type, **fields)
-    elif blueprint in ("gateway", "forward_auth"):
-        events.emit("gateway.refused", outcome="error", **fields)
+    # After the endpoint's own event: a trace's failed step is the endpoint's.
+    if isinstance(exc, InvalidRedirectUriError) or reason.startswith("redirect_"):
+        events.emit(
+            "redirect_uri.refused",
+            outcome=outcome,
+            client_id=client_id,
+            where=blueprint,
+            reason=reason,
+        )
 
 
 def init_app(app: Flask, issuer: str) -> None:
@@ -131,6 +176,7 @@ def init_app(app: Flask, issuer: str) -> None:
 
     @app.errorhandler(OAuthError)
     def _oauth_error(exc: OAuthError) -> BaseResponse:
+        emit_refusal(exc)
         return render_error(exc, issuer)
 
     # Outages, failovers, overload and a store refusing writes (OOM under

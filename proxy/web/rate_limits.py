@@ -87,6 +87,13 @@ def limit_requests(
             _give_back_charges()
             wait = -(-max(waits) // 1000)
             log.info("rate limited: %s from %s for %d s", endpoint, ip, wait)
+            app.events.emit(
+                "rate.limited",
+                outcome="refused",
+                client_id=client_id,
+                limit=endpoint,
+                retry_after=wait,
+            )
             raise TooManyRequestsError(wait, reason="rate_limited")
 
     @blueprint.after_request

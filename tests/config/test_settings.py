@@ -453,3 +453,25 @@ def test_missing_static_clients_file_is_named(tmp_path: pathlib.Path) -> None:
     assert "STATIC_CLIENTS_FILE" in _config_error(
         STATIC_CLIENTS_FILE=str(tmp_path / "nope.json")
     )
+
+
+def test_log_settings_default_to_info_text_with_the_audit_trail() -> None:
+    settings = Settings.from_env(BASE)
+    assert (settings.log_level, settings.log_format) == ("info", "text")
+    assert settings.audit_log is True
+    assert settings.flow_log is False
+
+
+def test_log_settings_are_read() -> None:
+    env = {**BASE, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "FLOW_LOG": "true"}
+    settings = Settings.from_env(env)
+    assert (settings.log_level, settings.log_format) == ("warning", "json")
+    assert settings.flow_log is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml")]
+)
+def test_bad_log_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**BASE, name: value})

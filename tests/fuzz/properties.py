@@ -5,8 +5,8 @@
 3. The OAuth endpoints answer every 4xx as RFC 6749 §5.2 does: a JSON body
    with `error`, and `Cache-Control: no-store`.
 4. A refused request (4xx, or an error redirect) changes nothing in Redis,
-   except the abuse counters a refusal is meant to touch, and the documented
-   revocations (a replayed code or reused refresh token ends its grant; a
+   except the abuse counters and flow traces a refusal is meant to touch, and
+   the documented revocations (a replayed code or reused refresh token ends its grant; a
    callback consumes its transaction even when the IdP reports an error).
 """
 
@@ -22,8 +22,9 @@ import redis
 from hypothesis import event
 from hypothesis.control import currently_in_test_context
 
-#: Key families a refusal is supposed to write (proxy/store/keys.py).
-COUNTER_FAMILIES = ("rate:", "authfail:", "authblock:")
+#: Key families a refusal is supposed to write (proxy/store/keys.py): the
+#: abuse counters, and the flow trace, whose failed step is the point of it.
+COUNTER_FAMILIES = ("rate:", "authfail:", "authblock:", "trace:", "traces:")
 
 #: Endpoints whose every error is a JSON body with `error` (RFC 6749 §5.2,
 #: RFC 7591 §3.2.2, RFC 7009 §2.2.1, RFC 7662 §2.3).
