@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import typing as t
@@ -27,6 +28,7 @@ from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
 from proxy.upstream.factory import build_provider
 from proxy.web import error_handlers
+from proxy.web.client_ip import request_subject
 
 if t.TYPE_CHECKING:
     from proxy.clients.document_source import DocumentSource
@@ -61,6 +63,8 @@ def create_app(
             settings.client_documents,
             private_schemes=settings.allowed_redirect_schemes,
             fallback=client_catalog.pinned_document,
+            limiter=store.limits,
+            requester=functools.partial(request_subject, settings.limits),
         )
     if upstream is None:
         # OAUTH_PROVIDER picks the implementation (proxy/upstream/).

@@ -86,6 +86,7 @@ class ClientRegistry:
             store.documents,
             settings.client_documents,
             private_schemes=settings.allowed_redirect_schemes,
+            limiter=store.limits,
         )
 
     def find(self, client_id: str) -> ClientRecord | None:
