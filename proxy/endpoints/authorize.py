@@ -61,7 +61,7 @@ def authorize() -> BaseResponse:
         or browser_binding.new_browser_id()
     )
 
-    if _consent_given(auth_request, client, verified=verified):
+    if _consent_given(auth_request, client, verified=verified, known=known):
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
         response = consent_page(
@@ -73,11 +73,17 @@ def authorize() -> BaseResponse:
 
 
 def _consent_given(
-    auth_request: AuthorizationRequest, client: ClientRecord, *, verified: bool
+    auth_request: AuthorizationRequest,
+    client: ClientRecord,
+    *,
+    verified: bool,
+    known: CatalogEntry | None,
 ) -> bool:
     """Trusted clients or redirect URIs, or this browser approved this before."""
     app = state()
-    if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
+    # TRUSTED_REDIRECT_URIS: never for a DCR registration, which can copy any
+    # redirect URI (decision J12).
+    if app.clients.redirect_uri_trusted(client, auth_request.redirect_uri, known=known):
         return True
     # TRUSTED_CLIENTS: only a verified identity (MCP 2026-07-28: "a proxy with
     # one static upstream client MUST obtain consent per client").

@@ -158,3 +158,18 @@ def test_a_bad_catalog_setting_is_a_config_failure(extra: dict[str, str]) -> Non
     out = io.StringIO()
     assert check.main(env_for("https://idp.example.com", **extra), out) == 2
     assert "[config]" in out.getvalue()
+
+
+def test_trusted_redirect_uris_warn_that_trusted_clients_is_better(
+    httpserver: t.Any,
+) -> None:
+    """J12: the setting no longer covers DCR copies; check says so."""
+    report = report_for(
+        httpserver,
+        TRUSTED_REDIRECT_URIS="https://chatgpt.com/connector_platform_oauth_redirect",
+    )
+    warning = next(f for f in report.findings if f.code == "trusted_redirect_uris")
+    assert warning.level == check.WARN
+    assert "DCR registration" in warning.message
+    assert "TRUSTED_CLIENTS" in warning.message
+    assert "trusted_redirect_uris" not in report_for(httpserver).codes()

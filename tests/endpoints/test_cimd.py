@@ -8,6 +8,7 @@ would; the app runs on the real Redis.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing as t
 
 import pytest
@@ -394,3 +395,65 @@ def test_fetches_for_one_host_are_limited_whoever_asks(
         2
     ].get_data(as_text=True)
     assert document_server.hits["/apps/2/client.json"] == 0
+
+
+def _consent_skipped(response: t.Any) -> bool:
+    return response.status_code == 302 and "/authorize" in response.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "skipped"),
+    [
+        # The document's own host vouches for a redirect URI on it.
+        ("https://127.0.0.1/callback", True),
+        # Any document can list someone else's URI: that proves nothing.
+        ("https://chatgpt.com/connector_platform_oauth_redirect", False),
+        # The catalog pairs this client's document with this URI.
+        ("https://agent.example/callback", True),
+    ],
+)
+def test_trusted_redirect_uris_count_for_a_url_client_only_when_vouched_for(
+    settings: Settings,
+    store_client: redis.Redis,
+    document_server: DocumentServer,
+    trust_test_ca: str,
+    tmp_path: t.Any,
+    redirect_uri: str,
+    skipped: bool,
+) -> None:
+    """J12: TRUSTED_REDIRECT_URIS skips consent for a CIMD client whose
+    redirect URI is on its document's host, or catalogued with its URL."""
+    catalog = {
+        "format": 1,
+        "updated": "2026-12-06",
+        "clients": [
+            {
+                "name": "agent",
+                "display_name": "Agent",
+                "registers_by": ["cimd"],
+                "cimd_urls": [f"https://127.0.0.1:*{PATH}"],
+                "redirect_uris": ["https://agent.example/callback"],
+            }
+        ],
+    }
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(json.dumps(catalog))
+    trusted = frozenset(
+        {
+            "https://127.0.0.1/callback",
+            "https://chatgpt.com/connector_platform_oauth_redirect",
+            "https://agent.example/callback",
+        }
+    )
+    app = create_app(
+        cimd_settings(settings).replace(
+            trusted_redirect_uris=trusted, client_catalog_file=str(catalog_file)
+        ),
+        redis_client=store_client,
+    )
+    oauth = OAuthTestClient(app.test_client())
+    document = document_server.client_document(PATH, [redirect_uri])
+    url = document_server.serve_json(PATH, document)
+    _, response = oauth.authorize(url, redirect_uri=redirect_uri)
+    assert response.status_code in (200, 302), response.get_data(as_text=True)
+    assert _consent_skipped(response) is skipped
