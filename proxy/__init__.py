@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import typing as t
@@ -33,6 +34,7 @@ from proxy.store import Store
 from proxy.upstream.factory import build_provider
 from proxy.web import error_handlers
 from proxy.web import request_context
+from proxy.web.client_ip import request_subject
 
 if t.TYPE_CHECKING:
     from proxy.clients.document_source import DocumentSource
@@ -75,6 +77,8 @@ def create_app(
             private_schemes=settings.allowed_redirect_schemes,
             fallback=client_catalog.pinned_document,
             events=events,
+            limiter=store.limits,
+            requester=functools.partial(request_subject, settings.limits),
         )
     if upstream is None:
         # OAUTH_PROVIDER picks the implementation (proxy/upstream/).

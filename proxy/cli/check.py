@@ -372,6 +372,17 @@ def _check_catalog(settings: Settings, report: Report) -> None:
                 f"(reconstructed {pinned.reconstructed_on}) is used"
             )
         report.add(OK, "client_admitted", message)
+    if settings.trusted_redirect_uris:
+        report.add(
+            WARN,
+            "trusted_redirect_uris",
+            "TRUSTED_REDIRECT_URIS skips the consent page only for static "
+            "clients and for metadata-document (CIMD) clients on the redirect "
+            "URI's own host or catalogued with it; a DCR registration listing "
+            "these URIs still sees the page (docs/decisions.md, J15). "
+            "TRUSTED_CLIENTS (e.g. chatgpt,claude) is the better setting: it "
+            "names who the client is, not where it sends the user",
+        )
     for name in settings.trusted_clients:
         entry = t.cast("CatalogEntry", catalog.get(name))
         ways, _ = admission(settings, catalog, entry)

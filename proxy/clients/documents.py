@@ -11,7 +11,12 @@ A document is fetched SSRF-safe (``fetch.py``), validated, and cached:
 - while refreshes fail, the last good copy keeps serving for at most
   CIMD_STALE_IF_ERROR_SECONDS past its freshness (RFC 5861 stale-if-error);
 - one worker fetches a document at a time; the others wait briefly for its
-  result instead of fetching too (RATE-4: no amplification).
+  result instead of fetching too (RATE-4: no amplification);
+- every network fetch is charged first to the client IP that caused it
+  (CIMD_FETCHES_PER_IP) and then to the document's host
+  (CIMD_FETCHES_PER_HOST), so nobody can make the proxy hammer one host with
+  many distinct URLs. Cached copies are served without a charge, and a
+  refused fetch falls back on them (RATE-4: the requester pays first).
 
 Freshness is decided by timestamps inside the record, read with an
 injectable clock; the Redis TTLs only clean up.
@@ -26,6 +31,7 @@ import time
 import typing as t
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from proxy.clients.document_source import DocumentError
 from proxy.clients.document_source import DocumentKind
@@ -38,8 +44,10 @@ from proxy.store.documents import document_id
 if t.TYPE_CHECKING:
     from proxy.clients.fetch import Fetched
     from proxy.config.client_documents import ClientDocuments
+    from proxy.config.limits import Rate
     from proxy.observability.events import Events
     from proxy.store.documents import DocumentRecords
+    from proxy.store.limits import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,19 @@ WAIT_POLL_SECONDS = 0.05
 LOCK_SLACK_SECONDS = 2.0
 
 Fallback = t.Callable[[str], "dict[str, t.Any] | None"]
+#: The rate-limit subject of the client IP behind the current request, if any.
+Requester = t.Callable[[], "str | None"]
+
+
+class FetchRefusedError(DocumentError):
+    """A network fetch refused by the fetch rates (RATE-4), for `retry_after` s."""
+
+    def __init__(self, reason: str, *, retry_after: int, host_wide: bool) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        #: The host's budget, not one requester's: nobody may fetch it now.
+        self.host_wide = host_wide
+
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_STORE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?:=|,|$)", re.IGNORECASE)
@@ -150,6 +171,8 @@ class DocumentCache:
         private_schemes: frozenset[str] = frozenset(),
         fetcher: DocumentFetcher | None = None,
         fallback: Fallback | None = None,
+        limiter: Limiter | None = None,
+        requester: Requester | None = None,
         clock: t.Callable[[], float] = time.time,
         events: Events | None = None,
     ) -> None:
@@ -159,6 +182,9 @@ class DocumentCache:
         self._private_schemes = private_schemes
         self._fetcher = fetcher or DocumentFetcher(settings)
         self._fallback = fallback
+        #: None: fetches are not rate-limited (unit tests of the cache alone).
+        self._limiter = limiter
+        self._requester = requester
         self._clock = clock
 
     def fetch_json(
@@ -189,20 +215,30 @@ class DocumentCache:
         lock_ms = int(
             (self._settings.fetch_timeout_seconds + LOCK_SLACK_SECONDS) * 1000
         )
-        if self._records.lock(doc_id, token, lock_ms):
-            try:
-                # The previous holder may have stored it since we looked.
-                latest = CachedDocument.from_json(self._records.read(doc_id)[0])
-                if latest is not None and (
-                    cached is None or latest.fetched_at > cached.fetched_at
-                ):
-                    return latest.body
-                return self._fetch_and_store(url, kind, doc_id, cached)
-            finally:
-                self._records.unlock(doc_id, token)
-        # RATE-4: another worker is fetching this document; use its result.
         waited_until = time.monotonic() + lock_ms / 1000
-        while time.monotonic() < waited_until:
+        while True:
+            # A waiter whose fetcher gave up without a result (a fetch refused
+            # for that requester alone) takes the lock and fetches itself.
+            if self._records.lock(doc_id, token, lock_ms):
+                try:
+                    # The previous holder may have stored it since we looked.
+                    latest = CachedDocument.from_json(self._records.read(doc_id)[0])
+                    if latest is not None and (
+                        cached is None or latest.fetched_at > cached.fetched_at
+                    ):
+                        return latest.body
+                    return self._fetch_and_store(url, kind, doc_id, cached)
+                finally:
+                    self._records.unlock(doc_id, token)
+            if time.monotonic() >= waited_until:
+                return self._stale_or_raise(
+                    url,
+                    kind,
+                    cached,
+                    self._clock(),
+                    f"{url} is being fetched: try again",
+                )
+            # RATE-4: another worker is fetching this document; use its result.
             time.sleep(WAIT_POLL_SECONDS)
             raw, raw_failure = self._records.read(doc_id)
             now = self._clock()
@@ -214,16 +250,25 @@ class DocumentCache:
             failure = _failure_of(raw_failure, now)
             if failure is not None:
                 return self._stale_or_raise(url, kind, cached, now, failure)
-        return self._stale_or_raise(
-            url, kind, cached, self._clock(), f"{url} is being fetched: try again"
-        )
 
     def _fetch_and_store(
         self, url: str, kind: DocumentKind, doc_id: str, cached: CachedDocument | None
     ) -> dict[str, t.Any]:
         try:
+            self._charge_fetch(url)
             fetched = self._fetcher.fetch(url)
             body = self._validate(url, kind, fetched.body)
+        except FetchRefusedError as exc:
+            now = self._clock()
+            log.warning("document %s not fetched: %s", url[:200], exc.reason)
+            if exc.host_wide:
+                # Every worker would be refused as long: say so to them all
+                # (the document itself is not known to be bad, so no longer).
+                failure = {"reason": exc.reason, "until": now + exc.retry_after}
+                self._records.write_failure(
+                    doc_id, json.dumps(failure), exc.retry_after
+                )
+            return self._stale_or_raise(url, kind, cached, now, exc.reason)
         except DocumentError as exc:
             now = self._clock()
             log.warning("document %s unusable: %s", url[:200], exc.reason)
@@ -251,6 +296,40 @@ class DocumentCache:
                 kind=kind,
             )
         return body
+
+    def _charge_fetch(self, url: str) -> None:
+        """RATE-4: charge this network fetch to its requester, then to its host.
+
+        Both buckets go out in one round trip; when either refuses, the other
+        gets its charge back, so a refused fetch costs no budget.
+        """
+        if self._limiter is None:
+            return
+        settings = self._settings
+        host = (urlsplit(url).hostname or "").lower()
+        requester = self._requester() if self._requester is not None else None
+        buckets: list[tuple[str, Rate]] = []
+        if requester is not None and settings.fetches_per_ip is not None:
+            bucket = self._limiter.ip_bucket("cimd-fetch", requester)
+            buckets.append((bucket, settings.fetches_per_ip))
+        if settings.fetches_per_host is not None:
+            bucket = self._limiter.fetch_host_bucket(host)
+            buckets.append((bucket, settings.fetches_per_host))
+        if not buckets:
+            return
+        waits = self._limiter.waits(buckets)
+        if not any(waits):
+            return
+        self._limiter.refund([b for b, w in zip(buckets, waits, strict=True) if not w])
+        seconds = max(1, -(-max(waits) // 1000))
+        host_wide = waits[-1] > 0 and settings.fetches_per_host is not None
+        if host_wide:
+            reason = f"too many document fetches for {host}, try again in {seconds} s"
+        else:
+            reason = (
+                f"too many document fetches from your address, try again in {seconds} s"
+            )
+        raise FetchRefusedError(reason, retry_after=seconds, host_wide=host_wide)
 
     def _store(
         self, doc_id: str, body: dict[str, t.Any], fetched: Fetched, now: float

@@ -3,8 +3,9 @@
 A client id URL or a `jwks_uri` is chosen by whoever runs the client, so the
 proxy must not become their way into its own network. Each fetch:
 
-1. is https only, to a host that resolves (once) to public addresses only,
-   unless the operator listed the host in CIMD_ALLOWED_PRIVATE_HOSTS;
+1. is https only, to a host that resolves (once, within the deadline) to
+   public addresses only, unless the operator listed the host in
+   CIMD_ALLOWED_PRIVATE_HOSTS;
 2. connects to the very address that was checked, with the certificate still
    verified against the host name, so DNS rebinding has no window;
 3. follows no redirect (a 3xx is an error and its target gets no request);
@@ -19,12 +20,15 @@ e.g. a test CA.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import json
 import logging
 import os
 import socket
 import ssl
+import sys
+import threading
 import time
 import typing as t
 from dataclasses import dataclass
@@ -106,9 +110,55 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, once (gevent makes this cooperative)."""
+    """Every address `host` resolves to, once (bounded by :func:`resolve_within`)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+#: Outside gevent, resolutions run in this many threads at most: a stalled
+#: resolver holds its thread until the OS gives up, so stalls cannot pile up
+#: threads, and a resolution still queued at its deadline is never started.
+RESOLVER_THREADS = 4
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def resolve_within(
+    resolver: Resolver, host: str, port: int, timeout: float
+) -> list[str]:
+    """`resolver(host, port)`, abandoned after `timeout` s with TimeoutError.
+
+    getaddrinfo has no timeout of its own. Under gunicorn's gevent worker it
+    runs in gevent's resolver thread pool while this greenlet waits, so a
+    gevent Timeout ends the wait; elsewhere (tests, the embedded demo, a
+    threaded server) a bounded thread pool does the same.
+    """
+    if _gevent_patched():
+        import gevent  # type: ignore[import-untyped]
+
+        with gevent.Timeout(timeout, TimeoutError):
+            return resolver(host, port)
+    future = _resolver_pool().submit(resolver, host, port)
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"resolving {host} took over {timeout} s") from None
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                RESOLVER_THREADS, thread_name_prefix="cimd-resolver"
+            )
+        return _pool
 
 
 def default_ca_file() -> str | None:
@@ -149,7 +199,7 @@ class DocumentFetcher:
         started = time.monotonic()
         deadline = started + self._settings.fetch_timeout_seconds
         host, port, target = _target(url)
-        address = self._address(host, port)
+        address = self._address(host, port, deadline)
         pool = urllib3.HTTPSConnectionPool(
             address,
             port,
@@ -165,8 +215,8 @@ class DocumentFetcher:
         finally:
             pool.close()
 
-    def _address(self, host: str, port: int) -> str:
-        """The one address to connect to, checked (CIMD-7)."""
+    def _address(self, host: str, port: int, deadline: float) -> str:
+        """The one address to connect to, checked (CIMD-7), resolved in time."""
         try:
             literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -174,8 +224,16 @@ class DocumentFetcher:
         if literal is not None:
             addresses = [str(literal)]
         else:
+            timeout = min(
+                self._settings.connect_timeout_seconds,
+                max(0.01, deadline - time.monotonic()),
+            )
             try:
-                addresses = self._resolver(host, port)
+                addresses = resolve_within(self._resolver, host, port, timeout)
+            except TimeoutError:
+                raise DocumentError(
+                    f"the host {host} did not resolve in time"
+                ) from None
             except (OSError, UnicodeError):
                 raise DocumentError(f"the host {host} cannot be resolved") from None
             if not addresses:

@@ -23,6 +23,7 @@ from proxy.oauth.errors import UnknownClientError
 from proxy.store.records import ClientRecord
 
 if t.TYPE_CHECKING:
+    from proxy.clients.catalog import CatalogEntry
     from proxy.store import Store
 
 
@@ -86,6 +87,7 @@ class ClientRegistry:
             store.documents,
             settings.client_documents,
             private_schemes=settings.allowed_redirect_schemes,
+            limiter=store.limits,
         )
 
     def find(self, client_id: str) -> ClientRecord | None:
@@ -148,6 +150,35 @@ class ClientRegistry:
         if client.client_id in self._static:
             return True
         return is_metadata_document_url(client.client_id)
+
+    def redirect_uri_trusted(
+        self, client: ClientRecord, redirect_uri: str, *, known: CatalogEntry | None
+    ) -> bool:
+        """TRUSTED_REDIRECT_URIS (decision J15): may this client skip consent
+        because of where it sends the user back?
+
+        Anyone can register any redirect URI by DCR, and a URL client's
+        document can list any too, so the URI alone proves nothing (MCP
+        2026-07-28: "a proxy with one static upstream client MUST obtain
+        consent per client"). It counts for a static client (the operator
+        named both), and for a URL client whose redirect URI is on its
+        document's own host, or which the catalog pairs with that URI
+        (Claude's claude.ai document and claude.com callback). Never for DCR.
+        """
+        if redirect_uri not in self._settings.trusted_redirect_uris:
+            return False
+        if redirect_uri not in client.redirect_uris:
+            return False
+        if client.client_id in self._static:
+            return True
+        host = verified_host(client)
+        if host is None:
+            return False
+        if urlsplit(redirect_uri).hostname == host:
+            return True
+        return known is not None and any(
+            pattern.matches(redirect_uri) for pattern in known.redirect_uris
+        )
 
 
 def verified_host(client: ClientRecord) -> str | None:

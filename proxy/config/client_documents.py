@@ -13,6 +13,8 @@ import typing as t
 from dataclasses import dataclass
 
 from proxy.config.env import ConfigError
+from proxy.config.limits import Rate
+from proxy.config.limits import parse_rate
 
 if t.TYPE_CHECKING:
     from proxy.config.env import EnvReader
@@ -49,6 +51,13 @@ class ClientDocuments:
     assertion_max_lifetime_seconds: int = 3600
     #: An unknown `kid` re-fetches a client's jwks_uri at most this often.
     jwks_refetch_min_seconds: int = 60
+    #: RATE-4: network fetches to one host, whoever asks (the host is not
+    #: ours to flood). A vendor serves many documents from one host
+    #: (ChatGPT's per-app ones), and each is fetched once per cache period.
+    fetches_per_host: Rate | None = Rate(60, 60)
+    #: RATE-4: network fetches one client IP can cause (an uncached URL client
+    #: id or jwks_uri): the requester pays, before the host's budget does.
+    fetches_per_ip: Rate | None = Rate(30, 60)
 
     def domain_allowed(self, host: str) -> bool:
         """CIMD-14: the deny list wins; an empty allow list allows every domain."""
@@ -96,6 +105,12 @@ class ClientDocuments:
             ),
             jwks_refetch_min_seconds=env.integer(
                 "JWKS_REFETCH_MIN_SECONDS", 60, 1, 86400
+            ),
+            fetches_per_host=parse_rate(
+                "CIMD_FETCHES_PER_HOST", env.text("CIMD_FETCHES_PER_HOST", "60/minute")
+            ),
+            fetches_per_ip=parse_rate(
+                "CIMD_FETCHES_PER_IP", env.text("CIMD_FETCHES_PER_IP", "30/minute")
             ),
         )
 

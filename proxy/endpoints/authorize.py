@@ -75,7 +75,7 @@ def authorize() -> BaseResponse:
         or browser_binding.new_browser_id()
     )
 
-    skipped = _consent_given(auth_request, client, verified=verified)
+    skipped = _consent_given(auth_request, client, verified=verified, known=known)
     if skipped:
         app.events.emit("consent.skipped", client_id=client.client_id, reason=skipped)
         response = redirect(begin_upstream(app, auth_request, browser_id))
@@ -90,12 +90,18 @@ def authorize() -> BaseResponse:
 
 
 def _consent_given(
-    auth_request: AuthorizationRequest, client: ClientRecord, *, verified: bool
+    auth_request: AuthorizationRequest,
+    client: ClientRecord,
+    *,
+    verified: bool,
+    known: CatalogEntry | None,
 ) -> str | None:
     """Why consent is not asked (trusted client or redirect URI, or this
     browser approved this before); None: ask."""
     app = state()
-    if auth_request.redirect_uri in app.settings.trusted_redirect_uris:
+    # TRUSTED_REDIRECT_URIS: never for a DCR registration, which can copy any
+    # redirect URI (decision J15).
+    if app.clients.redirect_uri_trusted(client, auth_request.redirect_uri, known=known):
         return "trusted_redirect_uri"
     # TRUSTED_CLIENTS: only a verified identity (MCP 2026-07-28: "a proxy with
     # one static upstream client MUST obtain consent per client").

@@ -69,8 +69,10 @@ class Keys:
     def rate(self, scope: str, subject: str) -> str:
         """``rate:{scope}:{subject}`` STRING: one GCRA bucket (its arrival time, ms).
 
-        scope is ``ip:<endpoint>``, ``client`` or ``grant``; subject the IP,
-        client id or grant id (long ones hashed). TTL: until the bucket is
+        scope is ``ip:<endpoint>``, ``client``, ``grant`` or ``fetch-host``;
+        subject the IP, client id, grant id or document host (long ones
+        hashed). ``ip:cimd-fetch`` and ``fetch-host`` count network fetches of
+        client documents (RATE-4). TTL: until the bucket is
         full again. Written and read only by CHARGE_RATE.
         """
         return f"{self.prefix}rate:{scope}:{subject}"

@@ -134,6 +134,10 @@ class Limiter:
     def grant_bucket(self, grant_id: str) -> str:
         return self._keys.rate("grant", subject(grant_id))
 
+    def fetch_host_bucket(self, host: str) -> str:
+        """Network fetches of client documents from one host (RATE-4)."""
+        return self._keys.rate("fetch-host", subject(host))
+
     def auth_block(self, ip: str, client_id: str) -> str:
         return self._keys.auth_block(subject(ip), subject(client_id))
 

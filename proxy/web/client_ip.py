@@ -20,6 +20,9 @@ from __future__ import annotations
 import ipaddress
 import typing as t
 
+from flask import has_request_context
+from flask import request
+
 if t.TYPE_CHECKING:
     from proxy.config.limits import Limits
 
@@ -69,3 +72,16 @@ def limit_subject(ip: str) -> str:
         network = ipaddress.ip_network(f"{address}/{IPV6_SUBJECT_PREFIX}", strict=False)
         return str(network)
     return str(address)
+
+
+def request_subject(limits: Limits) -> str | None:
+    """What per-IP limits count for the request being served; None outside one.
+
+    Handed to the client-document cache, which charges the fetches a request
+    causes to its client (RATE-4) without knowing about Flask.
+    """
+    if not has_request_context():
+        return None
+    return limit_subject(
+        client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), limits)
+    )

@@ -197,3 +197,18 @@ def test_no_trusted_clients_hint_where_it_would_change_nothing(
     extra: dict[str, str],
 ) -> None:
     assert _hint(**extra) == ""
+
+
+def test_trusted_redirect_uris_warn_that_trusted_clients_is_better(
+    httpserver: t.Any,
+) -> None:
+    """J15: the setting no longer covers DCR copies; check says so."""
+    report = report_for(
+        httpserver,
+        TRUSTED_REDIRECT_URIS="https://chatgpt.com/connector_platform_oauth_redirect",
+    )
+    warning = next(f for f in report.findings if f.code == "trusted_redirect_uris")
+    assert warning.level == check.WARN
+    assert "DCR registration" in warning.message
+    assert "TRUSTED_CLIENTS" in warning.message
+    assert "trusted_redirect_uris" not in report_for(httpserver).codes()

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import typing as t
 
 import pytest
 
 from proxy.clients.document_source import DocumentError
+from proxy.clients.fetch import RESOLVER_THREADS
 from proxy.clients.fetch import DocumentFetcher
 from proxy.clients.fetch import refused_address
 from proxy.config.client_documents import ClientDocuments
 from tests.document_server import DocumentServer
 from tests.document_server import Route
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 PRIVATE_OK = ClientDocuments(allowed_private_hosts=frozenset({"127.0.0.1"}))
 
@@ -260,3 +269,101 @@ def test_an_unresolvable_host_is_a_reported_error(ca_file: str) -> None:
 
     with pytest.raises(DocumentError, match="cannot be resolved"):
         fetcher(ca_file, resolver=resolver).fetch("https://nowhere.test/c.json")
+
+
+class StalledResolver:
+    """A DNS server that never answers: each call blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls += 1
+        self.release.wait(60)
+        return ["127.0.0.1"]
+
+
+@pytest.fixture
+def stalled() -> t.Iterator[StalledResolver]:
+    resolver = StalledResolver()
+    yield resolver
+    resolver.release.set()
+
+
+def test_a_stalled_resolver_is_bounded_by_the_deadline(
+    ca_file: str, stalled: StalledResolver
+) -> None:
+    """getaddrinfo has no timeout: the fetch gives up on it at its deadline."""
+    settings = ClientDocuments(fetch_timeout_seconds=0.2, connect_timeout_seconds=0.2)
+    with pytest.raises(DocumentError, match="did not resolve in time"):
+        fetcher(ca_file, settings, resolver=stalled).fetch(
+            "https://stalled.test/c.json"
+        )
+    assert stalled.calls == 1
+
+
+def test_stalled_resolutions_do_not_pile_up_threads(
+    ca_file: str, stalled: StalledResolver
+) -> None:
+    """More stalls than resolver threads: each still fails at its deadline,
+    and the queued ones never start (the pool holds at most its threads)."""
+    settings = ClientDocuments(fetch_timeout_seconds=0.1, connect_timeout_seconds=0.1)
+    fetch = fetcher(ca_file, settings, resolver=stalled)
+    for n in range(RESOLVER_THREADS + 3):
+        with pytest.raises(DocumentError, match="did not resolve in time"):
+            fetch.fetch(f"https://stalled-{n}.test/c.json")
+    assert stalled.calls <= RESOLVER_THREADS
+
+
+GEVENT_STALL = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+import time
+
+from proxy.clients.document_source import DocumentError
+from proxy.clients.fetch import DocumentFetcher
+from proxy.config.client_documents import ClientDocuments
+
+native_sleep = monkey.get_original("time", "sleep")
+
+
+def cooperative(host, port):
+    time.sleep(60)  # patched: a greenlet that never comes back
+    return ["127.0.0.1"]
+
+
+def native(host, port):
+    # How gevent's default resolver runs getaddrinfo: in its thread pool,
+    # this greenlet waiting for the result.
+    gevent.get_hub().threadpool.apply(native_sleep, (60,))
+    return ["127.0.0.1"]
+
+
+settings = ClientDocuments(fetch_timeout_seconds=0.2, connect_timeout_seconds=0.2)
+for resolver in (cooperative, native):
+    try:
+        DocumentFetcher(settings, resolver=resolver).fetch("https://stalled.test/c")
+    except DocumentError as exc:
+        print(exc.reason)
+"""
+
+
+def test_a_stalled_resolver_is_bounded_under_gevent(tmp_path: pathlib.Path) -> None:
+    """The gunicorn worker's way: gevent-patched, the wait is a gevent Timeout."""
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_STALL],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "the host stalled.test did not resolve in time",
+        "the host stalled.test did not resolve in time",
+    ]

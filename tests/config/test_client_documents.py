@@ -7,6 +7,7 @@ import pytest
 from proxy.config.client_documents import ClientDocuments
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
+from proxy.config.limits import Rate
 
 
 def documents(**environ: str) -> ClientDocuments:
@@ -19,6 +20,15 @@ def test_defaults_follow_the_draft() -> None:
     assert settings.max_document_bytes == 5120
     assert (settings.cache_min_seconds, settings.cache_max_seconds) == (300, 86400)
     assert settings.allowed_private_hosts == frozenset()
+    assert settings.fetches_per_host == Rate(60, 60)
+    assert settings.fetches_per_ip == Rate(30, 60)
+
+
+def test_fetch_rates_are_settings_and_can_be_off() -> None:
+    """RATE-4: CIMD_FETCHES_PER_HOST / CIMD_FETCHES_PER_IP."""
+    settings = documents(CIMD_FETCHES_PER_HOST="600/hour", CIMD_FETCHES_PER_IP="off")
+    assert settings.fetches_per_host == Rate(600, 3600)
+    assert settings.fetches_per_ip is None
 
 
 def test_an_empty_allow_list_allows_every_domain() -> None:
@@ -48,6 +58,8 @@ def test_the_deny_list_wins_over_the_allow_list() -> None:
         ("CIMD_ALLOWED_DOMAINS", "https://chatgpt.com", "not a domain name"),
         ("CIMD_MAX_DOCUMENT_BYTES", "10", "out of range"),
         ("CIMD_ENABLED", "maybe", "not a boolean"),
+        ("CIMD_FETCHES_PER_HOST", "lots", "not a rate"),
+        ("CIMD_FETCHES_PER_IP", "10/fortnight", "not a rate"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, says: str) -> None:

@@ -8,6 +8,7 @@ would; the app runs on the real Redis.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing as t
 
 import pytest
@@ -15,6 +16,7 @@ import redis
 
 from proxy import create_app
 from proxy.config.client_documents import ClientDocuments
+from proxy.config.limits import Rate
 from proxy.config.settings import Settings
 from tests.document_server import DocumentServer
 from tests.document_server import Route
@@ -312,3 +314,146 @@ def test_dcr_client_ids_never_look_like_urls(oauth: OAuthTestClient) -> None:
     """DCR-16: generated ids cannot collide with CIMD URLs."""
     for _ in range(5):
         assert not oauth.register()["client_id"].lower().startswith("https://")
+
+
+def _authorize_from(client: t.Any, url: str, ip: str) -> t.Any:
+    return client.get(
+        "/oauth2/authorize",
+        query_string={
+            "response_type": "code",
+            "client_id": url,
+            "redirect_uri": "http://127.0.0.1:5/callback",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        },
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+def test_fetches_an_address_causes_are_limited_and_cached_ones_are_not(
+    settings: Settings,
+    store_client: redis.Redis,
+    document_server: DocumentServer,
+    trust_test_ca: str,
+) -> None:
+    """RATE-4: distinct uncached URL client ids from one IP run out; a cached
+    document, and other IPs, are unaffected; /token answers invalid_client."""
+    limited = cimd_settings(
+        settings,
+        cache_min_seconds=300,
+        fetches_per_ip=Rate(2, 60),
+        fetches_per_host=Rate(100, 60),
+    )
+    client = create_app(limited, redis_client=store_client).test_client()
+    urls = []
+    for n in range(4):
+        path = f"/apps/{n}/client.json"
+        document = document_server.client_document(path, [LOOPBACK_PORTLESS])
+        urls.append(document_server.serve_json(path, document))
+    for url in urls[:2]:
+        assert _authorize_from(client, url, "198.51.100.1").status_code == 200
+    refused = _authorize_from(client, urls[2], "198.51.100.1")
+    assert_page(refused)
+    assert "too many document fetches from your address" in refused.get_data(
+        as_text=True
+    )
+    token = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": "x",
+            "client_id": urls[3],
+        },
+        environ_base={"REMOTE_ADDR": "198.51.100.1"},
+    )
+    assert_json_error(token, 401, "invalid_client")
+    assert document_server.hits["/apps/2/client.json"] == 0
+    assert document_server.hits["/apps/3/client.json"] == 0
+    # Cached: served to the same address with its budget spent.
+    assert _authorize_from(client, urls[0], "198.51.100.1").status_code == 200
+    # Another address pays for its own fetch.
+    assert _authorize_from(client, urls[2], "198.51.100.2").status_code == 200
+
+
+def test_fetches_for_one_host_are_limited_whoever_asks(
+    settings: Settings,
+    store_client: redis.Redis,
+    document_server: DocumentServer,
+    trust_test_ca: str,
+) -> None:
+    """RATE-4: many IPs cannot make the proxy hammer one host."""
+    limited = cimd_settings(settings, fetches_per_ip=None, fetches_per_host=Rate(2, 60))
+    client = create_app(limited, redis_client=store_client).test_client()
+    statuses = []
+    for n in range(3):
+        path = f"/apps/{n}/client.json"
+        document = document_server.client_document(path, [LOOPBACK_PORTLESS])
+        url = document_server.serve_json(path, document)
+        statuses.append(_authorize_from(client, url, f"198.51.100.{n}"))
+    assert [r.status_code for r in statuses] == [200, 200, 400]
+    assert "too many document fetches for 127.0.0.1, try again in" in statuses[
+        2
+    ].get_data(as_text=True)
+    assert document_server.hits["/apps/2/client.json"] == 0
+
+
+def _consent_skipped(response: t.Any) -> bool:
+    return response.status_code == 302 and "/authorize" in response.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "skipped"),
+    [
+        # The document's own host vouches for a redirect URI on it.
+        ("https://127.0.0.1/callback", True),
+        # Any document can list someone else's URI: that proves nothing.
+        ("https://chatgpt.com/connector_platform_oauth_redirect", False),
+        # The catalog pairs this client's document with this URI.
+        ("https://agent.example/callback", True),
+    ],
+)
+def test_trusted_redirect_uris_count_for_a_url_client_only_when_vouched_for(
+    settings: Settings,
+    store_client: redis.Redis,
+    document_server: DocumentServer,
+    trust_test_ca: str,
+    tmp_path: t.Any,
+    redirect_uri: str,
+    skipped: bool,
+) -> None:
+    """J15: TRUSTED_REDIRECT_URIS skips consent for a CIMD client whose
+    redirect URI is on its document's host, or catalogued with its URL."""
+    catalog = {
+        "format": 1,
+        "updated": "2026-12-06",
+        "clients": [
+            {
+                "name": "agent",
+                "display_name": "Agent",
+                "registers_by": ["cimd"],
+                "cimd_urls": [f"https://127.0.0.1:*{PATH}"],
+                "redirect_uris": ["https://agent.example/callback"],
+            }
+        ],
+    }
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(json.dumps(catalog))
+    trusted = frozenset(
+        {
+            "https://127.0.0.1/callback",
+            "https://chatgpt.com/connector_platform_oauth_redirect",
+            "https://agent.example/callback",
+        }
+    )
+    app = create_app(
+        cimd_settings(settings).replace(
+            trusted_redirect_uris=trusted, client_catalog_file=str(catalog_file)
+        ),
+        redis_client=store_client,
+    )
+    oauth = OAuthTestClient(app.test_client())
+    document = document_server.client_document(PATH, [redirect_uri])
+    url = document_server.serve_json(PATH, document)
+    _, response = oauth.authorize(url, redirect_uri=redirect_uri)
+    assert response.status_code in (200, 302), response.get_data(as_text=True)
+    assert _consent_skipped(response) is skipped

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from proxy import create_app
+from proxy.config.env import StaticClient
 from proxy.oauth.pkce import s256
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import OAuthTestClient
@@ -295,18 +296,41 @@ def test_remembering_can_be_turned_off(
     assert _shows_consent(response)
 
 
-def test_trusted_redirect_uri_skips_the_page(
+def test_trusted_redirect_uri_skips_the_page_for_a_static_client(
     settings: t.Any, fake_redis: t.Any, idp_url: str
 ) -> None:
-    """CONSENT-1: operator-trusted redirect URIs skip the page."""
+    """CONSENT-1, J15: operator-trusted redirect URIs of a static client skip
+    the page (existing static-client configurations keep working)."""
+    static = StaticClient(
+        client_id="operator-app", redirect_uris=(REDIRECT_URI,), client_name="App"
+    )
     app = create_app(
-        settings.replace(trusted_redirect_uris=frozenset({REDIRECT_URI})),
+        settings.replace(
+            trusted_redirect_uris=frozenset({REDIRECT_URI}), static_clients=(static,)
+        ),
         redis_client=fake_redis,
     )
     oauth = OAuthTestClient(app.test_client())
-    client_id = oauth.register()["client_id"]
-    _, response = oauth.authorize(client_id)
+    _, response = oauth.authorize("operator-app")
     assert _goes_upstream(response, idp_url)
+
+
+def test_trusted_redirect_uri_never_skips_the_page_for_a_dcr_client(
+    settings: t.Any, fake_redis: t.Any
+) -> None:
+    """J15: anyone can register a trusted redirect URI by DCR; the copy of
+    ChatGPT's registration still sees the consent page (MCP 2026-07-28:
+    "a proxy with one static upstream client MUST obtain consent per client")."""
+    chatgpt = "https://chatgpt.com/connector_platform_oauth_redirect"
+    app = create_app(
+        settings.replace(trusted_redirect_uris=frozenset({REDIRECT_URI, chatgpt})),
+        redis_client=fake_redis,
+    )
+    oauth = OAuthTestClient(app.test_client())
+    for uri in (REDIRECT_URI, chatgpt):
+        client_id = oauth.register(redirect_uris=[uri])["client_id"]
+        _, response = oauth.authorize(client_id, redirect_uri=uri)
+        assert _shows_consent(response), uri
 
 
 def test_consent_cookies_are_host_prefixed_secure_httponly_lax(

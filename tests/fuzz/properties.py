@@ -5,8 +5,9 @@
 3. The OAuth endpoints answer every 4xx as RFC 6749 §5.2 does: a JSON body
    with `error`, and `Cache-Control: no-store`.
 4. A refused request (4xx, or an error redirect) changes nothing in Redis,
-   except the abuse counters and flow traces a refusal is meant to touch, and
-   the documented revocations (a replayed code or reused refresh token ends its grant; a
+   except the abuse counters and flow traces a refusal is meant to touch, the
+   client-document cache, a verified assertion's spent `jti`, and the documented
+   revocations (a replayed code or reused refresh token ends its grant; a
    callback consumes its transaction even when the IdP reports an error).
 """
 
@@ -22,9 +23,21 @@ import redis
 from hypothesis import event
 from hypothesis.control import currently_in_test_context
 
-#: Key families a refusal is supposed to write (proxy/store/keys.py): the
-#: abuse counters, and the flow trace, whose failed step is the point of it.
-COUNTER_FAMILIES = ("rate:", "authfail:", "authblock:", "trace:", "traces:")
+#: Key families a refusal is supposed to write (proxy/store/keys.py): abuse
+#: counters, the flow trace (whose failed step is the point of it), and the
+#: client-document cache (a fetched document, or a failure remembered, is a
+#: cache entry whatever the request's outcome).
+COUNTER_FAMILIES = (
+    "rate:",
+    "authfail:",
+    "authblock:",
+    "trace:",
+    "traces:",
+    "doc:",
+    "docfail:",
+    "doclock:",
+    "docforce:",
+)
 
 #: Endpoints whose every error is a JSON body with `error` (RFC 6749 §5.2,
 #: RFC 7591 §3.2.2, RFC 7009 §2.2.1, RFC 7662 §2.3).
@@ -196,6 +209,10 @@ def _documented(key: str, old: t.Any, new: t.Any, response: t.Any, path: str) ->
         and error_code(response) == "invalid_grant"
     ):
         return isinstance(old, dict) and bool(old.get("code_used_at"))
+    # RFC 7523 §3: a verified client assertion is spent (its jti) before the
+    # grant is looked at, so a later refusal leaves it spent.
+    if key.startswith("jti:") and old is None and path in JSON_ERROR_PATHS:
+        return True
     # The callback takes its transaction once, whatever the IdP answered
     # (TAKE_TXN leaves the "used" tombstone; docs/storage-schema.md).
     return (
