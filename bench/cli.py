@@ -27,6 +27,7 @@ from .phases.loops import loops_phase
 from .phases.memory import memory_phase
 from .phases.peer import peer_phase
 from .phases.profile import profile_phase
+from .phases.redis_per_step import probe_kinds_phase
 from .phases.redis_per_step import probe_phase
 from .phases.redis_per_step import warm_up
 from .redis_probe import RedisProbe
@@ -97,6 +98,9 @@ async def measure(stack: Stack, options: Options) -> dict[str, t.Any]:
     print("· warm-up and per-step Redis accounting (sequential flows)", flush=True)
     await warm_up(stack)
     results["redis_per_step"] = await probe_phase(stack, probe, options.probe_flows)
+    results["redis_per_step_by_kind"] = await probe_kinds_phase(
+        stack, probe, options.probe_flows
+    )
     print("· per-endpoint loops: proxy vs floor", flush=True)
     results["endpoints"] = await loops_phase(stack, probe, options)
     print("· complete flows: proxy", flush=True)
@@ -118,6 +122,8 @@ async def measure(stack: Stack, options: Options) -> dict[str, t.Any]:
             results["profile"] = await profile_phase(stack, options)
         except Exception as exc:  # the figures above stand without it
             results["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
+    # Over the whole run: the proxy's shared cache should let one fetch through.
+    results["document_fetches"] = stack.documents.fetches()
     return results
 
 

@@ -27,6 +27,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from support.client_assertions import assertion_form
+from support.client_assertions import claims_for
+from support.client_assertions import sign
+
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 MCP_ACCEPT = "application/json, text/event-stream"
 _HIDDEN = re.compile(r'name="([a-z_]+)" value="([^"]*)"')
@@ -165,9 +169,52 @@ def authorize_params(
     return params
 
 
+@dataclass(frozen=True)
+class FlowClient:
+    """Who runs a complete flow: how it gets its client id, how it authenticates.
+
+    With no ``client_id`` the flow registers a public client first (DCR, the
+    ``register`` step); with one, the id is a URL (CIMD) and there is nothing
+    to register. With a ``key`` every token request carries a fresh
+    ``private_key_jwt`` assertion (RFC 7523 §2.2), signed RS256 with it;
+    without one the client is public and sends only its ``client_id``.
+    """
+
+    kind: str  # "dcr" | "cimd" | "private_key_jwt"
+    client_id: str | None = None
+    key: t.Any = None
+
+    async def identify(
+        self, session: aiohttp.ClientSession, rec: Recorder, target: Target
+    ) -> str:
+        if self.client_id is not None:
+            return self.client_id
+        answer = await call(
+            session,
+            rec,
+            "register",
+            "POST",
+            target.base + target.register_path,
+            json=registration_body(),
+            expect=(201, 200),
+        )
+        return str(answer.json()["client_id"])
+
+    def authentication(self, client_id: str, token_url: str) -> dict[str, str]:
+        """The token request's client fields: a new assertion (new jti) each time."""
+        if self.key is None:
+            return {"client_id": client_id}
+        assertion = sign(claims_for(client_id, token_url), self.key)
+        return assertion_form(assertion, client_id=client_id)
+
+
+#: A public client registered by DCR in each flow, as Cursor or mcp-remote do.
+DCR = FlowClient("dcr")
+
+
 @dataclass
 class Target:
-    """Where a flow runs: our proxy or the peer, and what their paths are."""
+    """Where a flow runs (our proxy or the peer, and their paths), and as whom."""
 
     kind: str  # "proxy" | "peer"
     base: str
@@ -177,6 +224,7 @@ class Target:
     register_path: str = "/oauth2/register"
     authorize_path: str = "/oauth2/authorize"
     token_path: str = "/oauth2/token"
+    client: FlowClient = DCR
 
 
 @dataclass
@@ -271,19 +319,12 @@ async def complete_flow(
     *,
     with_mcp: bool,
 ) -> FlowResult:
-    """register, authorize, consent, upstream login, callback, token, refresh[, MCP]."""
+    """[register,] authorize, consent, upstream login, callback, token, refresh
+    [, MCP]; `target.client` says whether it registers and how it authenticates."""
     browser = Browser()
     verifier, challenge = pkce_pair()
-    answer = await call(
-        session,
-        rec,
-        "register",
-        "POST",
-        target.base + target.register_path,
-        json=registration_body(),
-        expect=(201, 200),
-    )
-    client_id = answer.json()["client_id"]
+    client = target.client
+    client_id = await client.identify(session, rec, target)
     params = authorize_params(client_id, challenge, target.resource, target.scope)
     consent = _proxy_consent if target.kind == "proxy" else _peer_consent
     upstream_url = await consent(session, rec, browser, target, params)
@@ -299,9 +340,9 @@ async def complete_flow(
             "grant_type": "authorization_code",
             "code": code,
             "code_verifier": verifier,
-            "client_id": client_id,
             "redirect_uri": REDIRECT_URI,
             "resource": target.resource,
+            **client.authentication(client_id, token_url),
         },
     )
     tokens = answer.json()
@@ -314,7 +355,7 @@ async def complete_flow(
         data={
             "grant_type": "refresh_token",
             "refresh_token": tokens["refresh_token"],
-            "client_id": client_id,
+            **client.authentication(client_id, token_url),
         },
     )
     refreshed = answer.json()

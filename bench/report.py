@@ -23,6 +23,7 @@ def targets(doc: Doc) -> list[Doc]:
     return [
         *_floor_ratio_verdicts(endpoints),
         *_round_trip_verdicts(doc.get("redis_per_step", {}), endpoints),
+        *_kind_round_trip_verdicts(doc.get("redis_per_step_by_kind", {})),
         *_memory_verdicts(doc.get("memory", {})),
         *_gateway_verdicts(doc.get("gateway", {})),
         *_peer_ratio_verdicts(doc.get("flows", {})),
@@ -66,6 +67,21 @@ def _round_trip_verdicts(steps: Doc, endpoints: Doc) -> list[Doc]:
                 )
             )
     return out
+
+
+def _kind_round_trip_verdicts(by_kind: Doc) -> list[Doc]:
+    """The OAuth steps of the CIMD and private_key_jwt flows, measured alone."""
+    return [
+        _verdict(
+            f"{kind} {name}: Redis round trips per request",
+            row["round_trips"],
+            TARGETS["round_trips_max"],
+            higher_is_better=False,
+        )
+        for kind, steps in by_kind.items()
+        for name, row in steps.items()
+        if name != "upstream_login"
+    ]
 
 
 def _memory_verdicts(memory: Doc) -> list[Doc]:
@@ -176,6 +192,7 @@ def table(doc: Doc) -> str:
         *_endpoint_table(doc.get("endpoints", {})),
         *_redis_step_table(doc.get("redis_per_step", {})),
         *_flow_lines(doc.get("flows", {})),
+        *_client_kind_table(doc),
         *_gateway_lines(doc.get("gateway", {})),
         *_memory_lines(doc.get("memory", {})),
         *_target_lines(doc.get("targets", [])),
@@ -276,6 +293,77 @@ def _flow_row(who: str, row: Doc) -> list[str]:
         + ", ".join(f"{k} {v * 100:.0f}%" for k, v in share.items())
         + f"; bench client {_f(cpu.get('bench_client'))} CPU-s",
     ]
+
+
+#: Client kind -> its OAuth-only row in doc["flows"].
+KIND_FLOWS = {
+    "dcr": "proxy_oauth_only",
+    "cimd": "proxy_cimd_oauth_only",
+    "private_key_jwt": "proxy_private_key_jwt_oauth_only",
+}
+
+
+def _client_kind_table(doc: Doc) -> list[str]:
+    """DCR, CIMD and private_key_jwt side by side: throughput, then per step its
+    p50/p99 under load and its Redis round trips measured alone."""
+    flows = doc.get("flows", {})
+    kinds = {k: flows[row] for k, row in KIND_FLOWS.items() if flows.get(row)}
+    if len(kinds) < 2:
+        return []
+    per_step = {
+        "dcr": doc.get("redis_per_step", {}),
+        **doc.get("redis_per_step_by_kind", {}),
+    }
+    fetches = doc.get("document_fetches", {})
+    width = 24
+    steps: list[str] = []
+    for row in kinds.values():
+        steps += [name for name in row.get("steps", {}) if name not in steps]
+
+    def line(label: str, cells: list[str]) -> str:
+        return f"{label:<20}" + "".join(f"{c:<{width}}" for c in cells)
+
+    lines = [
+        "",
+        "Complete OAuth flows by client kind (no MCP call). dcr registers a public",
+        "  client in each flow; cimd uses a URL client id whose document the proxy",
+        "  caches; private_key_jwt's document names a jwks_uri and every token",
+        "  request carries an RS256 assertion. p50/p99 ms under load; RT = Redis",
+        "  round trips of the step measured alone (median of sequential flows)",
+        line("", list(kinds)),
+        line(
+            "flows/s",
+            [
+                f"{_f(r.get('flows_per_second'))} ({r.get('errors')} failed)"
+                for r in kinds.values()
+            ],
+        ),
+        line(
+            "flow p50/p99 ms",
+            [f"{_f(r.get('p50_ms'))}/{_f(r.get('p99_ms'))}" for r in kinds.values()],
+        ),
+    ]
+    for step in steps:
+        cells = []
+        for kind, row in kinds.items():
+            lat = row.get("steps", {}).get(step)
+            rt = (per_step.get(kind) or {}).get(step, {}).get("round_trips")
+            cells.append(
+                f"{_f(lat['p50_ms'])}/{_f(lat['p99_ms'])}  RT {_f(rt)}" if lat else "-"
+            )
+        lines.append(line(f"  {step}", cells))
+    cells = []
+    for kind, row in kinds.items():
+        run = fetches.get(kind)
+        here = row.get("document_fetches")
+        cells.append(
+            "-"
+            if run is None
+            else "+".join(str(n) for n in run.values())
+            + f" ({sum((here or {}).values())} under load)"
+        )
+    lines.append(line("document fetches", cells))
+    return lines
 
 
 def _gateway_lines(gateway: Doc) -> list[str]:

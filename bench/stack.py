@@ -1,5 +1,6 @@
 """The benchmark's processes: redis-server, the upstream IdP, the MCP backend,
-the proxy and the floor (the peer is started by its own phase, bench/peer.py).
+the proxy and the floor (the peer is started by its own phase, bench/peer.py),
+and, in this process, the https server of the CIMD clients' documents.
 
 Each runs in its own process group (support/processes.py), so its CPU can be
 attributed; every child's log is kept in the results directory.
@@ -26,6 +27,10 @@ from support.processes import start_http
 from support.processes import start_proxy
 from support.processes import start_redis
 
+from .documents import DocumentHost
+from .documents import serve_documents
+from .load import DCR
+from .load import FlowClient
 from .load import Target
 from .options import Options
 
@@ -44,6 +49,7 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     log_dir: Path
+    documents: DocumentHost
     others: list[ManagedProcess] = field(default_factory=list)
 
     def all(self) -> list[ManagedProcess]:
@@ -59,8 +65,9 @@ class Stack:
     def stop(self) -> None:
         for proc in reversed(self.all()):
             proc.stop()
+        self.documents.close()
 
-    def proxy_target(self) -> Target:
+    def proxy_target(self, client: FlowClient = DCR) -> Target:
         """Complete flows against the proxy, with its gateway as the MCP URL."""
         return Target(
             kind="proxy",
@@ -68,11 +75,17 @@ class Stack:
             resource=self.settings.resource,
             scope="mcp",
             mcp_url=self.proxy.url + self.settings.mcp_path,
+            client=client,
         )
+
+    def flow_clients(self) -> dict[str, FlowClient]:
+        """Every kind of client a flow can run as, DCR first."""
+        return {DCR.kind: DCR, **self.documents.clients()}
 
 
 def start_stack(options: Options, log_dir: Path) -> Stack:
     started: list[ManagedProcess] = []
+    documents = serve_documents(log_dir)
     try:
         started.append(start_redis(log_dir=log_dir, timeout=START_TIMEOUT))
         idp_app = UPSTREAMS[options.upstream]
@@ -85,6 +98,9 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
         redis, idp, backend = started
         proxy_port = free_port()
         env = _proxy_env(proxy_port, idp.url, redis.url, backend.url)
+        # The CIMD documents: trust their test CA, allow their loopback host.
+        env["SSL_CERT_FILE"] = str(documents.ca_file)
+        env["CIMD_ALLOWED_PRIVATE_HOSTS"] = "127.0.0.1"
         settings = Settings.from_env(env)
         started.append(
             start_proxy(
@@ -99,8 +115,20 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
     except BaseException:
         for proc in reversed(started):
             proc.stop()
+        documents.close()
         raise
-    return Stack(*started, settings=settings, env=env, log_dir=log_dir)
+    proxy, floor = started[3:]
+    return Stack(
+        redis,
+        idp,
+        backend,
+        proxy,
+        floor,
+        settings=settings,
+        env=env,
+        log_dir=log_dir,
+        documents=documents,
+    )
 
 
 def _proxy_env(port: int, idp_url: str, redis_url: str, mcp_url: str) -> dict[str, str]:

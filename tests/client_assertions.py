@@ -1,96 +1,43 @@
-"""A client's key pair and the private_key_jwt assertions it signs, for tests.
+"""The malformed and test-only side of private_key_jwt assertions.
 
-Keys are generated once per process (RSA generation is slow); each test
-signs its own assertions with the claims it wants to break.
+Keys and well-formed assertions come from support/client_assertions.py
+(shared with the benchmark) and are re-exported here; this module adds what
+only tests send: hand-built headers, HMAC and unsigned tokens, and an
+in-memory DocumentSource.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import secrets
-import time
 import typing as t
-import warnings
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
-
-try:
-    from joserfc.errors import SecurityWarning
-except ImportError:  # joserfc < 1.1 has no category of its own for these
-    SecurityWarning = UserWarning  # type: ignore[misc,assignment]
-from joserfc.jwk import ECKey
 from joserfc.jwk import OctKey
-from joserfc.jwk import OKPKey
-from joserfc.jwk import RSAKey
 
-from proxy.oauth.client_assertion import CLIENT_ASSERTION_TYPE
+from support.client_assertions import ALGORITHM_KEYS
+from support.client_assertions import assertion_form
+from support.client_assertions import claims_for
+from support.client_assertions import jwks
+from support.client_assertions import private_key
+from support.client_assertions import public_jwk
+from support.client_assertions import sign
 
-ALGORITHM_KEYS: dict[str, tuple[str, str | None]] = {
-    "RS256": ("RSA", None),
-    "PS256": ("RSA", None),
-    "ES256": ("EC", "P-256"),
-    "ES384": ("EC", "P-384"),
-    "EdDSA": ("OKP", "Ed25519"),
-}
-
-
-@functools.cache
-def private_key(alg: str = "RS256", name: str = "a") -> t.Any:
-    """A private key fit for `alg`; `name` gives a distinct key of the same kind."""
-    kty, crv = ALGORITHM_KEYS[alg]
-    if kty == "RSA":
-        return RSAKey.generate_key(2048, parameters={"kid": f"rsa-{name}"})
-    if kty == "EC":
-        return ECKey.generate_key(crv, parameters={"kid": f"ec-{crv}-{name}"})
-    return OKPKey.generate_key(crv, parameters={"kid": f"okp-{name}"})
-
-
-def public_jwk(key: t.Any, **extra: t.Any) -> dict[str, t.Any]:
-    jwk = dict(key.as_dict(private=False))
-    jwk.update(extra)
-    return {k: v for k, v in jwk.items() if v is not None}
-
-
-def jwks(*keys: t.Any) -> dict[str, t.Any]:
-    return {"keys": [public_jwk(k) for k in keys]}
-
-
-def claims_for(client_id: str, audience: str, **override: t.Any) -> dict[str, t.Any]:
-    now = int(time.time())
-    claims: dict[str, t.Any] = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "iat": now,
-        "exp": now + 60,
-        "jti": secrets.token_urlsafe(16),
-    }
-    claims.update(override)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def sign(
-    claims: dict[str, t.Any],
-    key: t.Any = None,
-    *,
-    alg: str = "RS256",
-    kid: str | None | bool = True,
-) -> str:
-    """A compact JWS; kid=True uses the key's own kid, None or False sends none."""
-    key = key if key is not None else private_key(alg)
-    header: dict[str, t.Any] = {"alg": alg, "typ": "JWT"}
-    if kid is True:
-        header["kid"] = key.kid
-    elif isinstance(kid, str):
-        header["kid"] = kid
-    with warnings.catch_warnings():
-        # joserfc warns that RFC 9864 deprecates the name EdDSA; clients use it.
-        warnings.simplefilter("ignore", SecurityWarning)
-        return jwt.encode(header, claims, key, algorithms=[alg])
+__all__ = [
+    "ALGORITHM_KEYS",
+    "MemoryDocuments",
+    "assertion_form",
+    "claims_for",
+    "hmac_signed",
+    "jwks",
+    "private_key",
+    "public_jwk",
+    "rs256_with_header",
+    "sign",
+    "unsigned",
+]
 
 
 def rs256_with_header(header: dict[str, t.Any], claims: dict[str, t.Any]) -> str:
@@ -118,15 +65,6 @@ def hmac_signed(claims: dict[str, t.Any], secret: bytes) -> str:
 def unsigned(claims: dict[str, t.Any]) -> str:
     """alg none: a JWT with an empty signature."""
     return f"{_b64_json({'alg': 'none'})}.{_b64_json(claims)}."
-
-
-def assertion_form(assertion: str, **extra: t.Any) -> dict[str, t.Any]:
-    form = {
-        "client_assertion_type": CLIENT_ASSERTION_TYPE,
-        "client_assertion": assertion,
-    }
-    form.update(extra)
-    return {k: v for k, v in form.items() if v is not None}
 
 
 class MemoryDocuments:

@@ -1,6 +1,7 @@
 """The benchmark still runs: `python -m bench --quick --no-peer` produces figures.
 
-Asserts that every phase ran and reported numbers, never how fast anything was.
+Asserts that every phase ran and reported numbers, never how fast anything was;
+round-trip and fetch counts, which do not depend on the machine, are checked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,37 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     assert doc["gateway"]["calls"] > 0
     assert doc["gateway"]["sse_gateway_arrivals_ms"]
     assert doc["targets"]
+
+    # The CIMD and private_key_jwt flows ran, beside DCR's in the same table.
+    assert "Complete OAuth flows by client kind" in done.stdout
+    for kind in ("cimd", "private_key_jwt"):
+        assert doc["flows"][f"proxy_{kind}_oauth_only"]["requests"] > 0
+        kind_steps = doc["redis_per_step_by_kind"][kind]
+        assert "register" not in kind_steps  # a URL client id registers nothing
+        for name in ("authorize", "consent", "callback", "token_code"):
+            assert kind_steps[name]["samples"] > 0
+    # Every worker read the documents from the shared cache: one fetch each
+    # over the whole run (warm-up, probes and flows under load).
+    assert doc["document_fetches"] == {
+        "cimd": {"/bench/cimd-client.json": 1},
+        "private_key_jwt": {
+            "/bench/private-key-jwt-client.json": 1,
+            "/bench/private-key-jwt-jwks.json": 1,
+        },
+    }
+    _assert_round_trips(doc)
+
+
+def _assert_round_trips(doc: dict[str, t.Any]) -> None:
+    """Round trips are deterministic: a cached document costs at most one more
+    per step than a registered client, and private_key_jwt at most two more at
+    the token endpoint (its cached key set, its spent jti)."""
+    dcr = doc["redis_per_step"]
+    cimd = doc["redis_per_step_by_kind"]["cimd"]
+    jwt = doc["redis_per_step_by_kind"]["private_key_jwt"]
+    for name in ("authorize", "consent", "callback", "token_code", "token_refresh"):
+        assert cimd[name]["round_trips"] <= dcr[name]["round_trips"] + 1, name
+    for name in ("authorize", "consent", "callback"):
+        assert jwt[name]["round_trips"] <= cimd[name]["round_trips"], name
+    for name in ("token_code", "token_refresh"):
+        assert jwt[name]["round_trips"] <= cimd[name]["round_trips"] + 2, name

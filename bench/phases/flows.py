@@ -1,5 +1,11 @@
 """Phase 3: complete flows, concurrent users each running register > authorize >
-consent > upstream login > callback > token > refresh [> MCP calls]."""
+consent > upstream login > callback > token > refresh [> MCP calls].
+
+Then the OAuth steps alone for every kind of client: DCR (as above), a CIMD
+client (no register step; its document read from the proxy's cache) and a
+private_key_jwt client (a CIMD document with a jwks_uri; an RS256 assertion
+on every token request), so the three are comparable step by step.
+"""
 
 from __future__ import annotations
 
@@ -66,4 +72,17 @@ async def proxy_flows_phase(
     only, _ = await flows_phase(oauth_only, options, named)
     if not flow_results:
         raise RuntimeError(f"no complete flow succeeded: {flows.get('error_sample')}")
-    return {"proxy": flows, "proxy_oauth_only": only}, flow_results[-1]
+    out = {"proxy": flows, "proxy_oauth_only": only}
+    for kind, client in stack.flow_clients().items():
+        if client.client_id is None:
+            continue  # DCR: proxy_oauth_only
+        print(f"· complete flows without the MCP call: proxy, {kind}", flush=True)
+        before = stack.documents.fetches()[kind]
+        row, _ = await flows_phase(
+            dataclasses.replace(oauth_only, client=client), options, named
+        )
+        after = stack.documents.fetches()[kind]
+        # A warm cache: the documents should not be fetched again here.
+        row["document_fetches"] = {p: after[p] - before[p] for p in after}
+        out[f"proxy_{kind}_oauth_only"] = row
+    return out, flow_results[-1]

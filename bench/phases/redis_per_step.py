@@ -1,6 +1,9 @@
 """Phase 1: the Redis work of each HTTP step of a complete flow, measured alone.
 
-Sequential flows with a Redis snapshot after every step, nothing else running.
+Sequential flows with a Redis snapshot after every step, nothing else running:
+first the DCR client's complete flows (with the MCP call), then the OAuth steps
+of every other kind of client (CIMD, private_key_jwt), whose MCP calls are the
+same as DCR's.
 """
 
 from __future__ import annotations
@@ -8,6 +11,9 @@ from __future__ import annotations
 import typing as t
 from collections import defaultdict
 
+import aiohttp
+
+from ..load import FlowClient
 from ..load import Recorder
 from ..load import call
 from ..load import complete_flow
@@ -38,18 +44,22 @@ class ProbeRecorder(Recorder):
 
 
 async def warm_up(stack: Stack) -> None:
-    """A few complete flows first: connections open, workers' caches filled."""
+    """A few complete flows of each kind of client first: connections open,
+    workers' caches filled, the client documents fetched (their one fetch)."""
     async with new_session(4) as session:
-        for _ in range(2):
-            await run_flows(
-                session,
-                Recorder(),
-                stack.proxy_target(),
-                clients=2,
-                duration=0.1,
-                with_mcp=True,
-                max_flows=2,
-            )
+        for client in stack.flow_clients().values():
+            for _ in range(2):
+                stats, _ = await run_flows(
+                    session,
+                    Recorder(),
+                    stack.proxy_target(client),
+                    clients=2,
+                    duration=0.1,
+                    with_mcp=True,
+                    max_flows=2,
+                )
+                if not stats.completed:
+                    raise RuntimeError(f"warm-up: no {client.kind} flow completed")
 
 
 async def probe_phase(stack: Stack, probe: RedisProbe, flows: int) -> dict[str, t.Any]:
@@ -78,6 +88,36 @@ async def probe_phase(stack: Stack, probe: RedisProbe, flows: int) -> dict[str, 
                 ("jwks", "/.well-known/jwks.json"),
             ):
                 await call(session, rec, name, "GET", stack.proxy.url + path)
+    return {name: _step_summary(deltas) for name, deltas in rec.steps.items()}
+
+
+async def probe_kinds_phase(
+    stack: Stack, probe: RedisProbe, flows: int
+) -> dict[str, t.Any]:
+    """Per kind of client other than DCR: sequential OAuth-only flows, the Redis
+    work of each step measured alone (the same accounting as `probe_phase`)."""
+    out: dict[str, t.Any] = {}
+    async with new_session(2) as session:
+        for kind, client in stack.flow_clients().items():
+            if client.client_id is not None:
+                out[kind] = await _probe_oauth_steps(
+                    session, stack, probe, client, flows
+                )
+    return out
+
+
+async def _probe_oauth_steps(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    probe: RedisProbe,
+    client: FlowClient,
+    flows: int,
+) -> dict[str, t.Any]:
+    rec = ProbeRecorder(probe)
+    target = stack.proxy_target(client)
+    for i in range(flows):
+        rec.reset()
+        await complete_flow(session, rec, target, f"probe{i}", with_mcp=False)
     return {name: _step_summary(deltas) for name, deltas in rec.steps.items()}
 
 
