@@ -22,11 +22,14 @@ from proxy.endpoints import BLUEPRINTS
 from proxy.endpoints import gateway
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
+from proxy.observability import metrics
 from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
 from proxy.upstream.factory import build_provider
+from proxy.upstream.readiness import UpstreamReadiness
 from proxy.web import error_handlers
+from proxy.web import request_metrics
 
 if t.TYPE_CHECKING:
     from proxy.clients.document_source import DocumentSource
@@ -69,7 +72,7 @@ def create_app(
     app = Flask(__name__, template_folder="web/templates")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["proxy"] = AppState(
+    app.extensions["proxy"] = app_state = AppState(
         settings=settings,
         store=store,
         keyring=keyring,
@@ -82,7 +85,13 @@ def create_app(
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway
         else None,
+        # /readyz: the discovery document, for providers that have one.
+        upstream_readiness=UpstreamReadiness(
+            getattr(upstream, "check_discovery", None)
+        ),
     )
+    app_state.events.subscribe(metrics.count_event)
+    request_metrics.init_app(app)
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

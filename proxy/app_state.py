@@ -20,6 +20,7 @@ from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.store import Store
 from proxy.upstream.base import UpstreamProvider
+from proxy.upstream.readiness import UpstreamReadiness
 
 
 @dataclass(slots=True)
@@ -41,6 +42,10 @@ class AppState:
     streams: StreamSlots | None = None
     #: Where audit, metrics and trace hear what happened (observability/).
     events: Events = field(default_factory=Events)
+    #: The IdP's discovery verdict /readyz reports (never checked: always ready).
+    upstream_readiness: UpstreamReadiness = field(
+        default_factory=lambda: UpstreamReadiness(None)
+    )
 
 
 def state() -> AppState:

@@ -56,6 +56,9 @@ def revoke_token() -> Response:
     grant_id = _grant_of(token, client.client_id)
     if grant_id is not None:
         app.store.revoke_grant(grant_id)
+        app.events.emit(
+            "grant.revoked", client_id=client.client_id, reason="revocation"
+        )
     # RFC 7009 §2.2: 200 also for invalid or unknown tokens (REV-2).
     response = Response(status=200)
     response.headers.update(NO_STORE)

@@ -148,6 +148,15 @@ class AuthorizationCodeGrant(TokenGrant):
         if result is RedeemResult.REPLAYED:
             # OAuth 2.1 §4.1.3: a reused code SHOULD revoke what it issued (CODE-6).
             log.warning("code replay: grant %s revoked", grant.grant_id[:8])
+            app.events.emit(
+                "code.replayed",
+                outcome="refused",
+                client_id=client.client_id,
+                reason="replay",
+            )
+            app.events.emit(
+                "grant.revoked", client_id=client.client_id, reason="replay"
+            )
             raise InvalidGrantError(
                 "Invalid or expired 'code'.", reason="code_replayed"
             )

@@ -40,6 +40,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
+from proxy.upstream.base import error_for
 
 if t.TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -222,6 +223,16 @@ class RefreshTokenGrant(TokenGrant):
         """Reuse revokes the grant: every token it issued stops working (DEL)."""
         self.app.store.revoke_grant(grant.grant_id)
         log.warning("refresh token reuse: grant %s revoked", grant.grant_id[:8])
+        self.app.events.emit(
+            "refresh.reuse_detected",
+            outcome="refused",
+            client_id=grant.client_id,
+            sub=grant.sub,
+            reason="reuse",
+        )
+        self.app.events.emit(
+            "grant.revoked", client_id=grant.client_id, sub=grant.sub, reason="reuse"
+        )
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
 
     def _from_grace(self, grant: Grant, secret: str) -> dict[str, t.Any]:
@@ -361,6 +372,12 @@ class RefreshTokenGrant(TokenGrant):
             if exc.kind == "invalid_grant":
                 # The user lost access at the IdP: our grant ends with theirs.
                 app.store.revoke_grant(grant.grant_id)
+                app.events.emit(
+                    "grant.revoked",
+                    client_id=grant.client_id,
+                    sub=grant.sub,
+                    reason="upstream_invalid_grant",
+                )
                 log.info(
                     "upstream refused refresh (%s): grant %s ended",
                     exc.detail,
@@ -370,10 +387,8 @@ class RefreshTokenGrant(TokenGrant):
                     "The grant was revoked upstream.",
                     reason="upstream_invalid_grant",
                 ) from exc
-            raise TemporarilyUnavailableError(
-                "The identity provider is unavailable.",
-                reason=f"upstream_{exc.kind}",
-            ) from exc
+            log.warning("upstream refresh failed: %s", exc.cause)
+            raise error_for(exc) from exc
         return seal_upstream(app, renewed, context)
 
     def _seal_pending(

@@ -20,15 +20,21 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from proxy.app_state import state
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import add_query
+from proxy.observability import metrics
 from proxy.store.faults import unavailable_cause
 
 log = logging.getLogger(__name__)
+
+
+#: OAuthError reasons that mean a redirect URI was refused (authorize, token).
+REDIRECT_URI_REASONS = frozenset({"redirect_mismatch", "redirect_repeated"})
 
 
 def wants_json() -> bool:
@@ -39,6 +45,13 @@ def wants_json() -> bool:
 def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     """Turn an OAuthError into its response: a redirect only when validated."""
     log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
+    if exc.reason in REDIRECT_URI_REASONS or exc.error == "invalid_redirect_uri":
+        state().events.emit(
+            "redirect_uri.refused",
+            outcome="refused",
+            where=request.blueprint,
+            reason=exc.reason,
+        )
     if exc.redirect_uri:
         location = add_query(
             exc.redirect_uri,
@@ -84,6 +97,7 @@ def init_app(app: Flask, issuer: str) -> None:
         if cause is None:
             return _unexpected(exc)
         log.warning("store unavailable (%s): %s", cause, exc.__class__.__name__)
+        metrics.REDIS_ERRORS.labels(cause=cause).inc()
         error = TemporarilyUnavailableError(
             "The service is temporarily unavailable, retry shortly.",
             reason=f"redis_{cause}",
