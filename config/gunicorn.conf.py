@@ -137,13 +137,15 @@ def on_starting(server: object) -> None:
 # prometheus_client itself is not imported here (it would bind threading
 # objects in the master before gevent patches the workers), so the files a
 # dead worker leaves are removed by name, as its mark_process_dead() does.
+# A directory inherited from a process that made it for itself (it holds a
+# `private-to-pid` file, e.g. a test run's) is not ours to clear.
 _METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _private_metrics_dir: list[str] = []
 
 
 def _prepare_metrics_directory() -> None:
     path = os.environ.get(_METRICS_DIR_VARIABLE)
-    if not path:
+    if not path or os.path.exists(os.path.join(path, "private-to-pid")):
         path = tempfile.mkdtemp(prefix="mcp-oauth-proxy-metrics-")
         os.environ[_METRICS_DIR_VARIABLE] = path
         _private_metrics_dir.append(path)

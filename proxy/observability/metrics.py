@@ -22,13 +22,27 @@ import tempfile
 import typing as t
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: In a directory a process made for itself, this file holds its pid. A child
+#: that inherits the variable (a gunicorn started by a test, the demo) makes
+#: its own: it must neither write into nor clear another process's values.
+PRIVATE_MARKER = "private-to-pid"
+
+
+def _private_to_another(path: str) -> bool:
+    try:
+        with open(os.path.join(path, PRIVATE_MARKER)) as marker:
+            return marker.read().strip() != str(os.getpid())
+    except OSError:
+        return False
 
 
 def _multiproc_dir() -> str:
     """The shared directory, made private and empty if nobody set one."""
     path = os.environ.get(MULTIPROC_DIR_VARIABLE)
-    if not path:
+    if not path or _private_to_another(path):
         path = tempfile.mkdtemp(prefix="mcp-oauth-proxy-metrics-")
+        with open(os.path.join(path, PRIVATE_MARKER), "w") as marker:
+            marker.write(str(os.getpid()))
         os.environ[MULTIPROC_DIR_VARIABLE] = path
         creator = os.getpid()
 
