@@ -25,3 +25,5 @@ except ConfigError as exc:
     # One line that names the variable and the fix, not a traceback.
     sys.stderr.write(f"configuration error: {exc}\n")
     raise SystemExit(WORKER_BOOT_ERROR) from None
+# /readyz: fetch the IdP's discovery document now, in the background.
+app.extensions["proxy"].upstream_readiness.start()

@@ -40,12 +40,15 @@ streams get `graceful_timeout` seconds to finish before they are cut.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import multiprocessing
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -136,6 +139,7 @@ def on_starting(server: object) -> None:
     only be restarted by gunicorn, forever (wsgi.py's exit code 3 halts it)."""
     if _serves_the_proxy(server):
         _check_settings()
+    _prepare_metrics_directory()
     cfg = getattr(server, "cfg", None)
     count = getattr(cfg, "workers", workers)
     if count > 1 and not os.environ.get("REDIS_URL"):
@@ -146,6 +150,47 @@ def on_starting(server: object) -> None:
         )
         raise SystemExit(3)
     _raise_open_files_limit(cfg)
+
+
+# -- Prometheus multiprocess mode (proxy/observability/metrics.py) ------------
+# Every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR, and
+# /metrics sums them. The master makes the directory before forking, so all
+# workers share it, and empties it: values of an earlier run are not ours.
+# prometheus_client itself is not imported here (it would bind threading
+# objects in the master before gevent patches the workers), so the files a
+# dead worker leaves are removed by name, as its mark_process_dead() does.
+# A directory inherited from a process that made it for itself (it holds a
+# `private-to-pid` file, e.g. a test run's) is not ours to clear.
+_METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_private_metrics_dir: list[str] = []
+
+
+def _prepare_metrics_directory() -> None:
+    path = os.environ.get(_METRICS_DIR_VARIABLE)
+    if not path or os.path.exists(os.path.join(path, "private-to-pid")):
+        path = tempfile.mkdtemp(prefix="mcp-oauth-proxy-metrics-")
+        os.environ[_METRICS_DIR_VARIABLE] = path
+        _private_metrics_dir.append(path)
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker ended: its live gauges (open streams) no longer count; its
+    counters and histograms stay in the sums."""
+    path = os.environ.get(_METRICS_DIR_VARIABLE)
+    pid = getattr(worker, "pid", None)
+    if not path or pid is None:
+        return
+    for mode in ("liveall", "livesum", "livemax", "livemin", "livemostrecent"):
+        for dead in glob.glob(os.path.join(path, f"gauge_{mode}_{pid}.db")):
+            os.remove(dead)
+
+
+def on_exit(server: object) -> None:
+    for path in _private_metrics_dir:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _serves_the_proxy(server: object) -> bool:

@@ -24,6 +24,7 @@ from proxy.endpoints import gateway
 from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
 from proxy.observability import logging_setup
+from proxy.observability import metrics
 from proxy.observability import trace
 from proxy.observability.audit import AuditLog
 from proxy.observability.audit import FlowConsole
@@ -32,8 +33,10 @@ from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
 from proxy.upstream.factory import build_provider
+from proxy.upstream.readiness import UpstreamReadiness
 from proxy.web import error_handlers
 from proxy.web import request_context
+from proxy.web import request_metrics
 from proxy.web.client_ip import request_subject
 
 if t.TYPE_CHECKING:
@@ -100,12 +103,18 @@ def create_app(
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway
         else None,
+        # /readyz: the discovery document, for providers that have one.
+        upstream_readiness=UpstreamReadiness(
+            getattr(upstream, "check_discovery", None)
+        ),
         events=events,
     )
     request_context.init_app(app, settings)
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
     )
+    app_state.events.subscribe(metrics.count_event)
+    request_metrics.init_app(app)
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

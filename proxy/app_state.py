@@ -21,6 +21,7 @@ from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.store import Store
 from proxy.upstream.base import UpstreamProvider
+from proxy.upstream.readiness import UpstreamReadiness
 
 
 @dataclass(slots=True)
@@ -44,6 +45,10 @@ class AppState:
     events: Events = field(default_factory=Events)
     #: The flow trace's sink (None when TRACE_TTL_SECONDS is 0).
     trace: TraceSink | None = None
+    #: The IdP's discovery verdict /readyz reports (never checked: always ready).
+    upstream_readiness: UpstreamReadiness = field(
+        default_factory=lambda: UpstreamReadiness(None)
+    )
 
 
 def state() -> AppState:

@@ -21,6 +21,7 @@ from proxy.clients import catalog as client_catalog
 from proxy.clients.registry import static_records
 from proxy.config.env import ConfigError
 from proxy.config.settings import Settings
+from proxy.config.settings import config_errors
 from proxy.oauth.redirect_uris import is_allowed_redirect_uri
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.upstream.base import UpstreamError
@@ -118,11 +119,17 @@ class Report:
 
 def main(environ: Mapping[str, str], out: t.TextIO) -> int:
     """Load the settings from ``environ``, run every check, print the report."""
-    try:
-        settings = Settings.from_env(environ)
-        client_catalog.load(settings)
-    except ConfigError as exc:
-        out.write(f"FAIL  [config] {exc}\n")
+    errors = config_errors(environ)
+    if not errors:
+        try:
+            settings = Settings.from_env(environ)
+            client_catalog.load(settings)
+        except ConfigError as exc:
+            errors = [exc]
+    if errors:
+        # All of them at once, not one per run.
+        for error in errors:
+            out.write(f"FAIL  [config] {error}\n")
         return 2
     report = run(settings)
     write(report, settings, out)
@@ -336,6 +343,32 @@ def _check_setup(
             f"tenant '{provider.tenant}' lets any Microsoft account in; set "
             "ENTRA_ALLOWED_TENANTS or ALLOWED_EMAIL_DOMAINS",
         )
+    allow_listed = bool(settings.allowed_emails or settings.allowed_email_domains)
+    if kind == "google" and not (allow_listed or settings.google_hosted_domain):
+        report.add(
+            WARN,
+            "open_login",
+            "OAUTH_PROVIDER=google with no allow-list: any Google account can "
+            "log in; set ALLOWED_EMAILS, ALLOWED_EMAIL_DOMAINS or "
+            "GOOGLE_HOSTED_DOMAIN",
+        )
+    if kind == "github" and not (allow_listed or settings.github_allowed_orgs):
+        report.add(
+            WARN,
+            "open_login",
+            "OAUTH_PROVIDER=github with no allow-list: any GitHub account can "
+            "log in; set GITHUB_ALLOWED_ORGS, ALLOWED_EMAILS or "
+            "ALLOWED_EMAIL_DOMAINS",
+        )
+    if not settings.gateway and settings.resource == settings.url(settings.mcp_path):
+        report.add(
+            WARN,
+            "mcp_url_not_served",
+            f"the MCP server URL printed below, {settings.resource}, is this "
+            "proxy's own, but the gateway is off (MCP_BACKEND_URL is not set), "
+            "so nothing answers there: set MCP_BACKEND_URL to your MCP server, "
+            "or set OAUTH_AUDIENCE to the MCP server's own URL",
+        )
     if not settings.dynamic_registration and not settings.static_clients:
         report.add(
             WARN,
@@ -503,12 +536,17 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
     maxmemory = int(memory.get("maxmemory", 0) or 0)
     used = int(memory.get("used_memory", 0) or 0)
     evicts = policy.startswith(("allkeys-", "volatile-"))
-    if evicts and maxmemory:
+    if evicts and maxmemory or policy.startswith("allkeys-"):
         report.add(
             WARN,
             "redis_evicts",
-            f"maxmemory-policy is {policy} with maxmemory {_mib(maxmemory)}: at "
-            "the limit Redis deletes keys, and the proxy's keys are state, not "
+            f"maxmemory-policy is {policy} "
+            + (
+                f"with maxmemory {_mib(maxmemory)}"
+                if maxmemory
+                else "(maxmemory 0 today; a limit set later evicts at once)"
+            )
+            + ": at the limit Redis deletes keys, and the proxy's keys are state, not "
             "cache (an evicted grant logs its user out; an evicted signing-key "
             "record makes a worker mint new keys, and tokens signed with the "
             "old ones stop verifying); " + MEMORY_ADVICE,

@@ -39,6 +39,7 @@ from proxy.clients.fetch import DocumentFetcher
 from proxy.keys.keyring import random_token
 from proxy.oauth.client_id_metadata import InvalidDocumentError
 from proxy.oauth.client_id_metadata import validate_document
+from proxy.observability import metrics
 from proxy.store.documents import document_id
 
 if t.TYPE_CHECKING:
@@ -199,12 +200,15 @@ class DocumentCache:
             if not force or not self._records.allow_forced(
                 doc_id, self._settings.jwks_refetch_min_seconds
             ):
+                metrics.DOCUMENT_CACHE.labels(kind=kind, result="hit").inc()
                 return cached.body
         else:
             failure = _failure_of(raw_failure, now)
             if failure is not None:
                 # CIMD-9: a recent failure is not retried on every request.
+                metrics.DOCUMENT_CACHE.labels(kind=kind, result="negative").inc()
                 return self._stale_or_raise(url, kind, cached, now, failure)
+        metrics.DOCUMENT_CACHE.labels(kind=kind, result="miss").inc()
         return self._refresh(url, kind, doc_id, cached)
 
     def _refresh(
@@ -281,12 +285,14 @@ class DocumentCache:
                     kind=kind,
                     reason=exc.reason,
                 )
+            metrics.DOCUMENT_FETCHES.labels(kind=kind, outcome="refused").inc()
             negative = self._settings.negative_cache_seconds
             if negative > 0:
                 failure = {"reason": exc.reason, "until": now + negative}
                 self._records.write_failure(doc_id, json.dumps(failure), negative)
             return self._stale_or_raise(url, kind, cached, now, exc.reason)
         now = self._clock()
+        metrics.DOCUMENT_FETCHES.labels(kind=kind, outcome="ok").inc()
         self._store(doc_id, body, fetched, now)
         if self._events is not None:
             self._events.emit(

@@ -107,6 +107,8 @@ class Settings:
     audit_log: bool = True
     #: FLOW_LOG: one readable line per flow step (on in `python -m proxy`).
     flow_log: bool = False
+    #: METRICS_TOKEN: /metrics answers only a request bearing it (404 otherwise).
+    metrics_token: str | None = None
 
     @property
     def issuer(self) -> str:
@@ -180,6 +182,7 @@ class Settings:
             ),
             static_clients=env.static_clients("STATIC_CLIENTS_FILE"),
             signing_keys=_signing_keys(env),
+            metrics_token=_metrics_token(env),
             **_gateway_settings(env),
             **_log_settings(env),
         )
@@ -212,6 +215,20 @@ def _log_settings(env: EnvReader) -> dict[str, Any]:
         "audit_log": env.flag("AUDIT_LOG", True),
         "flow_log": env.flag("FLOW_LOG", False),
     }
+
+
+#: A bearer token shorter than this is guessable; `openssl rand -hex 32` is 64.
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def _metrics_token(env: EnvReader) -> str | None:
+    token = env.text("METRICS_TOKEN") or None
+    if token is not None and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters, "
+            "e.g. METRICS_TOKEN=$(openssl rand -hex 32)"
+        )
+    return token
 
 
 def _mcp_path(env: EnvReader) -> str:
@@ -400,3 +417,46 @@ def _provider_settings(env: EnvReader, environ: Mapping[str, str]) -> dict[str, 
             tid.lower() for tid in env.items("ENTRA_ALLOWED_TENANTS")
         ),
     }
+
+
+#: Stands in for a required variable while the others are checked.
+_PLACEHOLDER = "https://placeholder.invalid"
+_VARIABLE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+
+
+def config_errors(environ: Mapping[str, str]) -> list[ConfigError]:
+    """Every configuration error at once (for ``check``), not only the first.
+
+    :meth:`Settings.from_env` stops at the first bad variable, which suits the
+    app's start-up. Here the settings are read again after each error with the
+    variable it names set aside (its default applies; a required one gets a
+    placeholder), until they load, or an error names no variable or one
+    already set aside. Errors the placeholders cause are not reported.
+    """
+    env = dict(environ)
+    errors: list[ConfigError] = []
+    dropped: set[str] = set()
+    placeheld: set[str] = set()
+    while True:
+        try:
+            Settings.from_env(env)
+        except ConfigError as exc:
+            match = _VARIABLE.search(str(exc))
+            name = match.group(0) if match else None
+            if name is None or name in placeheld:
+                if name is None:
+                    errors.append(exc)
+                return errors
+            if name in dropped:  # required: reported once already
+                env[name] = _PLACEHOLDER
+                placeheld.add(name)
+                continue
+            errors.append(exc)
+            if env.get(name, "").strip():
+                env.pop(name)
+                dropped.add(name)
+            else:
+                env[name] = _PLACEHOLDER
+                placeheld.add(name)
+        else:
+            return errors

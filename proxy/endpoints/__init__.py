@@ -9,6 +9,7 @@ from proxy.endpoints import forward_auth
 from proxy.endpoints import health
 from proxy.endpoints import introspect
 from proxy.endpoints import metadata
+from proxy.endpoints import metrics
 from proxy.endpoints import register
 from proxy.endpoints import resource
 from proxy.endpoints import revoke
@@ -25,5 +26,6 @@ BLUEPRINTS = [
     revoke.bp,
     introspect.bp,
     health.bp,
+    metrics.bp,
     forward_auth.bp,
 ]

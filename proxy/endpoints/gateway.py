@@ -19,6 +19,7 @@ from flask import Response
 from flask import request
 
 from proxy.app_state import state
+from proxy.observability import metrics
 from proxy.resource_server import relay
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.identity_headers import identity_headers
@@ -139,7 +140,9 @@ def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
             for stop in stop_watching:
                 stop()
             slot.release()
+            metrics.GATEWAY_OPEN_STREAMS.dec()
 
+        metrics.GATEWAY_OPEN_STREAMS.inc()
         stream = relay.Relay(relayed, on_finish=finished)
         stop_watching.append(client_gone.watch(request.environ, stream.finish))
     response = Response(

@@ -1,10 +1,16 @@
-"""GET /healthz (liveness: the process answers) and /readyz (the store serves).
+"""GET /healthz (liveness: the process answers) and /readyz (store and IdP usable).
 
 Readiness means a login can finish: Redis must answer *and* accept writes.
 A Redis at ``maxmemory`` under noeviction, a read-only replica or one whose
 RDB save failed answers PING but refuses every write, so /readyz also writes
 one tiny key with a short TTL. The 503 names the cause (``out_of_memory``,
 ``read_only``, ``unreachable``...), never Redis' own message or address.
+
+The IdP counts too: a discovery document that cannot be fetched or names
+another issuer than OAUTH_ISSUER fails every login, so /readyz answers 503
+with ``upstream`` naming why (``discovery_unreachable``, ``issuer_mismatch``).
+That verdict is cached and re-checked at most once a minute in the background
+(proxy/upstream/readiness.py); /readyz never waits on the IdP for long.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from flask import jsonify
 
 from proxy.app_state import state
 from proxy.oauth.errors import NO_STORE
+from proxy.observability import metrics
 from proxy.store.faults import unavailable_cause
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,20 @@ def show_readiness() -> Response:
         store.probe_write(int(time.time() * 1000))
     except redis.exceptions.RedisError as exc:
         return _unavailable("refuses_writes", exc)
-    response = jsonify({"status": "ok", "store": "up"})
+    upstream = state().upstream_readiness
+    verdict = upstream.verdict()
+    if not verdict.ready:
+        response = jsonify(
+            {"status": "unavailable", "store": "up", "upstream": verdict.reason}
+        )
+        response.status_code = 503
+        response.headers["Retry-After"] = "30"
+        response.headers.update(NO_STORE)
+        return response
+    body = {"status": "ok", "store": "up"}
+    if upstream.enabled:
+        body["upstream"] = "up"
+    response = jsonify(body)
     response.headers.update(NO_STORE)
     return response
 
@@ -50,6 +70,7 @@ def show_readiness() -> Response:
 def _unavailable(store_state: str, exc: redis.exceptions.RedisError) -> Response:
     """503 with Retry-After; the cause is a fixed name, safe to show anyone."""
     cause = unavailable_cause(exc) or "error"
+    metrics.REDIS_ERRORS.labels(cause=cause).inc()
     log.warning("not ready: store %s (%s)", store_state, cause)
     response = jsonify({"status": "unavailable", "store": store_state, "cause": cause})
     response.status_code = 503

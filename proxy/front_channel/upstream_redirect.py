@@ -25,6 +25,7 @@ from proxy.observability.events import current_trace
 from proxy.store import BindingMismatchError
 from proxy.store.records import Transaction
 from proxy.upstream.base import UpstreamError
+from proxy.upstream.base import error_for
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -72,6 +73,7 @@ def begin_upstream(
             state=proxy_state, code_challenge=challenge, nonce=nonce
         )
     except UpstreamError as exc:
+        log.warning("upstream login cannot start: %s", exc.cause)
         app.events.emit(
             "upstream.redirected",
             outcome="error",
@@ -80,11 +82,8 @@ def begin_upstream(
             detail=str(exc),
         )
         # AUTHZ-14: the IdP being down goes back to the client, not a 500 page.
-        raise TemporarilyUnavailableError(
-            "The identity provider is unavailable.",
-            reason=f"upstream_{exc.kind}",
-            redirect_uri=request.redirect_uri,
-            state=request.state,
+        raise error_for(
+            exc, redirect_uri=request.redirect_uri, state=request.state
         ) from exc
     if not app.store.create_txn(proxy_state, txn):
         raise BadRequestPageError(
@@ -160,7 +159,11 @@ def finish_upstream(
             code=code, code_verifier=txn.upstream_verifier, nonce=txn.nonce
         )
     except UpstreamError as exc:
-        log.warning("upstream code exchange failed: %s", exc)
+        log.warning("upstream code exchange failed: %s", exc.cause)
+        if exc.kind == "issuer_mismatch":
+            raise error_for(
+                exc, redirect_uri=txn.redirect_uri, state=txn.state
+            ) from exc
         if exc.kind == "unavailable":
             raise fail(TemporarilyUnavailableError, "upstream_unavailable") from exc
         if exc.kind == "access_denied":

@@ -41,6 +41,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
+from proxy.upstream.base import error_for
 
 if t.TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -416,10 +417,8 @@ class RefreshTokenGrant(TokenGrant):
                     "The grant was revoked upstream.",
                     reason="upstream_invalid_grant",
                 ) from exc
-            raise TemporarilyUnavailableError(
-                "The identity provider is unavailable.",
-                reason=f"upstream_{exc.kind}",
-            ) from exc
+            log.warning("upstream refresh failed: %s", exc.cause)
+            raise error_for(exc) from exc
         return seal_upstream(app, renewed, context)
 
     def _seal_pending(

@@ -9,6 +9,7 @@ passthrough); the verified identity is added instead. Bodies, JSON or
 from __future__ import annotations
 
 import logging
+import time
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import urllib3
 
 from proxy.oauth.errors import BadGatewayError
 from proxy.oauth.errors import GatewayTimeoutError
+from proxy.observability import metrics
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -93,9 +95,15 @@ def open_backend(
     body: bytes,
     headers: dict[str, str],
 ) -> urllib3.BaseHTTPResponse:
-    """Send the request; the response body is left unread, to be streamed."""
+    """Send the request; the response body is left unread, to be streamed.
+
+    Counted by status (``unreachable``, ``timeout`` when there is none) and
+    timed to the response headers (proxy/observability/metrics.py).
+    """
+    started = time.perf_counter()
+    outcome = "unreachable"
     try:
-        return pool.urlopen(
+        response = pool.urlopen(
             method,
             url,
             body=body or None,
@@ -104,16 +112,21 @@ def open_backend(
             decode_content=False,
             redirect=False,
         )
+        outcome = str(response.status)
+        return response
     except urllib3.exceptions.NewConnectionError as exc:
         # Refused or unresolvable (a subclass of ConnectTimeoutError, for history).
         log.warning("MCP backend unreachable: %s", exc.__class__.__name__)
         raise BadGatewayError("The MCP server is unreachable.") from exc
     except urllib3.exceptions.TimeoutError as exc:
+        outcome = "timeout"
         log.warning("MCP backend timed out: %s", exc.__class__.__name__)
         raise GatewayTimeoutError("The MCP server did not answer in time.") from exc
     except urllib3.exceptions.HTTPError as exc:
         log.warning("MCP backend unreachable: %s", exc.__class__.__name__)
         raise BadGatewayError("The MCP server is unreachable.") from exc
+    finally:
+        metrics.observe_backend(outcome, time.perf_counter() - started)
 
 
 def response_headers(relayed: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from dataclasses import field
 
 from proxy.oauth.access_tokens import RESERVED_CLAIMS
+from proxy.oauth.errors import OAuthError
+from proxy.oauth.errors import ServerError
+from proxy.oauth.errors import TemporarilyUnavailableError
 
 
 class UpstreamError(Exception):
@@ -20,15 +23,58 @@ class UpstreamError(Exception):
     (the upstream grant is dead: end ours), ``access_denied`` (the user or
     policy refused), ``invalid_response`` (an ID token that does not verify),
     ``invalid_client`` (the IdP refused OUR credentials: an operator problem,
-    never a reason to end a user's grant), ``rejected`` (any other refusal).
+    never a reason to end a user's grant), ``issuer_mismatch`` (the discovery
+    document names another issuer than OAUTH_ISSUER: a configuration error),
+    ``rejected`` (any other refusal).
     """
 
-    def __init__(self, kind: str, detail: str, *, error: str = "") -> None:
+    def __init__(
+        self, kind: str, detail: str, *, error: str = "", endpoint: str = ""
+    ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         #: The IdP's own error code, when it sent one (``invalid_client``, ...).
         self.error = error
+        #: Which IdP endpoint failed (``discovery``, ``token``...), when known.
+        self.endpoint = endpoint
+
+    @property
+    def cause(self) -> str:
+        """What an operator reads in the log: the cause first, then the detail."""
+        if self.kind == "issuer_mismatch":
+            return f"issuer mismatch: {self.detail}"
+        if self.endpoint == "discovery" and self.kind == "unavailable":
+            return f"discovery unreachable: {self.detail}"
+        if self.kind == "invalid_client":
+            return f"token endpoint answered {self.error or 'invalid_client'}"
+        return f"{self.kind}: {self.detail}"
+
+
+#: What the client and the user read when OAUTH_ISSUER and the IdP disagree.
+ISSUER_MISMATCH_MESSAGE = (
+    "The identity provider names another issuer than this proxy is configured "
+    "for (issuer mismatch): the operator must correct OAUTH_ISSUER."
+)
+
+
+def error_for(
+    exc: UpstreamError, *, redirect_uri: str | None = None, state: str | None = None
+) -> OAuthError:
+    """The client-facing error for an upstream failure: a mismatch says so."""
+    if exc.kind == "issuer_mismatch":
+        return ServerError(
+            ISSUER_MISMATCH_MESSAGE,
+            reason="upstream_issuer_mismatch",
+            redirect_uri=redirect_uri,
+            state=state,
+        )
+    return TemporarilyUnavailableError(
+        "The identity provider is unavailable.",
+        reason=f"upstream_{exc.kind}",
+        redirect_uri=redirect_uri,
+        state=state,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from proxy.upstream.base import Identity
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
 from proxy.upstream.base import pick_claims
+from proxy.upstream.http import observed
 from proxy.upstream.http import pooled_session
 from proxy.upstream.http import refresh_with
 from proxy.upstream.http import token_error
@@ -224,12 +225,15 @@ class GitHubProvider:
     def _token_request(self, form: dict[str, str]) -> dict[str, t.Any]:
         form = dict(form, client_id=self.client_id, client_secret=self._client_secret)
         try:
-            response = self.session.post(
-                self.token_endpoint,
-                data=form,
-                # Without this GitHub answers application/x-www-form-urlencoded.
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
+            response = observed(
+                "token",
+                lambda: self.session.post(
+                    self.token_endpoint,
+                    data=form,
+                    # Without this GitHub answers application/x-www-form-urlencoded.
+                    headers={"Accept": "application/json"},
+                    timeout=self.timeout,
+                ),
             )
         except requests.RequestException as exc:
             raise UpstreamError(
@@ -257,14 +261,17 @@ class GitHubProvider:
 
     def _api(self, path: str, access_token: str) -> t.Any:
         try:
-            response = self.session.get(
-                self.api_url + path,
-                headers={
-                    "Authorization": f"Bearer {access_token}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": API_VERSION,
-                },
-                timeout=self.timeout,
+            response = observed(
+                "api",
+                lambda: self.session.get(
+                    self.api_url + path,
+                    headers={
+                        "Authorization": f"Bearer {access_token}",
+                        "Accept": "application/vnd.github+json",
+                        "X-GitHub-Api-Version": API_VERSION,
+                    },
+                    timeout=self.timeout,
+                ),
             )
         except requests.RequestException as exc:
             raise UpstreamError(

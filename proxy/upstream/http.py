@@ -8,6 +8,7 @@ import typing as t
 import requests
 from requests.adapters import HTTPAdapter
 
+from proxy.observability import metrics
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
 
@@ -20,6 +21,27 @@ def pooled_session(user_agent: str = "mcp-oauth-proxy") -> requests.Session:
     session.mount("http://", adapter)
     session.headers["User-Agent"] = user_agent
     return session
+
+
+def observed(
+    endpoint: str, send: t.Callable[[], requests.Response]
+) -> requests.Response:
+    """Send one request to the IdP, counted and timed under ``endpoint``
+    (``discovery``, ``token``, ``userinfo``, ``jwks``, ``api``)."""
+    started = time.perf_counter()
+    try:
+        response = send()
+    except requests.RequestException:
+        metrics.observe_upstream(
+            endpoint, "network_error", time.perf_counter() - started
+        )
+        raise
+    metrics.observe_upstream(
+        endpoint,
+        metrics.status_outcome(response.status_code),
+        time.perf_counter() - started,
+    )
+    return response
 
 
 #: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.
@@ -46,7 +68,9 @@ def token_error(error: str, status: int = 400) -> UpstreamError:
     else:
         kind = "rejected"
     label = error[:64] or f"http_{status}"
-    return UpstreamError(kind, f"token endpoint: {label}", error=label)
+    return UpstreamError(
+        kind, f"token endpoint: {label}", error=label, endpoint="token"
+    )
 
 
 def refresh_with(

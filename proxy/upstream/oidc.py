@@ -23,6 +23,7 @@ from proxy.upstream.base import UpstreamTokens
 from proxy.upstream.base import is_true
 from proxy.upstream.base import pick_claims
 from proxy.upstream.http import _form_encode
+from proxy.upstream.http import observed
 from proxy.upstream.http import pooled_session
 from proxy.upstream.http import refresh_with
 from proxy.upstream.http import token_error
@@ -101,19 +102,32 @@ class OIDCProvider:
         with self._lock:
             if self._discovery and now - self._discovered_at < DISCOVERY_TTL_SECONDS:
                 return self._discovery
-            document = self._get_json(self.discovery_url)
-            issuer = document.get("issuer")
-            if not isinstance(issuer, str) or not self.accepts_issuer(issuer):
+            return self.check_discovery()
+
+    def check_discovery(self) -> dict[str, t.Any]:
+        """Fetch the discovery document now and check it (``/readyz`` calls this).
+
+        Raises UpstreamError ``issuer_mismatch`` when it names another issuer,
+        ``unavailable`` or ``invalid_response`` (endpoint ``discovery``) when it
+        cannot be had. A good document replaces the cached one.
+        """
+        document = self._get_json(self.discovery_url, endpoint="discovery")
+        issuer = document.get("issuer")
+        if not isinstance(issuer, str) or not self.accepts_issuer(issuer):
+            raise UpstreamError(
+                "issuer_mismatch",
+                f"the discovery document names issuer {issuer!r}, "
+                f"OAUTH_ISSUER is {self.issuer!r}",
+                endpoint="discovery",
+            )
+        for name in ("authorization_endpoint", "token_endpoint"):
+            if not isinstance(document.get(name), str):
                 raise UpstreamError(
-                    "invalid_response",
-                    f"discovery issuer {issuer!r} does not match OAUTH_ISSUER",
+                    "invalid_response", f"discovery lacks {name}", endpoint="discovery"
                 )
-            for name in ("authorization_endpoint", "token_endpoint"):
-                if not isinstance(document.get(name), str):
-                    raise UpstreamError("invalid_response", f"discovery lacks {name}")
-            self._discovery = document
-            self._discovered_at = now
-            return document
+        self._discovery = document
+        self._discovered_at = time.monotonic()
+        return document
 
     def issuer_matches(self, iss: str) -> bool:
         return equal(iss, self.metadata()["issuer"])
@@ -232,7 +246,9 @@ class OIDCProvider:
                 "invalid_response", "no id_token and no userinfo endpoint"
             )
         return self._get_json(
-            endpoint, headers={"Authorization": f"Bearer {access_token}"}
+            endpoint,
+            headers={"Authorization": f"Bearer {access_token}"},
+            endpoint="userinfo",
         )
 
     def jwks(self) -> KeySet:
@@ -256,7 +272,9 @@ class OIDCProvider:
             if not isinstance(uri, str):
                 raise UpstreamError("invalid_response", "discovery lacks jwks_uri")
             try:
-                self._jwks = KeySet.import_key_set(t.cast(t.Any, self._get_json(uri)))
+                self._jwks = KeySet.import_key_set(
+                    t.cast(t.Any, self._get_json(uri, endpoint="jwks"))
+                )
             except (JoseError, ValueError, KeyError, TypeError) as exc:
                 raise UpstreamError("invalid_response", f"{uri}: bad JWKS") from exc
             self._jwks_at = now
@@ -299,16 +317,21 @@ class OIDCProvider:
                 form, client_id=self.client_id, client_secret=self._client_secret
             )
         try:
-            response = self.session.post(
-                endpoint,
-                data=form,
-                auth=auth,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
+            response = observed(
+                "token",
+                lambda: self.session.post(
+                    endpoint,
+                    data=form,
+                    auth=auth,
+                    headers={"Accept": "application/json"},
+                    timeout=self.timeout,
+                ),
             )
         except requests.RequestException as exc:
             raise UpstreamError(
-                "unavailable", f"token endpoint: {exc.__class__.__name__}"
+                "unavailable",
+                f"token endpoint: {exc.__class__.__name__}",
+                endpoint="token",
             ) from exc
         try:
             body = response.json()
@@ -325,23 +348,36 @@ class OIDCProvider:
         return body
 
     def _get_json(
-        self, url: str, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        endpoint: str = "other",
     ) -> dict[str, t.Any]:
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout)
+            response = observed(
+                endpoint,
+                lambda: self.session.get(url, headers=headers, timeout=self.timeout),
+            )
         except requests.RequestException as exc:
             raise UpstreamError(
-                "unavailable", f"{url}: {exc.__class__.__name__}"
+                "unavailable", f"{url}: {exc.__class__.__name__}", endpoint=endpoint
             ) from exc
         if response.status_code != 200:
             kind = "unavailable" if response.status_code >= 500 else "invalid_response"
-            raise UpstreamError(kind, f"{url} answered {response.status_code}")
+            raise UpstreamError(
+                kind, f"{url} answered {response.status_code}", endpoint=endpoint
+            )
         try:
             body = response.json()
         except ValueError as exc:
-            raise UpstreamError("unavailable", f"{url}: not JSON") from exc
+            raise UpstreamError(
+                "unavailable", f"{url}: not JSON", endpoint=endpoint
+            ) from exc
         if not isinstance(body, dict):
-            raise UpstreamError("invalid_response", f"{url}: not a JSON object")
+            raise UpstreamError(
+                "invalid_response", f"{url}: not a JSON object", endpoint=endpoint
+            )
         return body
 
 

@@ -37,6 +37,7 @@ from proxy.oauth.errors import ServerError
 from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import TooManyRequestsError
 from proxy.oauth.errors import add_query
+from proxy.observability import metrics
 from proxy.observability.events import current_trace
 from proxy.store.faults import unavailable_cause
 from proxy.upstream.base import UpstreamError
@@ -188,6 +189,7 @@ def init_app(app: Flask, issuer: str) -> None:
         if cause is None:
             return _unexpected(exc)
         log.warning("store unavailable (%s): %s", cause, exc.__class__.__name__)
+        metrics.REDIS_ERRORS.labels(cause=cause).inc()
         error = TemporarilyUnavailableError(
             "The service is temporarily unavailable, retry shortly.",
             reason=f"redis_{cause}",

@@ -29,6 +29,7 @@ from proxy.app_state import state
 from proxy.clients.authentication import presented_client_id
 from proxy.config.limits import Rate
 from proxy.oauth.errors import TooManyRequestsError
+from proxy.observability import metrics
 from proxy.web.client_ip import client_ip
 from proxy.web.client_ip import limit_subject
 
@@ -94,6 +95,7 @@ def limit_requests(
                 limit=endpoint,
                 retry_after=wait,
             )
+            metrics.RATE_LIMITED.labels(endpoint=endpoint).inc()
             raise TooManyRequestsError(wait, reason="rate_limited")
 
     @blueprint.after_request

@@ -221,7 +221,13 @@ def redis_with() -> t.Iterator[t.Callable[[list[str]], str]]:
 
 def _store_findings(httpserver: t.Any, url: str) -> tuple[str, check.Report]:
     idp = OIDCStandIn(httpserver)
-    environ = env_for(idp.issuer, REDIS_URL=url, PROXY_SECRET_KEY="00" * 32)
+    environ = env_for(
+        idp.issuer,
+        REDIS_URL=url,
+        PROXY_SECRET_KEY="00" * 32,
+        # The MCP server lives elsewhere: no mcp_url_not_served among the findings.
+        OAUTH_AUDIENCE="https://tools.example.com/mcp",
+    )
     status, text, report = run(environ)
     assert status == 0, text
     return text, report
@@ -252,12 +258,25 @@ def test_noeviction_with_a_limit_is_ok(
 def test_no_limit_is_ok_whatever_the_policy(
     httpserver: t.Any, redis_with: t.Callable[[list[str]], str]
 ) -> None:
-    """maxmemory 0: nothing is evicted, so no warning; the advice is printed."""
-    url = redis_with(["--maxmemory", "0", "--maxmemory-policy", "allkeys-lru"])
+    """maxmemory 0 and a volatile-* policy: nothing is evicted, so no warning;
+    the advice is printed."""
+    url = redis_with(["--maxmemory", "0", "--maxmemory-policy", "volatile-lru"])
     text, report = _store_findings(httpserver, url)
     assert "redis_memory" in report.codes(check.OK)
     assert not report.codes(check.WARN)
     assert "noeviction" in text
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-random"])
+def test_an_allkeys_policy_warns_even_without_a_limit(
+    httpserver: t.Any, redis_with: t.Callable[[list[str]], str], policy: str
+) -> None:
+    """allkeys-* may evict grants and the signing key as soon as a limit is set
+    (managed services set one for you): redis_evicts, whatever maxmemory says."""
+    url = redis_with(["--maxmemory", "0", "--maxmemory-policy", policy])
+    text, report = _store_findings(httpserver, url)
+    assert report.codes(check.WARN) == ["redis_evicts"]
+    assert policy in text
 
 
 def test_a_nearly_full_redis_warns(
@@ -267,3 +286,70 @@ def test_a_nearly_full_redis_warns(
     fill_to_maxmemory(redis.Redis.from_url(url))
     _, report = _store_findings(httpserver, url)
     assert report.codes(check.WARN) == ["redis_memory_high"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra", "warned"),
+    [
+        ("google", {}, True),
+        ("google", {"ALLOWED_EMAIL_DOMAINS": "example.com"}, False),
+        ("google", {"GOOGLE_HOSTED_DOMAIN": "example.com"}, False),
+        ("github", {}, True),
+        ("github", {"GITHUB_ALLOWED_ORGS": "acme"}, False),
+        ("github", {"ALLOWED_EMAILS": "ada@example.com"}, False),
+    ],
+)
+def test_an_open_google_or_github_login_warns(
+    provider: str, extra: dict[str, str], warned: bool
+) -> None:
+    """Google or GitHub with no allow-list lets any account in: open_login."""
+    environ = {
+        "PUBLIC_URL": PUBLIC,
+        "OAUTH_PROVIDER": provider,
+        "OAUTH_CLIENT_ID": "proxy-client",
+        "OAUTH_CLIENT_SECRET": "proxy-secret",
+        **extra,
+    }
+    settings = check.Settings.from_env(environ)
+    report = check.Report()
+    check._check_setup(settings, check.build_provider(settings), report)
+    assert ("open_login" in report.codes(check.WARN)) is warned
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [
+        ({}, True),
+        ({"OAUTH_AUDIENCE": "https://tools.example.com/mcp"}, False),
+        ({"MCP_BACKEND_URL": "http://127.0.0.1:9/mcp"}, False),
+    ],
+)
+def test_own_mcp_url_without_the_gateway_warns(
+    httpserver: t.Any, extra: dict[str, str], warned: bool
+) -> None:
+    """The printed MCP URL is this proxy's /mcp but nothing serves it there."""
+    idp = OIDCStandIn(httpserver)
+    status, text, report = run(env_for(idp.issuer, **extra))
+    assert status == 0, text
+    assert ("mcp_url_not_served" in report.codes(check.WARN)) is warned
+
+
+def test_every_configuration_error_at_once() -> None:
+    """Three bad variables: three [config] lines in one run, exit 2."""
+    out = io.StringIO()
+    status = check.main(
+        {
+            "PUBLIC_URL": "not a url",
+            "OAUTH_ISSUER": "https://idp.example.com",
+            "OAUTH_CLIENT_SECRET": "proxy-secret",
+            "ACCESS_TOKEN_TTL_SECONDS": "-5",
+            "METRICS_TOKEN": "short",
+        },
+        out,
+    )
+    assert status == 2
+    lines = [line for line in out.getvalue().splitlines() if "[config]" in line]
+    named = " ".join(lines)
+    for variable in ("PUBLIC_URL", "OAUTH_CLIENT_ID", "METRICS_TOKEN"):
+        assert variable in named, lines
+    assert len(lines) >= 4, lines

@@ -193,3 +193,129 @@ def test_a_refusing_store_is_503_and_our_own_mistake_500(
     expected = "temporarily_unavailable" if status == 503 else "server_error"
     assert_json_error(response, status, expected)
     assert ("Retry-After" in response.headers) == (status == 503)
+
+
+# -- the identity provider ----------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _upstream_app(
+    settings: Settings, issuer: str, fake_redis: redis.Redis
+) -> tuple[t.Any, _Clock]:
+    """An app whose IdP is ``issuer``, its readiness on a clock the test moves."""
+    from proxy.upstream.readiness import UpstreamReadiness
+
+    app = create_app(settings.replace(upstream_issuer=issuer), redis_client=fake_redis)
+    clock = _Clock()
+    state = app.extensions["proxy"]
+    state.upstream_readiness = UpstreamReadiness(
+        state.upstream.check_discovery, first_wait=10, clock=clock
+    )
+    return app, clock
+
+
+def _wait_for_verdict(client: t.Any, status: int) -> t.Any:
+    """The re-check runs in the background: read /readyz until it has landed."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.02)
+
+
+def test_readiness_is_503_while_the_idp_is_unreachable(
+    settings: Settings, fake_redis: redis.Redis, httpserver: t.Any
+) -> None:
+    """Nothing listens at OAUTH_ISSUER: 503 discovery_unreachable; /healthz 200."""
+    app, _ = _upstream_app(settings, f"http://127.0.0.1:{closed_port()}", fake_redis)
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["upstream"] == "discovery_unreachable"
+    assert response.headers["Retry-After"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readiness_follows_an_issuer_mismatch_and_its_fix(
+    settings: Settings,
+    fake_redis: redis.Redis,
+    httpserver: t.Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The IdP names another issuer: 503 issuer_mismatch and a WARNING naming it;
+    once it names the right one, /readyz is 200 again, at the next check."""
+    from tests.upstream.standins import OIDCStandIn
+
+    idp = OIDCStandIn(httpserver, issuer="https://other-issuer.example.com")
+    app, clock = _upstream_app(settings, idp.base, fake_redis)
+    client = app.test_client()
+    with caplog.at_level("WARNING"):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["upstream"] == "issuer_mismatch"
+    assert "issuer mismatch:" in caplog.text
+
+    httpserver.clear()
+    OIDCStandIn(httpserver)  # now the discovery document names its own URL
+    # Within the interval the cached verdict stands: no request to the IdP.
+    assert client.get("/readyz").status_code == 503
+    clock.now += 61
+    response = _wait_for_verdict(client, 200)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "store": "up", "upstream": "up"}
+
+
+def test_readiness_asks_the_idp_at_most_once_per_interval(
+    settings: Settings, fake_redis: redis.Redis, httpserver: t.Any
+) -> None:
+    from tests.upstream.standins import OIDCStandIn
+
+    idp = OIDCStandIn(httpserver)
+    app, clock = _upstream_app(settings, idp.base, fake_redis)
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/readyz").status_code == 200
+    discovery = [
+        request
+        for request, _ in httpserver.log
+        if request.path.endswith("/.well-known/openid-configuration")
+    ]
+    assert len(discovery) == 1
+
+
+def test_a_login_against_a_mismatched_issuer_says_so(
+    settings: Settings,
+    fake_redis: redis.Redis,
+    httpserver: t.Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The authorization ends at the client with server_error and a description
+    that names the issuer mismatch, not "unavailable"; the log says why."""
+    from tests.oauth_client import OAuthTestClient
+    from tests.oauth_client import query_of
+    from tests.upstream.standins import OIDCStandIn
+
+    idp = OIDCStandIn(httpserver, issuer="https://other-issuer.example.com")
+    app, _ = _upstream_app(settings, idp.base, fake_redis)
+    oauth = OAuthTestClient(app.test_client())
+    client_id = oauth.register()["client_id"]
+    with caplog.at_level("WARNING"):
+        flow, response = oauth.authorize(client_id)
+        if response.status_code == 200:
+            response = oauth.consent(flow)
+    assert response.status_code in (302, 303)
+    query = query_of(response.headers["Location"])
+    assert query["error"] == ["server_error"]
+    assert "issuer mismatch" in query["error_description"][0]
+    assert "unavailable" not in query["error_description"][0]
+    assert "issuer mismatch:" in caplog.text

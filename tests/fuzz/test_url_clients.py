@@ -122,7 +122,16 @@ def url_client_ids(port: int) -> st.SearchStrategy[str]:
         near_url(real),
         st.sampled_from([real, f"https://127.0.0.1:{port}{KEYED_PATH}"]),
         odd_url.map(lambda u: u if u.startswith("https") else "https://" + u),
-    )
+    ).filter(_encodable)
+
+
+def _encodable(text: str) -> bool:
+    """A request carries UTF-8: a lone surrogate cannot reach the server at all."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def fuzz_resolver(host: str, port: int) -> list[str]:

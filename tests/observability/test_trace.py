@@ -250,7 +250,8 @@ def test_issuer_mismatch_at_discovery_names_it(
     trace_id = parse_qs(urlsplit(response.headers["Location"]).query)["trace_id"][0]
     failed = _failed(_steps(app, trace_id))
     assert failed["step"] == "upstream.redirected"
-    assert "does not match" in failed["detail"]
+    assert "issuer" in failed["detail"]
+    assert "someone-else.example" in failed["detail"]
 
 
 def test_issuer_mismatch_at_the_callback_names_it(
