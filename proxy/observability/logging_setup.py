@@ -255,7 +255,7 @@ def gunicorn_logger_class(*, log_format: str = "text") -> type:
         def access(
             self, resp: t.Any, req: t.Any, environ: t.Any, request_time: t.Any
         ) -> None:
-            if not self.access_log_enabled:
+            if not _access_log_on(self.cfg):
                 return
             try:
                 line, extra = access_line(resp, req, environ, request_time)
@@ -264,3 +264,18 @@ def gunicorn_logger_class(*, log_format: str = "text") -> type:
                 self.exception("access log line failed")
 
     return ProxyLogger
+
+
+def _access_log_on(cfg: t.Any) -> bool:
+    """gunicorn's own rule for "is there an access log" (Logger.access).
+
+    Spelled out here: gunicorn 24 made it the `access_log_enabled` property,
+    which gunicorn 23 (our floor) does not have.
+    """
+    return bool(
+        cfg.accesslog
+        or cfg.logconfig
+        or cfg.logconfig_dict
+        or getattr(cfg, "logconfig_json", None)
+        or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
+    )
