@@ -71,6 +71,11 @@ class Log:
             self.attempts.append(attempt)
 
 
+#: A connection the killed worker cut: before the response, or mid-body (the
+#: headers were out, the body was not: requests raises ChunkedEncodingError).
+CUT = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
 def _refresh_once(
     stack: FaultStack, client_id: str, token: str, log: Log
 ) -> tuple[str, str]:
@@ -78,7 +83,7 @@ def _refresh_once(
     started = time.monotonic()
     try:
         response = stack.refresh(client_id, token)
-    except requests.ConnectionError:
+    except CUT:
         log.add(Attempt("refresh", started, time.monotonic(), "connection_error"))
         return "connection_error", token
     except requests.Timeout:
@@ -115,7 +120,7 @@ def _login(stack: FaultStack, user: str, log: Log) -> None:
     try:
         stack.login(user)
         outcome = "ok"
-    except requests.ConnectionError:
+    except CUT:
         outcome = "connection_error"
     except requests.Timeout as exc:
         outcome = f"timeout {exc}"[:160]
