@@ -144,7 +144,7 @@ def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
 
         metrics.GATEWAY_OPEN_STREAMS.inc()
         stream = relay.Relay(relayed, on_finish=finished)
-        stop_watching.append(client_gone.watch(request.environ, stream.finish))
+        stop_watching.append(client_gone.watch(request.environ, stream.abort))
     response = Response(
         stream.chunks(),
         status=relayed.status,

@@ -9,6 +9,7 @@ passthrough); the verified identity is added instead. Bodies, JSON or
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import typing as t
 from collections.abc import Callable
@@ -174,6 +175,26 @@ class Relay:
                     return
                 yield chunk
         finally:
+            self.finish()
+
+    def abort(self) -> None:
+        """The client left: end the relay from another greenlet.
+
+        The reader may be blocked in ``read1`` on the backend's socket, and
+        closing the response under it raises "reentrant call" in the reader's
+        buffered file. Shutting the socket down instead wakes the reader with
+        end-of-stream, and its own ``finally`` finishes the relay.
+        """
+        if self._finished:
+            return
+        connection = getattr(self._relayed, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is None:
+            self.finish()
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
             self.finish()
 
     def finish(self) -> None:
