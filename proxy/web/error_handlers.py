@@ -14,15 +14,18 @@ decision J13 in docs/decisions.md) so the user can hand it to the operator.
 from __future__ import annotations
 
 import logging
+import typing as t
 
 import redis.exceptions
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -97,6 +100,28 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
 _CLIENT_AUTH_ENDPOINTS = ("token", "revoke", "introspect")
 
 
+def _presented_client_id() -> str | None:
+    """The client id a refused request named, if reading it cannot fail.
+
+    The error may be about the body itself (too large, not a form), so the
+    form is read only when it is one and fits; this runs inside the error
+    handler, where a second exception would be a 500.
+    """
+    form: t.Any = {}
+    if request.mimetype == "application/x-www-form-urlencoded" and (
+        request.content_length or 0
+    ) <= (current_app.config["MAX_CONTENT_LENGTH"] or 0):
+        try:
+            form = request.form
+        except HTTPException:
+            form = {}
+    try:
+        named = presented_client_id(request.headers, MultiDict(form))
+    except Exception:  # a malformed Basic header or assertion names nobody
+        named = None
+    return named or request.args.get("client_id")
+
+
 def emit_refusal(exc: OAuthError) -> None:
     """The event for a refused request, by endpoint: one place for all of them.
 
@@ -120,8 +145,7 @@ def emit_refusal(exc: OAuthError) -> None:
         # Not request.form: a gateway body is the MCP message, read by the relay.
         events.emit("gateway.refused", outcome=outcome, **fields)
         return
-    client_id = g.get("client_id") or presented_client_id(request.headers, request.form)
-    client_id = client_id or request.args.get("client_id")
+    client_id = g.get("client_id") or _presented_client_id()
     client_id = client_id[:200] if client_id else None
     if isinstance(exc, InvalidClientError) and blueprint in _CLIENT_AUTH_ENDPOINTS:
         events.emit(
@@ -177,7 +201,10 @@ def init_app(app: Flask, issuer: str) -> None:
 
     @app.errorhandler(OAuthError)
     def _oauth_error(exc: OAuthError) -> BaseResponse:
-        emit_refusal(exc)
+        try:
+            emit_refusal(exc)
+        except Exception:  # telling of a refusal must never turn it into a 500
+            log.exception("could not record the refusal %s", exc.error)
         return render_error(exc, issuer)
 
     # Outages, failovers, overload and a store refusing writes (OOM under

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import typing as t
@@ -426,3 +427,25 @@ def test_unicode_client_names_are_kept(client: t.Any) -> None:
         client, {"redirect_uris": [LOOPBACK], "client_name": "Café Über 日本"}
     )
     assert registered["client_name"] == "Café Über 日本"
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "application/x-www-form-urlencoded"]
+)
+def test_an_oversized_body_is_refused_without_a_500(
+    settings: t.Any, store_client: t.Any, content_type: str | None
+) -> None:
+    """Found by fuzzing: recording the refusal read the oversized body as a form
+    inside the error handler, and werkzeug's 413 there became a 500. (With
+    rate limits on, their hook reads the form first and hid it.)"""
+    limits = dataclasses.replace(settings.limits, enabled=False)
+    app = create_app(settings.replace(limits=limits), redis_client=store_client)
+    client = app.test_client()
+    body = json.dumps({"": None, "a" * 4000: "\x00" * 200_000}).encode()
+    response = client.post("/oauth2/register", data=body, content_type=content_type)
+    assert 400 <= response.status_code < 500
+    assert response.get_json()["error"] in (
+        "invalid_client_metadata",
+        "invalid_request",
+    )
+    assert_no_store(response)
