@@ -16,6 +16,7 @@ from proxy.grants.base import TokenGrant
 from proxy.grants.base import _check_resource
 from proxy.grants.base import _client
 from proxy.grants.base import _client_in_use
+from proxy.grants.base import _document_of
 from proxy.grants.base import _refresh_ttl
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
@@ -132,7 +133,9 @@ class AuthorizationCodeGrant(TokenGrant):
         stored_client, grant = (None, None)
         if parts:
             stored_client, grant, self.keys_record = app.store.load_client_and_grant(
-                credentials.client_id, parts[0]
+                credentials.client_id,
+                parts[0],
+                document=_document_of(credentials.client_id),
             )
             self.keys_read = True
             # The attempt this code came from, even if the checks below fail.

@@ -15,6 +15,7 @@ from proxy.clients.registry import is_document_client
 from proxy.oauth.errors import InvalidTargetError
 from proxy.oauth.resource_indicators import matches_resource
 from proxy.store import ClientInUse
+from proxy.store.documents import document_id
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 
@@ -60,6 +61,14 @@ def _client(
         assertions=app.client_assertions,
         endpoint="/oauth2/token",
     )
+
+
+def _document_of(client_id: str) -> str | None:
+    """A URL client's document id, so the token endpoint's first round trip
+    reads its cached document in place of a `client:` record it cannot have."""
+    if not is_document_client(client_id):
+        return None
+    return document_id("client_metadata", client_id)
 
 
 def _client_in_use(app: AppState, client_id: str) -> ClientInUse | None:

@@ -19,6 +19,7 @@ from proxy.grants.base import TokenGrant
 from proxy.grants.base import _check_resource
 from proxy.grants.base import _client
 from proxy.grants.base import _client_in_use
+from proxy.grants.base import _document_of
 from proxy.grants.base import _refresh_ttl
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
@@ -146,6 +147,7 @@ class RefreshTokenGrant(TokenGrant):
                 now=now,
                 lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
                 lease_holder=lease_holder,
+                document=_document_of(credentials.client_id),
             )
         )
         self.keys_read = True

@@ -108,22 +108,39 @@ class Store:
         return ClientRecord.from_json(_text(raw)) if raw else None
 
     def load_client_and_grant(
-        self, client_id: str, grant_id: str
+        self, client_id: str, grant_id: str, *, document: str | None = None
     ) -> tuple[ClientRecord | None, Grant | None, str | None]:
         """Both records, and the signing keys record, in one round trip (the
         token endpoint's first read; the keys are what its token is signed with).
 
+        A URL client has no record: with `document` (its document id) the same
+        round trip reads its cached document instead, primed for the cache.
         The client's TTL is left alone here: a made-up code must not keep an
         unused registration alive. `redeem_code` slides it.
         """
         pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.client(client_id))
+        self._read_client(pipe, client_id, document)
         pipe.get(self.keys.grant(grant_id))
         pipe.get(self.keys.signing_keys())
-        raw_client, raw_grant, raw_keys = pipe.execute()
-        client = ClientRecord.from_json(raw_client) if raw_client else None
+        *raw_client, raw_grant, raw_keys = pipe.execute()
+        client = self._client_read(raw_client, document)
         grant = Grant.from_json(grant_id, raw_grant) if raw_grant else None
         return client, grant, raw_keys
+
+    def _read_client(self, pipe: t.Any, client_id: str, document: str | None) -> None:
+        if document is None:
+            pipe.get(self.keys.client(client_id))
+        else:
+            for key in self.documents.keys_of(document):
+                pipe.get(key)
+
+    def _client_read(
+        self, replies: list[t.Any], document: str | None
+    ) -> ClientRecord | None:
+        if document is not None:
+            self.documents.prime(document, *replies)
+            return None
+        return ClientRecord.from_json(_text(replies[0])) if replies[0] else None
 
     # -- transactions ---------------------------------------------------------
     def create_txn(self, proxy_state: str, txn: Transaction) -> bool:
@@ -186,6 +203,7 @@ class Store:
         now: int,
         lease: int,
         lease_holder: str,
+        document: str | None = None,
     ) -> tuple[ClientRecord | None, Grant | None, bool, str | None]:
         """Client, grant and the signing keys record in one round trip; take the
         refresh lease if due.
@@ -194,17 +212,16 @@ class Store:
         current token; the caller must `release_refresh_lease` if it refuses.
         The client's TTL is left alone (`rotate_refresh` slides it).
         """
-        key = self.keys.client(client_id)
         args = (presented_hash, now, lease, client_id, lease_holder)
 
         def before(pipe: t.Any) -> None:
-            pipe.get(key)
+            self._read_client(pipe, client_id, document)
             pipe.get(self.keys.signing_keys())
 
-        (raw_client, raw_keys), reply = self._pipelined_script(
+        (*raw_client, raw_keys), reply = self._pipelined_script(
             self._begin_refresh, [self.keys.grant(grant_id)], args, before
         )
-        client = ClientRecord.from_json(raw_client) if raw_client else None
+        client = self._client_read(raw_client, document)
         if not reply:
             return client, None, False, raw_keys
         raw_grant, leased = reply

@@ -8,7 +8,9 @@ four keys of one document share the hash tag ``{document_id}``.
 from __future__ import annotations
 
 import hashlib
+import time
 import typing as t
+from contextvars import ContextVar
 
 from proxy.store import scripts
 
@@ -16,6 +18,16 @@ if t.TYPE_CHECKING:
     import redis
 
     from proxy.store.keys import Keys
+
+
+#: How long a document read in another pipeline may stand in for a read.
+PRIMED_SECONDS = 1.0
+
+#: Documents the token endpoint read in its first pipeline: doc_id -> (at,
+#: record, failure). Per request context; each is used by one read at most.
+_primed: ContextVar[dict[str, tuple[float, str | None, str | None]] | None] = (
+    ContextVar("primed_documents", default=None)
+)
 
 
 def document_id(kind: str, url: str) -> str:
@@ -29,8 +41,28 @@ class DocumentRecords:
         self._keys = keys
         self._release = client.register_script(scripts.RELEASE_LOCK)
 
+    def keys_of(self, doc_id: str) -> tuple[str, str]:
+        """The record and failure keys, for a caller reading them in its own
+        pipeline (then :meth:`prime`)."""
+        return self._keys.document(doc_id), self._keys.document_failure(doc_id)
+
+    def prime(self, doc_id: str, record: t.Any, failure: t.Any) -> None:
+        """Hand over what another pipeline read, so the next :meth:`read` of
+        this document in this request costs no round trip of its own."""
+        primed = _primed.get()
+        if primed is None:
+            primed = {}
+            _primed.set(primed)
+        primed[doc_id] = (time.monotonic(), _text(record), _text(failure))
+
     def read(self, doc_id: str) -> tuple[str | None, str | None]:
-        """The cached record and the last failure, in one round trip."""
+        """The cached record and the last failure, in one round trip (none
+        when this request's first pipeline already read them)."""
+        primed = _primed.get()
+        if primed is not None and doc_id in primed:
+            at, record, failure = primed.pop(doc_id)
+            if time.monotonic() - at <= PRIMED_SECONDS:
+                return record, failure
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self._keys.document(doc_id))
         pipe.get(self._keys.document_failure(doc_id))

@@ -457,3 +457,59 @@ def test_trusted_redirect_uris_count_for_a_url_client_only_when_vouched_for(
     _, response = oauth.authorize(url, redirect_uri=redirect_uri)
     assert response.status_code in (200, 302), response.get_data(as_text=True)
     assert _consent_skipped(response) is skipped
+
+
+class _RoundTrips:
+    """Counts what reaches Redis: one packed send per command or pipeline."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sends = 0
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(conn: t.Any, command: t.Any, check_health: bool = True) -> None:
+            self.sends += 1
+            original(conn, command, check_health)
+
+        monkeypatch.setattr(
+            redis.connection.AbstractConnection, "send_packed_command", counting
+        )
+
+    def of(self, call: t.Callable[[], t.Any]) -> tuple[int, t.Any]:
+        self.sends = 0
+        result = call()
+        return self.sends, result
+
+
+def _token_round_trips(
+    oauth: OAuthTestClient, trips: _RoundTrips, client_id: str
+) -> tuple[int, int]:
+    flow = oauth.login(client_id, redirect_uri="http://127.0.0.1:5555/callback")
+    code_trips, response = trips.of(lambda: oauth.token(flow))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    refresh_token = response.get_json()["refresh_token"]
+    refresh_trips, refreshed = trips.of(lambda: oauth.refresh(client_id, refresh_token))
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    return code_trips, refresh_trips
+
+
+def test_a_cached_document_costs_the_token_endpoint_no_extra_round_trip(
+    settings: Settings,
+    store_client: redis.Redis,
+    client_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    trust_test_ca: str,
+) -> None:
+    """The first pipeline reads the cached document where a DCR client's
+    record would be: code exchange and refresh cost what they cost for DCR."""
+    cached = cimd_settings(settings, cache_min_seconds=300)
+    app = create_app(cached.replace(trace_ttl_seconds=0), redis_client=store_client)
+    oauth = OAuthTestClient(app.test_client())
+    trips = _RoundTrips(monkeypatch)
+    _token_round_trips(oauth, trips, client_id)  # warm: document, scripts, keys
+    dcr_id = oauth.register(redirect_uris=["http://127.0.0.1:5555/callback"])[
+        "client_id"
+    ]
+    _token_round_trips(oauth, trips, dcr_id)
+    assert _token_round_trips(oauth, trips, client_id) == _token_round_trips(
+        oauth, trips, dcr_id
+    )
