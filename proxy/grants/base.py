@@ -63,6 +63,12 @@ def _client(
     )
 
 
+def grant_fields(grant: Grant) -> dict[str, str]:
+    """Who and which grant an event is about: ids only, the grant id cut
+    short as the log lines have it."""
+    return {"client_id": grant.client_id, "sub": grant.sub, "grant": grant.grant_id[:8]}
+
+
 def _document_of(client_id: str) -> str | None:
     """A URL client's document id, so the token endpoint's first round trip
     reads its cached document in place of a `client:` record it cannot have."""

@@ -21,6 +21,7 @@ from proxy.grants.base import _client
 from proxy.grants.base import _client_in_use
 from proxy.grants.base import _document_of
 from proxy.grants.base import _refresh_ttl
+from proxy.grants.base import grant_fields
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
 from proxy.keys.keyring import SealError
@@ -197,9 +198,7 @@ class RefreshTokenGrant(TokenGrant):
             app.store.revoke_grant(grant.grant_id)
             app.events.emit(
                 "grant.revoked",
-                client_id=grant.client_id,
-                sub=grant.sub,
-                grant=grant.grant_id[:8],
+                **grant_fields(grant),
                 reason="absolute_expiry",
             )
             raise InvalidGrantError(
@@ -237,15 +236,11 @@ class RefreshTokenGrant(TokenGrant):
         self.app.events.emit(
             "refresh.reuse_detected",
             outcome="refused",
-            client_id=grant.client_id,
-            sub=grant.sub,
-            grant=grant.grant_id[:8],
+            **grant_fields(grant),
         )
         self.app.events.emit(
             "grant.revoked",
-            client_id=grant.client_id,
-            sub=grant.sub,
-            grant=grant.grant_id[:8],
+            **grant_fields(grant),
             reason="refresh_reuse",
         )
         raise InvalidGrantError("Invalid refresh token.", reason="rt_reused")
@@ -360,9 +355,7 @@ class RefreshTokenGrant(TokenGrant):
         if result is RotateResult.OK:
             app.events.emit(
                 "refresh.rotated",
-                client_id=grant.client_id,
-                sub=grant.sub,
-                grant=grant.grant_id[:8],
+                **grant_fields(grant),
             )
             return body
         if result is RotateResult.CONFLICT and attempts > 0:
@@ -395,9 +388,7 @@ class RefreshTokenGrant(TokenGrant):
             app.events.emit(
                 "upstream.refresh_failed",
                 outcome="error",
-                client_id=grant.client_id,
-                sub=grant.sub,
-                grant=grant.grant_id[:8],
+                **grant_fields(grant),
                 reason=exc.kind,
             )
             if exc.kind == "invalid_grant":
@@ -405,9 +396,7 @@ class RefreshTokenGrant(TokenGrant):
                 app.store.revoke_grant(grant.grant_id)
                 app.events.emit(
                     "grant.revoked",
-                    client_id=grant.client_id,
-                    sub=grant.sub,
-                    grant=grant.grant_id[:8],
+                    **grant_fields(grant),
                     reason="upstream_invalid_grant",
                 )
                 log.info(

@@ -22,6 +22,7 @@ from tests.document_server import DocumentServer
 from tests.document_server import Route
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import OAuthTestClient
+from tests.redis_round_trips import RoundTrips
 
 from ._helpers import assert_json_error
 from ._helpers import assert_no_store
@@ -459,29 +460,8 @@ def test_trusted_redirect_uris_count_for_a_url_client_only_when_vouched_for(
     assert _consent_skipped(response) is skipped
 
 
-class _RoundTrips:
-    """Counts what reaches Redis: one packed send per command or pipeline."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sends = 0
-        original = redis.connection.AbstractConnection.send_packed_command
-
-        def counting(conn: t.Any, command: t.Any, check_health: bool = True) -> None:
-            self.sends += 1
-            original(conn, command, check_health)
-
-        monkeypatch.setattr(
-            redis.connection.AbstractConnection, "send_packed_command", counting
-        )
-
-    def of(self, call: t.Callable[[], t.Any]) -> tuple[int, t.Any]:
-        self.sends = 0
-        result = call()
-        return self.sends, result
-
-
 def _token_round_trips(
-    oauth: OAuthTestClient, trips: _RoundTrips, client_id: str
+    oauth: OAuthTestClient, trips: RoundTrips, client_id: str
 ) -> tuple[int, int]:
     flow = oauth.login(client_id, redirect_uri="http://127.0.0.1:5555/callback")
     code_trips, response = trips.of(lambda: oauth.token(flow))
@@ -504,7 +484,7 @@ def test_a_cached_document_costs_the_token_endpoint_no_extra_round_trip(
     cached = cimd_settings(settings, cache_min_seconds=300)
     app = create_app(cached.replace(trace_ttl_seconds=0), redis_client=store_client)
     oauth = OAuthTestClient(app.test_client())
-    trips = _RoundTrips(monkeypatch)
+    trips = RoundTrips(monkeypatch)
     _token_round_trips(oauth, trips, client_id)  # warm: document, scripts, keys
     dcr_id = oauth.register(redirect_uris=["http://127.0.0.1:5555/callback"])[
         "client_id"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import re
-import threading
 import typing as t
-from collections.abc import Iterator
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -29,6 +26,8 @@ from tests.endpoints._helpers import closed_port
 from tests.oauth_client import Flow
 from tests.oauth_client import OAuthTestClient
 from tests.oauth_client import query_of
+from tests.redis_round_trips import RoundTrips
+from tests.upstream.standins import OIDCStandIn
 
 if t.TYPE_CHECKING:
     from proxy.config.settings import Settings
@@ -206,36 +205,10 @@ def test_idp_down_names_the_upstream_redirect(
     assert "openid-configuration" in failed["detail"]
 
 
-class _WrongIssuer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        body = json.dumps(
-            {
-                "issuer": "https://someone-else.example",
-                "authorization_endpoint": base + "/authorize",
-                "token_endpoint": base + "/token",
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: t.Any) -> None:
-        pass
-
-
 @pytest.fixture
-def wrong_issuer_idp() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongIssuer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def wrong_issuer_idp(httpserver: t.Any) -> str:
+    """A discovery document that names another issuer."""
+    return str(OIDCStandIn(httpserver, issuer="https://someone-else.example").base)
 
 
 def test_issuer_mismatch_at_discovery_names_it(
@@ -445,22 +418,12 @@ def test_a_whole_flow_leaves_no_secret_in_its_trace(
 # -- no extra round trip on the token and gateway paths ---------------------------
 
 
-class _Counter:
-    """Counts what reaches Redis: one packed send per command or pipeline."""
+class _Counter(RoundTrips):
+    """Round trips of the request itself: the flusher's batches are not."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sends = 0
-        # The background flusher's batches are not the request's round trips.
         monkeypatch.setattr(trace_sink._FLUSHER, "flush_all", lambda: None)
-        original = redis.connection.AbstractConnection.send_packed_command
-
-        def counting(conn: t.Any, command: t.Any, check_health: bool = True) -> None:
-            self.sends += 1
-            original(conn, command, check_health)
-
-        monkeypatch.setattr(
-            redis.connection.AbstractConnection, "send_packed_command", counting
-        )
+        super().__init__(monkeypatch)
 
 
 def _token_path_round_trips(
@@ -490,30 +453,13 @@ def test_tracing_adds_no_round_trip_to_the_token_endpoint(
     assert without[0] >= 2  # the counter sees the endpoint's own round trips
 
 
-class _Backend(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b'{"jsonrpc":"2.0","id":1,"result":{}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: t.Any) -> None:
-        pass
-
-
 @pytest.fixture
-def backend_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/mcp"
-    finally:
-        server.shutdown()
-        server.server_close()
+def backend_url(httpserver: t.Any) -> str:
+    """An MCP backend that answers every POST with an empty result."""
+    httpserver.expect_request("/mcp", method="POST").respond_with_json(
+        {"jsonrpc": "2.0", "id": 1, "result": {}}
+    )
+    return str(httpserver.url_for("/mcp"))
 
 
 def _gateway_round_trips(
