@@ -65,11 +65,6 @@ def document_record(metadata: dict[str, t.Any]) -> ClientRecord:
     )
 
 
-def is_document_client(client_id: str) -> bool:
-    """A URL client id: no registration to store, no client TTL to slide."""
-    return is_metadata_document_url(client_id)
-
-
 class ClientRegistry:
     """Finds clients: static ones from settings, URL ids by their document, DCR."""
 

@@ -11,7 +11,7 @@ import typing as t
 
 from proxy.clients.authentication import ClientCredentials
 from proxy.clients.authentication import authenticate
-from proxy.clients.registry import is_document_client
+from proxy.oauth.client_id_metadata import is_metadata_document_url
 from proxy.oauth.errors import InvalidTargetError
 from proxy.oauth.resource_indicators import matches_resource
 from proxy.store import ClientInUse
@@ -45,7 +45,7 @@ def _client(
     """
     basic = credentials.method == "client_secret_basic"
     static = app.clients.static(credentials.client_id)
-    if static is None and is_document_client(credentials.client_id):
+    if static is None and is_metadata_document_url(credentials.client_id):
         document = app.clients.find_for_auth(credentials.client_id, basic=basic)
         return authenticate(
             credentials,
@@ -72,7 +72,7 @@ def grant_fields(grant: Grant) -> dict[str, str]:
 def _document_of(client_id: str) -> str | None:
     """A URL client's document id, so the token endpoint's first round trip
     reads its cached document in place of a `client:` record it cannot have."""
-    if not is_document_client(client_id):
+    if not is_metadata_document_url(client_id):
         return None
     return document_id("client_metadata", client_id)
 
@@ -82,7 +82,7 @@ def _client_in_use(app: AppState, client_id: str) -> ClientInUse | None:
 
     None for a URL client id: it has no stored registration to keep alive.
     """
-    if is_document_client(client_id):
+    if is_metadata_document_url(client_id):
         return None
     return ClientInUse(client_id, app.settings.client_ttl_seconds)
 
