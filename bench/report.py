@@ -17,11 +17,16 @@ def _f(value: t.Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}%"
+
+
 def targets(doc: Doc) -> list[Doc]:
     """Each target: measured value, limit, met or not, and the margin."""
     endpoints = doc.get("endpoints", {})
     return [
         *_floor_ratio_verdicts(endpoints),
+        *_observability_verdicts(endpoints),
         *_round_trip_verdicts(doc.get("redis_per_step", {}), endpoints),
         *_kind_round_trip_verdicts(doc.get("redis_per_step_by_kind", {})),
         *_memory_verdicts(doc.get("memory", {})),
@@ -41,6 +46,40 @@ def _floor_ratio_verdicts(endpoints: Doc) -> list[Doc]:
         )
         for name, row in endpoints.items()
     ]
+
+
+#: Issue #10: no extra Redis round trip for observability on these paths.
+OBSERVABILITY_NO_EXTRA_TRIP = ("token_code", "token_refresh", "gateway_check")
+
+
+def _observability_verdicts(endpoints: Doc) -> list[Doc]:
+    """The proxy against itself with audit, traces and metrics off."""
+    out = []
+    for name, row in endpoints.items():
+        cost = row.get("observability")
+        if not cost:
+            continue
+        out.append(
+            _verdict(
+                f"{name}: slower with observability on",
+                cost["slower"],
+                TARGETS["observability_slower_max"],
+                higher_is_better=False,
+            )
+        )
+        if name in OBSERVABILITY_NO_EXTRA_TRIP:
+            on = (row["proxy"].get("redis") or {}).get("round_trips")
+            off = (row["quiet"].get("redis") or {}).get("round_trips")
+            extra = round(on - off, 2) if on is not None and off is not None else None
+            out.append(
+                _verdict(
+                    f"{name}: Redis round trips added by observability",
+                    extra,
+                    TARGETS["observability_extra_round_trips_max"],
+                    higher_is_better=False,
+                )
+            )
+    return out
 
 
 def _round_trip_verdicts(steps: Doc, endpoints: Doc) -> list[Doc]:
@@ -206,15 +245,18 @@ def _endpoint_table(endpoints: Doc) -> list[str]:
         f"{'endpoint':<14}{'proxy r/s':>10}{'floor r/s':>10}{'ratio':>7}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'fl p50':>8}{'fl p99':>8}"
         f"{'cpu ms/r':>9}{'fl cpu':>8}{'RT/r':>6}{'cmd/r':>6}{'err':>5}"
+        f"{'quiet r/s':>10}{'obs slower':>11}{'obs +cpu ms':>12}"
     )
     lines = [
         "",
-        "Per-endpoint loops (same client, same concurrency, proxy vs floor)",
+        "Per-endpoint loops (same client, same concurrency, proxy vs floor;"
+        " quiet = the proxy with audit, traces and metrics off)",
         header,
         "-" * len(header),
     ]
     for name, row in endpoints.items():
         p, f = row.get("proxy", {}), row.get("floor", {})
+        q, cost = row.get("quiet", {}), row.get("observability") or {}
         redis_row = p.get("redis") or {}
         lines.append(
             f"{name:<14}{_f(p.get('per_second')):>10}{_f(f.get('per_second')):>10}"
@@ -225,6 +267,9 @@ def _endpoint_table(endpoints: Doc) -> list[str]:
             f"{_f(redis_row.get('round_trips'), 2):>6}"
             f"{_f(redis_row.get('commands'), 1):>6}"
             f"{p.get('errors', 0):>5}"
+            f"{_f(q.get('per_second')):>10}"
+            f"{_percent(cost.get('slower')):>11}"
+            f"{_f(cost.get('cpu_ms_added'), 3):>12}"
         )
     return lines
 

@@ -1,4 +1,4 @@
-"""The targets of issue #5, in one place."""
+"""The benchmark targets (issues #5, #10, #12), in one place."""
 
 from __future__ import annotations
 
@@ -13,4 +13,8 @@ TARGETS = {
     "client_bytes_max": 1024,
     "grant_bytes_max": 2048,
     "gateway_added_p50_ms_max": 2.0,
+    # Issue #10: audit trail, flow traces and metrics cost at most 10 % of an
+    # endpoint's throughput, and no Redis round trip on token and gateway.
+    "observability_slower_max": 0.10,
+    "observability_extra_round_trips_max": 0.05,
 }

@@ -45,6 +45,8 @@ class Stack:
     idp: ManagedProcess
     backend: ManagedProcess
     proxy: ManagedProcess
+    #: The same proxy with audit, traces and metrics off: their cost is the gap.
+    quiet: ManagedProcess
     floor: ManagedProcess
     settings: Settings
     env: dict[str, str]
@@ -58,6 +60,7 @@ class Stack:
             self.idp,
             self.backend,
             self.proxy,
+            self.quiet,
             self.floor,
             *self.others,
         ]
@@ -111,18 +114,20 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
                 timeout=START_TIMEOUT,
             )
         )
+        started.append(start_quiet(env, options.workers, log_dir))
         started.append(start_floor(redis.url, idp.url, options.workers, log_dir))
     except BaseException:
         for proc in reversed(started):
             proc.stop()
         documents.close()
         raise
-    proxy, floor = started[3:]
+    proxy, quiet, floor = started[3:]
     return Stack(
         redis,
         idp,
         backend,
         proxy,
+        quiet,
         floor,
         settings=settings,
         env=env,
@@ -143,6 +148,9 @@ def _proxy_env(port: int, idp_url: str, redis_url: str, mcp_url: str) -> dict[st
         "MCP_BACKEND_URL": mcp_url,
         "MCP_SCOPES": "mcp",
         "LOG_LEVEL": "warning",
+        # Observability as a production deployment runs it: the audit trail
+        # and flow traces are on by default; metrics count once a token is set.
+        "METRICS_TOKEN": secrets.token_hex(16),
         # Limits stay on (their round trips are part of the cost measured)
         # but far above what one load generator on one IP sends.
         **{f"RATE_LIMIT_{name}": "1000000/second" for name in _LIMITED},
@@ -153,6 +161,32 @@ def _proxy_env(port: int, idp_url: str, redis_url: str, mcp_url: str) -> dict[st
 _LIMITED = (
     "REGISTER AUTHORIZE CONSENT CALLBACK TOKEN REVOKE INTROSPECT PER_CLIENT PER_GRANT"
 ).split()
+
+
+#: What `quiet` turns off: the cost of issue #10's audit trail, flow traces
+#: and metrics is the proxy's throughput and CPU against this one's.
+OBSERVABILITY_OFF = {"AUDIT_LOG": "0", "TRACE_TTL_SECONDS": "0", "METRICS_TOKEN": ""}
+
+
+def start_quiet(
+    proxy_env: dict[str, str], workers: int, log_dir: Path
+) -> ManagedProcess:
+    """The proxy again, same settings, same Redis, same keys, observability off.
+
+    PUBLIC_URL stays the proxy's: tokens either one issues carry one issuer,
+    so the loops' fixtures and tokens serve both.
+    """
+    port = free_port()
+    return start_gunicorn(
+        "proxy-quiet",
+        "wsgi:app",
+        {**proxy_env, **OBSERVABILITY_OFF},
+        port=port,
+        workers=workers,
+        ready_path="/readyz",
+        log_dir=log_dir,
+        timeout=START_TIMEOUT,
+    )
 
 
 def start_idp(log_dir: Path, threads: int, app: str) -> ManagedProcess:

@@ -113,8 +113,11 @@ def create_app(
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
     )
-    app_state.events.subscribe(metrics.count_event)
-    request_metrics.init_app(app)
+    if settings.metrics_token:
+        # Without METRICS_TOKEN nobody can read /metrics (404): counting
+        # every request and event would be work for no reader.
+        app_state.events.subscribe(metrics.count_event)
+        request_metrics.init_app(app)
     error_handlers.init_app(app, settings.issuer)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -106,13 +106,13 @@ class LoopSetup:
 
     def _codes(self, client_id: str, count: int) -> list[str]:
         """Authorization codes ready to redeem, as the callback writes them."""
-        if self.kind == "proxy":
+        if self.kind != "floor":
             return [self.proxy_fx.grant(client_id)[0] for _ in range(count)]
         return self.floor_fx.codes(client_id, count)
 
     def _code_form(self, client_id: str, code: str) -> dict[str, str]:
         verifier = (
-            self.proxy_fx.verifier if self.kind == "proxy" else self.floor_fx.verifier
+            self.proxy_fx.verifier if self.kind != "floor" else self.floor_fx.verifier
         )
         return {
             "grant_type": "authorization_code",
@@ -187,7 +187,7 @@ class LoopSetup:
         """Each loop client follows its own rotation chain, as a real client does."""
         client_id = await self._new_client()
         c = self.options.concurrency
-        if self.kind == "proxy":
+        if self.kind != "floor":
             chain = [self.proxy_fx.redeemed(client_id)[0] for _ in range(c)]
         else:
             chain = self.floor_fx.refresh_tokens(client_id, c)
@@ -266,15 +266,18 @@ class _Loop:
 async def loops_phase(
     stack: Stack, probe: RedisProbe, options: Options
 ) -> dict[str, t.Any]:
-    """Each endpoint on the proxy and on the floor, same client, same length.
+    """Each endpoint on the proxy, the quiet proxy and the floor, same client,
+    same length.
 
-    The two alternate in `LOOP_ROUNDS` slices (proxy, floor, proxy, floor…) so
-    that drift on a shared machine (the client, both servers and Redis share
-    the cores) lands on both sides of the ratio.
+    The three alternate in `LOOP_ROUNDS` slices (proxy, quiet, floor, proxy…)
+    so that drift on a shared machine (the client, the servers and Redis share
+    the cores) lands on every side of the ratios. The quiet proxy is the same
+    build with audit, traces and metrics off (bench/stack.py): the gap is what
+    observability costs.
     """
     out: dict[str, t.Any] = {}
     rounds = 1 if options.quick else LOOP_ROUNDS
-    servers = {"proxy": stack.proxy, "floor": stack.floor}
+    servers = {"proxy": stack.proxy, "quiet": stack.quiet, "floor": stack.floor}
     async with new_session(options.concurrency) as session:
         for name in ENDPOINTS:
             loops: dict[str, _Loop] = {}
@@ -292,7 +295,26 @@ async def loops_phase(
             out[name]["ratio"] = (
                 round(proxy_rate / floor_rate, 3) if floor_rate else None
             )
+            out[name]["observability"] = observability_cost(out[name])
     return out
+
+
+def observability_cost(row: dict[str, t.Any]) -> dict[str, float | None]:
+    """The proxy against the quiet proxy: throughput lost, server CPU added.
+
+    Throughput moves with whatever else the machine does; CPU per request is
+    the steadier of the two figures.
+    """
+    on, off = row["proxy"], row["quiet"]
+    on_rate, off_rate = on["per_second"], off["per_second"]
+    on_cpu = (on.get("cpu_ms_per_request") or {}).get("server")
+    off_cpu = (off.get("cpu_ms_per_request") or {}).get("server")
+    both_cpu = on_cpu is not None and off_cpu is not None
+    return {
+        "slower": round(1 - on_rate / off_rate, 3) if off_rate else None,
+        "cpu_ms_added": round(on_cpu - off_cpu, 3) if both_cpu else None,
+        "cpu_added": round(on_cpu / off_cpu - 1, 3) if both_cpu and off_cpu else None,
+    }
 
 
 async def _prepare(

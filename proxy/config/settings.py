@@ -107,7 +107,8 @@ class Settings:
     audit_log: bool = True
     #: FLOW_LOG: one readable line per flow step (on in `python -m proxy`).
     flow_log: bool = False
-    #: METRICS_TOKEN: /metrics answers only a request bearing it (404 otherwise).
+    #: METRICS_TOKEN: /metrics answers only a request bearing it (404 otherwise);
+    #: unset, requests and flow events are not counted at all (nobody could read them).
     metrics_token: str | None = None
 
     @property

@@ -5,8 +5,9 @@ Subscribed to the event hub (:mod:`proxy.observability.events`) by
 client id and subject when known, the client's IP and user agent, the request
 id and the trace id, and the event's other fields (ids, hashes and reasons,
 never secrets; a field named like a secret is dropped all the same). The
-audit logger writes JSON whatever LOG_FORMAT says, at INFO whatever LOG_LEVEL
-says, and does not propagate to the root handler (no line twice).
+audit logger writes JSON (UTC timestamps) whatever LOG_FORMAT says, at INFO
+whatever LOG_LEVEL says, and does not propagate to the root handler (no line
+twice).
 
 A second, optional sink (:class:`FlowConsole`, FLOW_LOG=true, on in the demo)
 prints one human-readable line per flow step through the ``proxy.flow``
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import typing as t
-from datetime import datetime
 
 from proxy.observability.logging_setup import REDACTED
 from proxy.observability.logging_setup import SECRET_PARAMS
-from proxy.observability.logging_setup import configure_json_logger
+from proxy.observability.logging_setup import configure_record_logger
+from proxy.observability.logging_setup import iso_timestamp
 
 if t.TYPE_CHECKING:
     from proxy.observability.events import Event
@@ -37,9 +38,7 @@ def audit_record(event: Event) -> dict[str, t.Any]:
     record: dict[str, t.Any] = {
         "event": event.name,
         "outcome": event.outcome,
-        "at": datetime.fromtimestamp(event.at)
-        .astimezone()
-        .isoformat("T", "milliseconds"),
+        "at": iso_timestamp(event.at),
         "client_id": event.fields.get("client_id"),
         "sub": event.fields.get("sub"),
         "ip": request.ip if request else None,
@@ -58,16 +57,26 @@ class AuditLog:
     """The audit sink: ``events.subscribe(AuditLog())``."""
 
     def __init__(self) -> None:
-        self.logger = configure_json_logger(AUDIT_LOGGER)
+        self.logger = configure_record_logger(AUDIT_LOGGER)
 
     def __call__(self, event: Event) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        record = audit_record(event)
-        self.logger.info(
+        fields = audit_record(event)
+        # makeRecord + handle, not logger.info: the caller's file and line
+        # (a stack walk per event) say nothing here, the event name does.
+        record = self.logger.makeRecord(
+            AUDIT_LOGGER,
+            logging.INFO,
+            "",
+            0,
             event.name,
-            extra={"fields": record, "request_id": record["request_id"]},
+            (),
+            None,
+            extra={"fields": fields, "request_id": fields["request_id"]},
         )
+        record.created = event.at
+        self.logger.handle(record)
 
 
 class FlowConsole:

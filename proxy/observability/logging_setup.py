@@ -27,6 +27,7 @@ import logging
 import re
 import sys
 import typing as t
+from datetime import UTC
 from datetime import datetime
 from urllib.parse import unquote_plus
 
@@ -106,12 +107,14 @@ def request_id() -> str | None:
     return None if context is None else str(context.request_id)
 
 
+def iso_timestamp(seconds: float) -> str:
+    """``2026-05-01T12:00:00.123+00:00``: UTC, so lines from every host and
+    container sort together, and no local-time-zone lookup per line."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat("T", "milliseconds")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return (
-        datetime.fromtimestamp(record.created)
-        .astimezone()
-        .isoformat("T", "milliseconds")
-    )
+    return iso_timestamp(record.created)
 
 
 class TextFormatter(logging.Formatter):
@@ -144,6 +147,26 @@ class JsonFormatter(logging.Formatter):
             body.update(fields)
         if record.exc_info:
             body["exc_info"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(body, default=str, separators=(",", ":"))
+
+
+class RecordFormatter(logging.Formatter):
+    """A JSON line made of a record's ready ``fields`` (the audit trail).
+
+    The fields were built from named values that are never secrets
+    (:mod:`proxy.observability.audit`), so no text redaction pass runs here;
+    ``ts`` is the fields' own ``at`` when they carry one.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, t.Any] = getattr(record, "fields", None) or {}
+        body: dict[str, t.Any] = {
+            "ts": fields.get("at") or _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.msg,
+        }
+        body.update(fields)
         return json.dumps(body, default=str, separators=(",", ":"))
 
 
@@ -190,12 +213,13 @@ def configure(level: str = "info", log_format: str = "text") -> None:
     root.setLevel(level_of(level))
 
 
-def configure_json_logger(name: str, level: int = logging.INFO) -> logging.Logger:
-    """A logger that always writes JSON lines to stderr, apart from the root's."""
+def configure_record_logger(name: str, level: int = logging.INFO) -> logging.Logger:
+    """A logger that writes its records' ``fields`` as JSON lines to stderr,
+    apart from the root's handler (:class:`RecordFormatter`)."""
     logger = logging.getLogger(name)
     logger.propagate = False
     logger.setLevel(level)
-    _owned_handler(logger).setFormatter(JsonFormatter())
+    _owned_handler(logger).setFormatter(RecordFormatter())
     return logger
 
 
