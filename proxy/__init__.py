@@ -9,8 +9,6 @@ import typing as t
 
 import redis
 from flask import Flask
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from proxy.app_state import AppState
 from proxy.clients import catalog
@@ -32,6 +30,7 @@ from proxy.observability.events import Events
 from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.store import Store
+from proxy.store import connection
 from proxy.upstream.factory import build_provider
 from proxy.upstream.readiness import UpstreamReadiness
 from proxy.web import error_handlers
@@ -44,8 +43,6 @@ if t.TYPE_CHECKING:
     from proxy.upstream.base import UpstreamProvider
 
 log = logging.getLogger(__name__)
-
-REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(
@@ -61,7 +58,7 @@ def create_app(
     # Idempotent: gunicorn's arbiter did the same; tests build many apps.
     logging_setup.configure(settings.log_level, settings.log_format)
     if redis_client is None:
-        redis_client = _redis_for(settings)
+        redis_client = connection.connect(settings.redis_url)
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
@@ -124,27 +121,3 @@ def create_app(
     if settings.gateway:
         app.register_blueprint(gateway.create_blueprint(settings))
     return app
-
-
-def _redis_for(settings: Settings) -> redis.Redis:
-    if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            health_check_interval=30,
-            # No retries: redis-py would re-send a script whose reply timed
-            # out, running a one-time operation twice; and its default backoff
-            # holds a worker for seconds before the 503 during an outage. A
-            # failed request answers 503 and the client's retry reconnects.
-            retry=Retry(NoBackoff(), 0),
-        )
-        return client
-    import fakeredis
-
-    log.warning(
-        "REDIS_URL is not set: using an embedded in-process store. State lives in "
-        "this one process only; run a single worker, and set REDIS_URL in production."
-    )
-    return fakeredis.FakeRedis(decode_responses=True)

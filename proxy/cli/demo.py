@@ -9,6 +9,7 @@ with config/gunicorn.conf.py, exactly as the Procfile runs it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import socket
@@ -34,13 +35,22 @@ DEMO_CLIENT_ID = "mcp-oauth-proxy-demo"
 DEMO_USER = "alice@example.com"
 
 
+#: Operator tools: ``python -m proxy <name> ...`` runs ``<module>.main(argv,
+#: environ, out)`` against the shared store (REDIS_URL).
+TOOLS = {
+    "trace": "proxy.cli.trace",
+}
+TOOL_USAGE = {
+    "trace": "--client ID | --user SUB | --last N | --id TRACE prints flow traces",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["trace"]:
-        from proxy.cli.trace import main as trace
-
+    if argv[:1] and argv[0] in TOOLS:
+        tool = importlib.import_module(TOOLS[argv[0]])
         load_dotenv()
-        return trace(argv[1:], os.environ, sys.stdout)
+        return int(tool.main(argv[1:], os.environ, sys.stdout))
     parser = argparse.ArgumentParser(prog="python -m proxy")
     parser.add_argument(
         "command",
@@ -48,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         default="serve",
         choices=["serve", "check"],
         help="serve (default) runs the proxy; check verifies the IdP set-up; "
-        "trace --client ID | --user SUB | --last N | --id TRACE prints flow traces",
+        + "; ".join(f"{name} {usage}" for name, usage in TOOL_USAGE.items()),
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=None)

@@ -18,6 +18,7 @@ from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.settings import DEFAULT_KEY_PREFIX
 from proxy.observability.trace import is_trace_id
+from proxy.store import connection
 from proxy.store.keys import Keys
 from proxy.store.traces import TraceRecords
 
@@ -53,16 +54,19 @@ def main(
     )
     args = parser.parse_args(argv)
     env = EnvReader(environ)
-    if redis_client is None:
-        try:
-            url = env.text("REDIS_URL", required=True)
-        except ConfigError as exc:
-            out.write(f"{exc}\n")
-            return 2
-        redis_client = redis.Redis.from_url(url, decode_responses=True)
-    records = TraceRecords(
-        redis_client, Keys(env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX))
-    )
+    prefix = env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+    if redis_client is not None:
+        return _print(args, TraceRecords(redis_client, Keys(prefix)), out)
+    try:
+        url = env.text("REDIS_URL", required=True)
+    except ConfigError as exc:
+        out.write(f"{exc}\n")
+        return 2
+    with connection.connect(url) as own_client:
+        return _print(args, TraceRecords(own_client, Keys(prefix)), out)
+
+
+def _print(args: argparse.Namespace, records: TraceRecords, out: t.TextIO) -> int:
     if args.id is not None:
         if not is_trace_id(args.id):
             out.write("a trace id is 16 hex digits, as the error page shows it\n")
