@@ -15,6 +15,7 @@ reason names. Never a client id, subject, URL or anything a client chose.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import shutil
@@ -181,23 +182,44 @@ def label_outcome(outcome: str) -> str:
     return outcome if _REASON.match(outcome) and len(outcome) <= 16 else "other"
 
 
+#: Label values are normalised to closed sets first (see the module
+#: docstring), so these caches of labelled children stay small; they skip
+#: prometheus_client's per-call label validation on the request path.
+_CHILDREN_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_CHILDREN_CACHE_SIZE)
+def _event_counter(name: str, outcome: str, reason: str) -> t.Any:
+    return EVENTS.labels(event=name, outcome=outcome, reason=reason)
+
+
+@functools.lru_cache(maxsize=_CHILDREN_CACHE_SIZE)
+def _request_series(endpoint: str, method: str, status: str) -> t.Any:
+    return (
+        HTTP_REQUESTS.labels(endpoint=endpoint, method=method, status=status),
+        HTTP_LATENCY.labels(endpoint=endpoint),
+    )
+
+
 def count_event(event: Event) -> None:
     """The events sink: one increment per event, never a field but the reason."""
-    EVENTS.labels(
-        event=event.name,  # from NAMES: a closed set (emit() refuses others)
-        outcome=label_outcome(event.outcome),
-        reason=label_reason(event.fields.get("reason")),
+    _event_counter(
+        event.name,  # from NAMES: a closed set (emit() refuses others)
+        label_outcome(event.outcome),
+        label_reason(event.fields.get("reason")),
     ).inc()
 
 
 def observe_request(
     endpoint: str | None, method: str, status: int, seconds: float
 ) -> None:
-    method = method if method in METHODS else "other"
-    code = str(status) if _STATUS.match(str(status)) else "other"
-    name = endpoint or "unmatched"
-    HTTP_REQUESTS.labels(endpoint=name, method=method, status=code).inc()
-    HTTP_LATENCY.labels(endpoint=name).observe(seconds)
+    requests, latency = _request_series(
+        endpoint or "unmatched",
+        method if method in METHODS else "other",
+        str(status) if 100 <= status <= 599 else "other",
+    )
+    requests.inc()
+    latency.observe(seconds)
 
 
 #: The IdP endpoints the upstream code calls (the ``endpoint`` label).

@@ -8,11 +8,10 @@ consent, callback, token, refresh and gateway requests set
 :data:`~proxy.observability.events.current_trace` without reading Redis.
 
 :class:`TraceSink` hears every event that carries a trace id and buffers it as
-one step. The buffer is written in one pipeline: at the end of a front-channel
-request (authorize, consent, callback: the user may be looking at an error
-page right now), and otherwise by a per-process flusher every
-TRACE_FLUSH_SECONDS, so the token and gateway paths pay no Redis round trip
-for their steps. A worker that dies loses at most that second of steps.
+one step. The buffer is written in one pipeline by a per-process flusher
+every TRACE_FLUSH_SECONDS, so no request pays a Redis round trip for its
+steps (a user reading an error page's trace id to the operator takes longer
+than that second). A worker that dies loses at most that second of steps.
 """
 
 from __future__ import annotations
@@ -48,8 +47,6 @@ TRACE_FLUSH_SECONDS = 1.0
 MAX_PENDING_STEPS = 10_000
 #: A field value longer than this is cut (an IdP's error_description, a URL).
 MAX_FIELD_CHARS = 200
-#: Blueprints whose steps are written before the request ends.
-FRONT_CHANNEL = frozenset({"authorize", "consent", "callback"})
 
 _TRACE_ID = re.compile(r"[0-9a-f]{16}")
 
@@ -186,7 +183,6 @@ def init_app(
     app: Flask, events: Events, records: TraceRecords, *, ttl: int
 ) -> TraceSink | None:
     """Reset the trace context per request; subscribe the sink (unless ttl 0)."""
-    from flask import request
 
     @app.before_request
     def _no_trace_yet() -> None:
@@ -196,10 +192,4 @@ def init_app(
         return None
     sink = TraceSink(records, ttl=ttl)
     events.subscribe(sink)
-
-    @app.teardown_request
-    def _write_front_channel_steps(_exc: BaseException | None) -> None:
-        if request.blueprint in FRONT_CHANNEL and sink.pending:
-            sink.flush()
-
     return sink

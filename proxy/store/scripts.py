@@ -319,14 +319,20 @@ INDEX_TRACE = """
 -- ARGV[1] = TTL (seconds)
 -- ARGV[2] = how many trace ids to keep (the newest)
 -- ARGV[3] = now (epoch ms): the score of a trace id seen for the first time
--- ARGV[4] = the trace id
--- Returns: 1 if the id was new to this index, otherwise 0.
+-- ARGV[4..] = the trace ids (one flush's worth)
+-- Returns: how many ids were new to this index.
 -- Edge cases: ZADD NX keeps the first-seen time of a known id; ids older
---   than the TTL and the oldest beyond ARGV[2] are trimmed in the same call.
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',
-  '(' .. (tonumber(ARGV[3]) - 1000 * tonumber(ARGV[1])))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+--   than the TTL and the oldest beyond ARGV[2] are trimmed in the same call,
+--   only when something was added (a known id changes nothing).
+local added = 0
+for i = 4, #ARGV do
+  added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[i])
+end
+if added > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',
+    '(' .. (tonumber(ARGV[3]) - 1000 * tonumber(ARGV[1])))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
 return added
 """

@@ -52,25 +52,27 @@ class TraceRecords:
     def write(self, entries: Sequence[TraceEntry], *, ttl: int, now_ms: int) -> None:
         """Append every entry and index its trace: one round trip (two after a
         Redis restart, when the scripts must be loaded again)."""
+        recent = self._keys.trace_recent()
         steps: dict[str, list[str]] = {}
-        indexes: dict[tuple[str, str], None] = {}
+        # Each index once per flush, with every trace id it gains (ordered sets).
+        indexes: dict[str, dict[str, None]] = {recent: {}}
         for entry in entries:
             steps.setdefault(entry.trace_id, []).append(entry.step)
-            indexes[(self._keys.trace_recent(), entry.trace_id)] = None
+            indexes[recent][entry.trace_id] = None
             if entry.client_id:
                 key = self._keys.trace_index("client", subject_hash(entry.client_id))
-                indexes[(key, entry.trace_id)] = None
+                indexes.setdefault(key, {})[entry.trace_id] = None
             if entry.sub:
                 key = self._keys.trace_index("user", subject_hash(entry.sub))
-                indexes[(key, entry.trace_id)] = None
+                indexes.setdefault(key, {})[entry.trace_id] = None
         calls: list[tuple[t.Any, str, tuple[t.Any, ...]]] = [
             (self._append, self._keys.trace(trace_id), (ttl, TRACE_MAX_STEPS, *lines))
             for trace_id, lines in steps.items()
         ]
-        recent = self._keys.trace_recent()
-        for key, trace_id in indexes:
-            cap = TRACE_RECENT_MAX if key == recent else TRACE_INDEX_MAX
-            calls.append((self._index, key, (ttl, cap, now_ms, trace_id)))
+        for key, trace_ids in indexes.items():
+            if trace_ids:
+                cap = TRACE_RECENT_MAX if key == recent else TRACE_INDEX_MAX
+                calls.append((self._index, key, (ttl, cap, now_ms, *trace_ids)))
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
             for script, key, args in calls:

@@ -296,8 +296,10 @@ def test_python_m_proxy_trace_dispatches_to_the_cli(
     from proxy.cli import demo
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(trace_cli, "main", lambda argv, env, out: seen.append(argv))
-    demo.main(["trace", "--last", "3"])
+    monkeypatch.setattr(
+        trace_cli, "main", lambda argv, env, out: seen.append(argv) or 7
+    )
+    assert demo.main(["trace", "--last", "3"]) == 7
     assert seen == [["--last", "3"]]
 
 
