@@ -91,9 +91,13 @@ class GrantIndex:
     def forget(self, grant: Grant) -> None:
         """Remove a grant from both indexes (after deleting it: no dead member)."""
         pipe = self._redis.pipeline(transaction=False)
+        self.queue_forget(pipe, grant)
+        pipe.execute()
+
+    def queue_forget(self, pipe: t.Any, grant: Grant) -> None:
+        """Queue the two ``ZREM`` of :meth:`forget` in the caller's pipeline."""
         for key in self.keys_of(grant):
             pipe.zrem(key, grant.grant_id)
-        pipe.execute()
 
     def every_grant(self) -> Iterator[Grant]:
         """Every live grant, by SCAN (never KEYS): for operators, not requests."""

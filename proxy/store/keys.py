@@ -79,6 +79,19 @@ class Keys:
         """
         return f"{self.prefix}grants:client:{client_hash}"
 
+    def client_disabled(self, client_hash: str) -> str:
+        """``disabled:{client_hash}`` STRING JSON: an operator disabled this client.
+
+        client_hash is the first 32 hex digits of the SHA-256 of the client id;
+        the value holds the id and when it was disabled. While it exists the
+        client gets no authorization, token or refresh. TTL: a registered
+        (DCR) client's remaining TTL, so the mark dies with the registration;
+        none for a static or URL client (until ``clients enable``). Written
+        and deleted by ``python -m proxy admin clients disable / enable``;
+        read with the client wherever it is loaded (``DisabledClients``).
+        """
+        return f"{self.prefix}disabled:{client_hash}"
+
     def signing_keys(self) -> str:
         """``keys`` STRING JSON: JWT signing keys, private parts sealed.
 
