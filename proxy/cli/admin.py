@@ -6,10 +6,11 @@
 scripts. Exit codes: 0 done, 1 the client or grant named does not exist, 2
 bad usage or configuration (REDIS_URL missing, Redis unreachable).
 
-Reads REDIS_URL, REDIS_KEY_PREFIX, STATIC_CLIENTS_FILE and AUDIT_LOG from the
-environment (``python -m proxy`` loads ``.env`` first). Every change is an
-``admin.action`` audit event (with a ``grant.revoked`` per grant it ended),
-written to stderr as the app writes its audit lines.
+Reads REDIS_URL, REDIS_KEY_PREFIX, STATIC_CLIENTS_FILE, CLIENT_TTL_SECONDS
+and AUDIT_LOG from the environment (``python -m proxy`` loads ``.env``
+first). Every change is an ``admin.action`` audit event (with a
+``grant.revoked`` per grant it ended), written to stderr as the app writes
+its audit lines.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from proxy.cli.admin_context import Admin
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.settings import DEFAULT_KEY_PREFIX
+from proxy.config.settings import read_client_ttl
 from proxy.observability.audit import AuditLog
 from proxy.observability.events import Events
 from proxy.store import Store
@@ -68,6 +70,7 @@ def main(
     try:
         prefix = env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX)
         static = {c.client_id: c for c in env.static_clients("STATIC_CLIENTS_FILE")}
+        client_ttl = read_client_ttl(env)
         hub = events if events is not None else _audit(env)
         url = None if redis_client is not None else env.text("REDIS_URL", required=True)
     except ConfigError as exc:
@@ -83,6 +86,7 @@ def main(
             events=hub,
             out=out,
             json=args.json,
+            client_ttl_seconds=client_ttl,
         )
         try:
             return int(args.run(admin, args))

@@ -82,6 +82,7 @@ def add_parser(commands: t.Any, common: argparse.ArgumentParser) -> None:
 
 
 def _scan_option(parser: argparse.ArgumentParser) -> None:
+    # J37: grants older than the indexes are in none of them.
     parser.add_argument(
         "--scan",
         action="store_true",
@@ -245,6 +246,20 @@ def _grants_of(admin: Admin, client_id: str, *, scan: bool) -> list[Grant]:
     return list(grants.values())
 
 
+#: A token request that read no mark just before `disable` wrote it may still
+#: slide the registration to its full TTL (it happens within seconds).
+SLIDE_MARGIN_SECONDS = 60
+
+
+def mark_ttl(remaining: int | None, client_ttl: int) -> int | None:
+    """How long a registered client's mark lives: as long as the registration
+    could, so it never lapses while the client still exists (None: for ever).
+    """
+    if remaining is None or client_ttl == 0:
+        return None
+    return max(remaining, client_ttl) + SLIDE_MARGIN_SECONDS
+
+
 def disable_client(admin: Admin, args: argparse.Namespace) -> int:
     client_id = args.client_id
     kind = admin.kind_of(client_id)
@@ -257,8 +272,7 @@ def disable_client(admin: Admin, args: argparse.Namespace) -> int:
                 f"no client {client_id!r} is registered (a static client is known "
                 "only with STATIC_CLIENTS_FILE set)",
             )
-        # The mark dies with the registration it refuses.
-        ttl = stored.ttl_seconds
+        ttl = mark_ttl(stored.ttl_seconds, admin.client_ttl_seconds)
     # The mark first: from now on no code is redeemed and no token refreshed,
     # so a grant created while its siblings are revoked below is dead on arrival.
     admin.store.disabled_clients.disable(client_id, now=now(), ttl=ttl)

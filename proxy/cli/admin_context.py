@@ -37,6 +37,8 @@ class Admin:
     events: Events
     out: t.TextIO
     json: bool = False
+    #: CLIENT_TTL_SECONDS as the proxy has it (0: registrations never expire).
+    client_ttl_seconds: int = 0
 
     def kind_of(self, client_id: str) -> str:
         """static, cimd (a URL client id) or dcr: which space an id is in."""

@@ -61,6 +61,7 @@ def _scan_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scan",
         action="store_true",
+        # J37: grants older than the indexes are in none of them.
         help="with --user/--client: also walk every grant (finds grants made "
         "before the indexes existed)",
     )

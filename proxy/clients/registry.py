@@ -6,7 +6,7 @@ DocumentSource, is the registration each time it is needed.
 
 A client an operator disabled (``python -m proxy admin clients disable``) is
 refused wherever it is found: an error page at authorize and consent,
-``invalid_client`` at token, revoke and introspect.
+``invalid_client`` at token, revoke and introspect (decision J36).
 """
 
 from __future__ import annotations

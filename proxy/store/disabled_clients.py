@@ -6,7 +6,7 @@ for the check. So the mark is read in the pipeline that already loads the
 client (``Store.load_client``, the token endpoint's first read, a URL client's
 cached document) and handed over here with :meth:`DisabledClients.prime`; only
 a static client, which is loaded without Redis, costs one ``GET`` of its own
-outside the token endpoint.
+outside the token endpoint (decision J36 in docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ written by INDEX_GRANT in the callback's own round trip (see
 Nothing removes a member when its grant ends (revocation, reuse, expiry):
 those paths know only the grant id and must stay one round trip. Readers
 prune instead: a member whose grant key is gone is removed when it is read,
-and INDEX_GRANT trims members past their absolute expiry on every add.
+and INDEX_GRANT trims members past their absolute expiry on every add
+(decision J35 in docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -84,9 +84,10 @@ class Keys:
 
         client_hash is the first 32 hex digits of the SHA-256 of the client id;
         the value holds the id and when it was disabled. While it exists the
-        client gets no authorization, token or refresh. TTL: a registered
-        (DCR) client's remaining TTL, so the mark dies with the registration;
-        none for a static or URL client (until ``clients enable``). Written
+        client gets no authorization, token or refresh. TTL: for a registered
+        (DCR) client the longer of its remaining TTL and CLIENT_TTL_SECONDS,
+        plus a minute, so the mark never lapses before the registration; none
+        for a static or URL client (until ``clients enable``). Written
         and deleted by ``python -m proxy admin clients disable / enable``;
         read with the client wherever it is loaded (``DisabledClients``).
         """

@@ -275,14 +275,27 @@ def test_disabling_a_client_marks_it_and_ends_its_grants(
     assert listed["mcp_dcr1"]["status"] == "disabled"
 
 
-def test_a_registered_clients_mark_dies_with_its_registration(
-    cli: Cli, store: Store
+def test_a_registered_clients_mark_outlives_any_slide_of_its_registration(
+    store: Store,
 ) -> None:
+    """A token request in flight may slide the registration to the full
+    CLIENT_TTL_SECONDS once: the mark must not lapse before the registration."""
     _register(store, ttl=500)
+    cli = Cli(
+        store,
+        {"REDIS_KEY_PREFIX": store.keys.prefix, "CLIENT_TTL_SECONDS": "3600"},
+    )
     assert cli("clients", "disable", "mcp_dcr1").code == 0
     key = store.disabled_clients.key_of("mcp_dcr1")
-    assert 0 < store.redis.ttl(key) <= 500
+    assert 3600 < store.redis.ttl(key) <= 3600 + 60
     assert "mcp_dcr1" not in key  # the id is hashed in the key name
+
+
+def test_a_registration_that_never_expires_keeps_its_mark(store: Store) -> None:
+    _register(store, ttl=0)
+    cli = Cli(store, {"REDIS_KEY_PREFIX": store.keys.prefix, "CLIENT_TTL_SECONDS": "0"})
+    assert cli("clients", "disable", "mcp_dcr1").code == 0
+    assert store.redis.ttl(store.disabled_clients.key_of("mcp_dcr1")) == -1
 
 
 @pytest.mark.parametrize("client_id", [STATIC_ID, CIMD_ID, UNSEEN_CIMD_ID])
