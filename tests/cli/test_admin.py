@@ -528,9 +528,18 @@ def test_bad_usage_is_exit_2(cli: Cli, argv: list[str]) -> None:
     assert cli(*argv).code == 2
 
 
-def test_the_admin_tool_is_registered_with_python_m_proxy() -> None:
-    assert demo.TOOLS["admin"] == "proxy.cli.admin"
-    assert "admin" in demo.TOOL_USAGE
+def test_python_m_proxy_admin_runs_the_admin_tool(
+    redis_url: str,
+    real_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = Store(real_redis, f"adm-{uuid.uuid4().hex[:8]}:")
+    _grant(store, "g1")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REDIS_KEY_PREFIX", store.keys.prefix)
+    assert demo.main(["admin", "grants", "list", "--all", "--json"]) == 0
+    assert [row["grant_id"] for row in json.loads(capsys.readouterr().out)] == ["g1"]
 
 
 def test_changes_are_written_to_the_audit_log(
