@@ -39,9 +39,11 @@ DEMO_USER = "alice@example.com"
 #: environ, out)`` against the shared store (REDIS_URL).
 TOOLS = {
     "trace": "proxy.cli.trace",
+    "admin": "proxy.cli.admin",
 }
 TOOL_USAGE = {
     "trace": "--client ID | --user SUB | --last N | --id TRACE prints flow traces",
+    "admin": "clients ... | grants ... | stats manages clients and grants",
 }
 
 

@@ -3,6 +3,10 @@
 A URL client id (draft-ietf-oauth-client-id-metadata-document) is never
 stored as a registration: its document, fetched and cached by a
 DocumentSource, is the registration each time it is needed.
+
+A client an operator disabled (``python -m proxy admin clients disable``) is
+refused wherever it is found: an error page at authorize and consent,
+``invalid_client`` at token, revoke and introspect (decision J36).
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from proxy.oauth.client_id_metadata import is_metadata_document_url
 from proxy.oauth.client_id_metadata import validate_client_id_url
 from proxy.oauth.errors import InvalidClientError
 from proxy.oauth.errors import UnknownClientError
+from proxy.store.documents import document_id
 from proxy.store.records import ClientRecord
 
 if t.TYPE_CHECKING:
     from proxy.clients.catalog import CatalogEntry
     from proxy.store import Store
+
+
+class ClientDisabledError(Exception):
+    """The client exists, but an operator disabled it."""
+
+
+DISABLED_DESCRIPTION = "This client has been disabled by the operator."
 
 
 def static_records(settings: Settings) -> dict[str, ClientRecord]:
@@ -98,6 +110,10 @@ class ClientRegistry:
             raise UnknownClientError(
                 _describe(exc.reason), reason="client_document"
             ) from None
+        except ClientDisabledError:
+            raise UnknownClientError(
+                DISABLED_DESCRIPTION, reason="client_disabled"
+            ) from None
 
     def find_for_auth(self, client_id: str, *, basic: bool) -> ClientRecord | None:
         """As :meth:`find`, at token, revoke and introspect: 401 invalid_client."""
@@ -107,8 +123,25 @@ class ClientRegistry:
             raise InvalidClientError(
                 _describe(exc.reason), basic=basic, reason="client_document"
             ) from None
+        except ClientDisabledError:
+            raise InvalidClientError(
+                DISABLED_DESCRIPTION, basic=basic, reason="client_disabled"
+            ) from None
+
+    def refuse_if_disabled(self, client_id: str, *, basic: bool) -> None:
+        """At the token endpoint, whose first read primed the mark: no round trip."""
+        if self._store.disabled_clients.is_disabled(client_id):
+            raise InvalidClientError(
+                DISABLED_DESCRIPTION, basic=basic, reason="client_disabled"
+            )
 
     def _find(self, client_id: str) -> ClientRecord | None:
+        record = self._lookup(client_id)
+        if record is not None and self._store.disabled_clients.is_disabled(client_id):
+            raise ClientDisabledError(client_id)
+        return record
+
+    def _lookup(self, client_id: str) -> ClientRecord | None:
         if client_id in self._static:
             return self._static[client_id]
         if is_metadata_document_url(client_id):
@@ -130,6 +163,10 @@ class ClientRegistry:
             raise DocumentError(
                 f"this server does not accept clients from {host} (CIMD_*_DOMAINS)"
             )
+        if not self._store.disabled_clients.is_primed(url):
+            # The disabled mark and the cached document in one round trip
+            # (the token endpoint's first read has already primed both).
+            self._store.read_document_client(url, document_id("client_metadata", url))
         return document_record(self.documents.fetch_json(url, kind="client_metadata"))
 
     def static(self, client_id: str) -> ClientRecord | None:

@@ -30,6 +30,7 @@ DEFAULT_UPSTREAM_SCOPES = "openid profile email offline_access"
 
 
 DEFAULT_KEY_PREFIX = "mcpoauth:"
+DEFAULT_CLIENT_TTL_SECONDS = 90 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Settings:
     refresh_grace_seconds: int = 30
     code_ttl_seconds: int = 120
     code_replay_tolerance_seconds: int = 3
-    client_ttl_seconds: int = 90 * 86400
+    client_ttl_seconds: int = DEFAULT_CLIENT_TTL_SECONDS
     consent_remember_seconds: int = 30 * 86400
     #: TRACE_TTL_SECONDS: how long a flow trace is kept in Redis (0 = no traces).
     trace_ttl_seconds: int = 86400
@@ -303,9 +304,7 @@ def _lifetimes(env: EnvReader) -> dict[str, Any]:
         "code_replay_tolerance_seconds": env.integer(
             "CODE_REPLAY_TOLERANCE_SECONDS", 3, 0, 30
         ),
-        "client_ttl_seconds": env.integer(
-            "CLIENT_TTL_SECONDS", 90 * 86400, 0, 3650 * 86400
-        ),
+        "client_ttl_seconds": read_client_ttl(env),
         "trace_ttl_seconds": env.integer("TRACE_TTL_SECONDS", 86400, 0, 30 * 86400),
         "consent_remember_seconds": env.integer(
             "CONSENT_REMEMBER_SECONDS", 30 * 86400, 0, 365 * 86400
@@ -461,3 +460,11 @@ def config_errors(environ: Mapping[str, str]) -> list[ConfigError]:
                 placeheld.add(name)
         else:
             return errors
+
+
+def read_client_ttl(env: EnvReader) -> int:
+    """CLIENT_TTL_SECONDS (0: none); also read by ``python -m proxy admin``,
+    whose disabled marks must outlive a registration's sliding TTL."""
+    return env.integer(
+        "CLIENT_TTL_SECONDS", DEFAULT_CLIENT_TTL_SECONDS, 0, 3650 * 86400
+    )

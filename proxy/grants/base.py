@@ -55,12 +55,16 @@ def _client(
         )
     if not app.settings.dynamic_registration:
         stored = None  # with DCR off, earlier dynamic clients are not honoured
-    return authenticate(
+    client = authenticate(
         credentials,
         static or stored,
         assertions=app.client_assertions,
         endpoint="/oauth2/token",
     )
+    # An operator disabled it: no token, no refresh (the mark was read with
+    # the client in the request's first round trip).
+    app.clients.refuse_if_disabled(client.client_id, basic=basic)
+    return client
 
 
 def grant_fields(grant: Grant) -> dict[str, str]:

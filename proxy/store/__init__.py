@@ -19,13 +19,18 @@ import redis.exceptions
 from proxy.keys.keyring import Keyring
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
+from proxy.store.disabled_clients import DisabledClients
 from proxy.store.documents import DocumentRecords
+from proxy.store.grant_index import READ_BATCH
+from proxy.store.grant_index import GrantIndex
+from proxy.store.grant_index import summaries
 from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
 from proxy.store.limits import Limiter
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
+from proxy.store.records import GrantSummary
 from proxy.store.records import Transaction
 from proxy.store.streams import StreamLeases
 from proxy.store.traces import TraceRecords
@@ -74,6 +79,8 @@ class Store:
         self.streams = StreamLeases(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
         self.traces = TraceRecords(client, self.keys)
+        self.grant_index = GrantIndex(client, self.keys)
+        self.disabled_clients = DisabledClients(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
@@ -103,9 +110,28 @@ class Store:
         )
 
     def load_client(self, client_id: str) -> ClientRecord | None:
-        """Read a client as it is: only the token endpoint slides its TTL."""
-        raw = self.redis.get(self.keys.client(client_id))
+        """Read a client as it is: only the token endpoint slides its TTL.
+
+        Its disabled mark rides in the same round trip (primed for
+        ``disabled_clients.is_disabled``).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.client(client_id))
+        pipe.get(self.disabled_clients.key_of(client_id))
+        raw, disabled = pipe.execute()
+        self.disabled_clients.prime(client_id, disabled)
         return ClientRecord.from_json(_text(raw)) if raw else None
+
+    def read_document_client(self, client_id: str, document: str) -> None:
+        """Read a URL client's disabled mark and cached document in one round
+        trip, primed for ``disabled_clients`` and the document cache."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.disabled_clients.key_of(client_id))
+        for key in self.documents.keys_of(document):
+            pipe.get(key)
+        disabled, record, failure = pipe.execute()
+        self.disabled_clients.prime(client_id, disabled)
+        self.documents.prime(document, record, failure)
 
     def load_client_and_grant(
         self, client_id: str, grant_id: str, *, document: str | None = None
@@ -123,11 +149,14 @@ class Store:
         pipe.get(self.keys.grant(grant_id))
         pipe.get(self.keys.signing_keys())
         *raw_client, raw_grant, raw_keys = pipe.execute()
-        client = self._client_read(raw_client, document)
+        client = self._client_read(raw_client, client_id, document)
         grant = Grant.from_json(grant_id, raw_grant) if raw_grant else None
         return client, grant, raw_keys
 
     def _read_client(self, pipe: t.Any, client_id: str, document: str | None) -> None:
+        """Queue the reads of a client: its disabled mark, then its record
+        (or, for a URL client, its cached document)."""
+        pipe.get(self.disabled_clients.key_of(client_id))
         if document is None:
             pipe.get(self.keys.client(client_id))
         else:
@@ -135,8 +164,10 @@ class Store:
                 pipe.get(key)
 
     def _client_read(
-        self, replies: list[t.Any], document: str | None
+        self, replies: list[t.Any], client_id: str, document: str | None
     ) -> ClientRecord | None:
+        disabled, *replies = replies
+        self.disabled_clients.prime(client_id, disabled)
         if document is not None:
             self.documents.prime(document, *replies)
             return None
@@ -172,7 +203,33 @@ class Store:
 
     # -- grants ---------------------------------------------------------------
     def create_grant(self, grant: Grant, ttl: int) -> None:
-        self.redis.set(self.keys.grant(grant.grant_id), grant.to_json(), ex=ttl)
+        """Store a new grant and index it by user and by client, in one round trip.
+
+        Not a MULTI: the grant and the two indexes sit in different Redis
+        Cluster slots. Were an index write lost, the grant would only be
+        missing from a listing; the grant itself is the SET, sent first.
+        """
+        key = self.keys.grant(grant.grant_id)
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(key, grant.to_json(), ex=ttl)
+            self.grant_index.queue_add(pipe, grant)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                # The SET ran; sending it again writes the same record.
+                if attempt:
+                    raise
+                self.redis.script_load(self.grant_index.script.script)
+
+    def grants_of_user(self, sub: str) -> list[GrantSummary]:
+        """The user's live grants, newest first (dead index members are pruned)."""
+        return summaries(self.grant_index.of_user(sub))
+
+    def grants_of_client(self, client_id: str) -> list[GrantSummary]:
+        """The client's live grants, newest first (dead index members are pruned)."""
+        return summaries(self.grant_index.of_client(client_id))
 
     def load_grant(self, grant_id: str) -> Grant | None:
         raw = self.redis.get(self.keys.grant(grant_id))
@@ -192,7 +249,39 @@ class Store:
         return bool(self.redis.exists(self.keys.grant(grant_id)))
 
     def revoke_grant(self, grant_id: str) -> bool:
+        """End a grant (DEL): every token it issued stops working at once.
+
+        Its index entries are left for the next reader to prune: this runs on
+        the token and revoke paths, which know only the grant id, and finding
+        the user and client would cost them a round trip.
+        """
         return bool(self.redis.delete(self.keys.grant(grant_id)))
+
+    def revoke_grants(self, grants: t.Iterable[Grant]) -> int:
+        """End many grants (operators: offboarding, a disabled client) and drop
+        them from both indexes; how many were still alive.
+
+        One pipeline per batch, not a MULTI: the keys span cluster slots, and a
+        grant deleted without its index entry is only pruned later.
+        """
+        ended = 0
+        batch: list[Grant] = []
+        for grant in grants:
+            batch.append(grant)
+            if len(batch) >= READ_BATCH:
+                ended += self._revoke_batch(batch)
+                batch = []
+        if batch:
+            ended += self._revoke_batch(batch)
+        return ended
+
+    def _revoke_batch(self, grants: list[Grant]) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for grant in grants:
+            pipe.delete(self.keys.grant(grant.grant_id))
+            self.grant_index.queue_forget(pipe, grant)
+        replies = pipe.execute()
+        return sum(int(r) for r in replies[::3])
 
     def load_client_and_begin_refresh(
         self,
@@ -221,7 +310,7 @@ class Store:
         (*raw_client, raw_keys), reply = self._pipelined_script(
             self._begin_refresh, [self.keys.grant(grant_id)], args, before
         )
-        client = self._client_read(raw_client, document)
+        client = self._client_read(raw_client, client_id, document)
         if not reply:
             return client, None, False, raw_keys
         raw_grant, leased = reply
