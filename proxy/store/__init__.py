@@ -20,12 +20,15 @@ from proxy.keys.keyring import Keyring
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
 from proxy.store.documents import DocumentRecords
+from proxy.store.grant_index import GrantIndex
+from proxy.store.grant_index import summaries
 from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
 from proxy.store.limits import Limiter
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
+from proxy.store.records import GrantSummary
 from proxy.store.records import Transaction
 from proxy.store.streams import StreamLeases
 from proxy.store.traces import TraceRecords
@@ -74,6 +77,7 @@ class Store:
         self.streams = StreamLeases(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
         self.traces = TraceRecords(client, self.keys)
+        self.grant_index = GrantIndex(client, self.keys)
 
     # -- health ---------------------------------------------------------------
     def ping(self) -> bool:
@@ -172,7 +176,33 @@ class Store:
 
     # -- grants ---------------------------------------------------------------
     def create_grant(self, grant: Grant, ttl: int) -> None:
-        self.redis.set(self.keys.grant(grant.grant_id), grant.to_json(), ex=ttl)
+        """Store a new grant and index it by user and by client, in one round trip.
+
+        Not a MULTI: the grant and the two indexes sit in different Redis
+        Cluster slots. Were an index write lost, the grant would only be
+        missing from a listing; the grant itself is the SET, sent first.
+        """
+        key = self.keys.grant(grant.grant_id)
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(key, grant.to_json(), ex=ttl)
+            self.grant_index.queue_add(pipe, grant)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                # The SET ran; sending it again writes the same record.
+                if attempt:
+                    raise
+                self.redis.script_load(self.grant_index.script.script)
+
+    def grants_of_user(self, sub: str) -> list[GrantSummary]:
+        """The user's live grants, newest first (dead index members are pruned)."""
+        return summaries(self.grant_index.of_user(sub))
+
+    def grants_of_client(self, client_id: str) -> list[GrantSummary]:
+        """The client's live grants, newest first (dead index members are pruned)."""
+        return summaries(self.grant_index.of_client(client_id))
 
     def load_grant(self, grant_id: str) -> Grant | None:
         raw = self.redis.get(self.keys.grant(grant_id))
@@ -192,6 +222,12 @@ class Store:
         return bool(self.redis.exists(self.keys.grant(grant_id)))
 
     def revoke_grant(self, grant_id: str) -> bool:
+        """End a grant (DEL): every token it issued stops working at once.
+
+        Its index entries are left for the next reader to prune: this runs on
+        the token and revoke paths, which know only the grant id, and finding
+        the user and client would cost them a round trip.
+        """
         return bool(self.redis.delete(self.keys.grant(grant_id)))
 
     def load_client_and_begin_refresh(

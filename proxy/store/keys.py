@@ -55,6 +55,30 @@ class Keys:
         """
         return f"{self.prefix}grant:{{{grant_id}}}"
 
+    def user_grants(self, sub_hash: str) -> str:
+        """``grants:user:{sub_hash}`` ZSET: one user's grant ids, by absolute expiry.
+
+        sub_hash is the first 32 hex digits of the SHA-256 of the user's
+        ``sub`` (no raw ids or e-mail addresses in key names). Members are
+        grant ids scored by the grant's ``expires_at`` (epoch seconds). TTL:
+        EXPIREAT the latest member's score, so the index dies with its last
+        grant and never before it. Written by INDEX_GRANT, pipelined with the
+        callback's ``SET grant``; members whose grant is gone (revoked,
+        expired) are removed when read (``Store.grants_of_user``, the admin
+        CLI).
+        """
+        return f"{self.prefix}grants:user:{sub_hash}"
+
+    def client_grants(self, client_hash: str) -> str:
+        """``grants:client:{client_hash}`` ZSET: one client's grant ids, by expiry.
+
+        client_hash is the first 32 hex digits of the SHA-256 of the client
+        id. Same members, scores, TTL, writer and lazy pruning as
+        ``user_grants``; read by ``Store.grants_of_client`` and the admin CLI
+        (``clients disable``, ``clients delete``).
+        """
+        return f"{self.prefix}grants:client:{client_hash}"
+
     def signing_keys(self) -> str:
         """``keys`` STRING JSON: JWT signing keys, private parts sealed.
 

@@ -108,6 +108,9 @@ class Grant:
     lease_until: int = 0
     #: The flow trace of the authorization attempt that created the grant.
     trace_id: str = ""
+    #: When the code was redeemed or the refresh token last rotated (set by
+    #: REDEEM_CODE and ROTATE_REFRESH); None while the code is unspent.
+    last_used_at: int | None = None
 
     def to_json(self) -> str:
         """The record at creation; the scripts own the refresh fields after."""
@@ -169,4 +172,38 @@ class Grant:
             rt_old=tuple((opt_str("rt_old") or "").split()),
             lease_until=int(data.get("lease_until") or 0),
             trace_id=opt_str("trace") or "",
+            last_used_at=opt_int("last_used_at"),
         )
+
+    def summary(self) -> GrantSummary:
+        """What a user or an operator may see of this grant: no hashes, no tokens."""
+        email = self.claims.get("email")
+        return GrantSummary(
+            grant_id=self.grant_id,
+            client_id=self.client_id,
+            sub=self.sub,
+            email=email if isinstance(email, str) and email else None,
+            scope=self.scope,
+            resource=self.resource,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSummary:
+    """A grant as listed by the account page and the admin CLI.
+
+    Only what identifies the grant and says what it allows: never a token, a
+    code or refresh-token hash, or the sealed upstream tokens, so a summary
+    can be printed, logged or rendered as it is.
+    """
+
+    grant_id: str
+    client_id: str
+    sub: str
+    email: str | None
+    scope: str
+    resource: str
+    created_at: int
+    last_used_at: int | None

@@ -18,7 +18,8 @@ REDEEM_CODE = """
 -- ARGV[4] = sha256 of the first refresh token's secret, or "" for a client
 --           without the refresh_token grant
 -- ARGV[5] = TTL of the grant once redeemed (seconds)
--- Returns: "OK" (code spent, refresh token set), "NOT_FOUND", "EXPIRED",
+-- Returns: "OK" (code spent, refresh token set, last_used_at = now),
+--   "NOT_FOUND", "EXPIRED",
 --   "REPLAY_TOLERATED" (spent less than ARGV[3] seconds ago: refused, grant
 --   kept; a tolerance of 0 tolerates nothing),
 --   "REPLAYED" (spent earlier: refused and the grant is deleted).
@@ -43,6 +44,7 @@ if now > g.code_exp then
   return 'EXPIRED'
 end
 g.code_used_at = now
+g.last_used_at = now
 g.gen = 1
 g.rotated_at = now
 if ARGV[4] ~= '' then
@@ -66,6 +68,8 @@ ROTATE_REFRESH = """
 -- Edge cases: the previous hash moves to rt_prev_hash; the one before it
 --   joins rt_old (12-hex-digit prefixes, the last 8), so a token older than
 --   the previous one is still recognised as reused. The lease is released.
+--   last_used_at becomes ARGV[3] (the grant's last use, for the account page
+--   and the admin CLI).
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   return 'NOT_FOUND'
@@ -89,6 +93,7 @@ g.rt_prev_hash = g.rt_hash
 g.rt_hash = ARGV[2]
 g.gen = g.gen + 1
 g.rotated_at = tonumber(ARGV[3])
+g.last_used_at = g.rotated_at
 g.pending = ARGV[4]
 g.lease_until = nil
 g.lease_holder = nil
@@ -329,4 +334,23 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return added
+"""
+
+INDEX_GRANT = """
+-- KEYS[1] = grants:user:{sub_hash} or grants:client:{client_hash}
+-- ARGV[1] = the grant id
+-- ARGV[2] = the grant's absolute expiry (epoch seconds): the member's score
+-- ARGV[3] = now (epoch seconds)
+-- Returns: the number of members left.
+-- Edge cases: members past their absolute expiry are trimmed; the key expires
+--   with its latest member (EXPIREAT its score), never before a live grant,
+--   even when the grant lifetime setting was longer for older grants.
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last == 0 then
+  return 0
+end
+redis.call('EXPIREAT', KEYS[1], last[2])
+return redis.call('ZCARD', KEYS[1])
 """
