@@ -27,10 +27,11 @@ from proxy.keys.keyring import equal
 from proxy.keys.keyring import random_token
 from proxy.oauth import pkce
 from proxy.oauth.errors import AccessDeniedError
-from proxy.oauth.errors import BadGatewayError
 from proxy.oauth.errors import BadRequestPageError
+from proxy.oauth.errors import OAuthError
+from proxy.oauth.errors import TemporarilyUnavailableError
+from proxy.upstream.base import ISSUER_MISMATCH_MESSAGE
 from proxy.upstream.base import UpstreamError
-from proxy.upstream.base import error_for
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -87,7 +88,7 @@ def begin_sign_in(app: AppState) -> tuple[str, PendingSignIn]:
         )
     except UpstreamError as exc:
         log.warning("account sign-in cannot start: %s", exc.cause)
-        raise error_for(exc) from exc
+        raise _unavailable(exc) from exc
     return url, pending
 
 
@@ -156,27 +157,15 @@ def finish_sign_in(
     upstream_error = args.get("error")
     if upstream_error:
         log.info("account sign-in: upstream returned error=%r", upstream_error[:64])
-        if upstream_error == "access_denied":
-            raise AccessDeniedError(
-                "The sign-in was refused.", reason="upstream_access_denied"
-            )
-        raise BadGatewayError(
-            "The identity provider could not sign you in.",
-            reason=f"upstream_{upstream_error[:32]}",
-        )
+        raise _upstream_refusal(upstream_error[:32])
     code = args.get("code")
     try:
         # RFC 9207 §2.4: a mismatching iss means a mix-up attack; stop here.
         iss = args.get("iss")
         if iss is not None and not app.upstream.issuer_matches(iss):
-            raise BadGatewayError(
-                "The identity provider's answer could not be used.",
-                reason="upstream_iss_mismatch",
-            )
+            raise _failed("upstream_iss_mismatch")
         if not code:
-            raise BadGatewayError(
-                "The identity provider sent no code.", reason="upstream_no_code"
-            )
+            raise _failed("upstream_no_code")
         _, identity = app.upstream.exchange_code(
             code=code, code_verifier=pending.verifier, nonce=pending.nonce
         )
@@ -187,10 +176,39 @@ def finish_sign_in(
             raise AccessDeniedError(
                 "This account may not use this service.", reason="upstream_denied"
             ) from exc
-        if exc.kind in ("unavailable", "issuer_mismatch"):
-            raise error_for(exc) from exc
-        raise BadGatewayError(
-            "The identity provider's answer could not be used.",
-            reason=f"upstream_{exc.kind}",
-        ) from exc
+        if exc.kind in ("unavailable", "issuer_mismatch", "invalid_client"):
+            raise _unavailable(exc) from exc
+        # A spent, expired or forged code, an ID token that does not verify.
+        raise _failed(f"upstream_{exc.kind}") from exc
     return identity
+
+
+def _unavailable(exc: UpstreamError) -> TemporarilyUnavailableError:
+    """The IdP is down, or the operator's configuration does not match it: a
+    503 page saying which (a page has no client to send a 500 to)."""
+    if exc.kind == "issuer_mismatch":
+        description = ISSUER_MISMATCH_MESSAGE
+    elif exc.kind == "invalid_client":
+        description = "The identity provider refused this service's credentials."
+    else:
+        description = "The identity provider is unavailable."
+    return TemporarilyUnavailableError(description, reason=f"upstream_{exc.kind}")
+
+
+def _failed(reason: str) -> BadRequestPageError:
+    """The IdP's answer cannot finish a sign-in: start a fresh one."""
+    return BadRequestPageError(
+        "This sign-in could not be completed. Open your connected apps page again.",
+        reason=reason,
+    )
+
+
+def _upstream_refusal(error: str) -> OAuthError:
+    """An `error` the IdP sent back instead of a code (RFC 6749 §4.1.2.1)."""
+    if error == "access_denied":
+        return AccessDeniedError("The sign-in was refused.", reason="upstream_denied")
+    if error in ("temporarily_unavailable", "server_error"):
+        return TemporarilyUnavailableError(
+            "The identity provider is unavailable.", reason=f"upstream_{error}"
+        )
+    return _failed(f"upstream_{error}")

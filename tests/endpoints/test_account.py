@@ -181,6 +181,44 @@ def test_callback_with_a_foreign_state_is_refused(oauth: OAuthTestClient) -> Non
     assert oauth.client.get_cookie("mcp_account", path="/account") is None
 
 
+def test_a_replayed_callback_is_a_clear_page_not_a_5xx(
+    oauth: OAuthTestClient,
+) -> None:
+    """The IdP's code works once: the same answer again is a 400 page."""
+    start = oauth.client.get("/account", headers=HTML)
+    login = oauth.idp.post(
+        start.headers["Location"], data={"sub": ALICE}, allow_redirects=False
+    )
+    back = urlsplit(login.headers["Location"])
+    cookie = oauth.client.get_cookie("mcp_account_login", path="/oauth2/callback")
+    assert cookie is not None
+    assert oauth.client.get(f"{back.path}?{back.query}").status_code == 302
+    # The same browser, its sign-in cookie put back, the same IdP answer.
+    oauth.client.set_cookie(cookie.key, cookie.value, path="/oauth2/callback")
+    response = oauth.client.get(f"{back.path}?{back.query}", headers=HTML)
+    assert_page(response, 400)
+    assert response.mimetype == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("access_denied", 403), ("temporarily_unavailable", 503), ("odd", 400)],
+)
+def test_an_idp_error_is_a_page(
+    oauth: OAuthTestClient, error: str, status: int
+) -> None:
+    start = oauth.client.get("/account", headers=HTML)
+    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    response = oauth.client.get(
+        "/oauth2/callback",
+        query_string={"state": state, "error": error},
+        headers=HTML,
+    )
+    assert_page(response, status)
+    assert response.mimetype == "text/html"
+    assert "back-to-account" in response.get_data(as_text=True)
+
+
 def test_user_refused_by_the_allow_list_cannot_sign_in(
     settings: Settings, fake_redis: t.Any, idp_url: str
 ) -> None:
