@@ -9,6 +9,8 @@ the page.
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -72,7 +74,9 @@ def test_only_the_real_session_cookie_shows_the_page(
             st.just(real + real),
         )
     )
-    cookieless = Fuzzer(app.test_client(use_cookies=False), fuzzer.redis, "")
+    cookieless = Fuzzer(
+        app.test_client(use_cookies=False), fuzzer.redis, fuzz_settings.key_prefix
+    )
     response = cookieless.send(
         "GET", "/account", headers={"Cookie": f"mcp_account={value}"}
     )
@@ -88,10 +92,8 @@ def test_account_sign_in_callback(
 ) -> None:
     start = fuzzer.client.get("/account", headers={"Accept": "text/html"})
     assert start.status_code == 302
-    query = dict(
-        p.split("=", 1) for p in start.headers["Location"].split("?", 1)[1].split("&")
-    )
-    valid = {"state": query["state"], "code": "x" + data.draw(odd_text)}
+    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    valid = {"state": state, "code": "x" + data.draw(odd_text)}
     pairs = data.draw(mutated_pairs(valid, ("error", "error_description", "iss")))
     body = data.draw(form_body(pairs)).decode("latin-1")
     response = fuzzer.send("GET", "/oauth2/callback?" + body)
