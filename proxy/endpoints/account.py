@@ -112,7 +112,9 @@ def sign_out() -> BaseResponse:
     session = _form_session()
     app.events.emit("account.signed_out", sub=session.sub)
     response = _page(render_template("account_signed_out.html"))
-    account_session.clear_session_cookie(response, app.settings)
+    account_session.clear_session_cookie(
+        response, app.settings, root=request.script_root
+    )
     return response
 
 
@@ -131,8 +133,10 @@ def finish_sign_in() -> BaseResponse:
     response = redirect(url_for("account.show_apps"))
     response.headers.update(NO_STORE)
     response.headers["Referrer-Policy"] = "no-referrer"
-    account_login.clear_pending_cookie(response, app.settings)
-    account_session.set_session_cookie(response, app.settings, app.keyring, session)
+    account_login.clear_pending_cookie(response, app.settings, root=request.script_root)
+    account_session.set_session_cookie(
+        response, app.settings, app.keyring, session, root=request.script_root
+    )
     return response
 
 
@@ -143,10 +147,14 @@ def _start_sign_in() -> BaseResponse:
     response = redirect(url)
     response.headers.update(NO_STORE)
     response.headers["Referrer-Policy"] = "no-referrer"
-    account_login.set_pending_cookie(response, app.settings, app.keyring, pending)
+    account_login.set_pending_cookie(
+        response, app.settings, app.keyring, pending, root=request.script_root
+    )
     # A stale or altered session cookie goes too.
     if account_session.session_cookie(request, app.settings):
-        account_session.clear_session_cookie(response, app.settings)
+        account_session.clear_session_cookie(
+            response, app.settings, root=request.script_root
+        )
     return response
 
 

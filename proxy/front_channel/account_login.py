@@ -93,7 +93,12 @@ def begin_sign_in(app: AppState) -> tuple[str, PendingSignIn]:
 
 
 def set_pending_cookie(
-    response: Response, settings: Settings, keyring: Keyring, pending: PendingSignIn
+    response: Response,
+    settings: Settings,
+    keyring: Keyring,
+    pending: PendingSignIn,
+    *,
+    root: str = "",
 ) -> None:
     """Sealed: the PKCE verifier and nonce are secrets, even in the user's browser."""
     plaintext = json.dumps(
@@ -103,17 +108,19 @@ def set_pending_cookie(
         account_cookie_name(settings, _COOKIE),
         keyring.seal(plaintext, context=_CONTEXT),
         max_age=SIGN_IN_SECONDS,
-        path=CALLBACK_PATH,
+        path=root + CALLBACK_PATH,
         secure=secure_cookies(settings),
         httponly=True,
         samesite="Lax",
     )
 
 
-def clear_pending_cookie(response: Response, settings: Settings) -> None:
+def clear_pending_cookie(
+    response: Response, settings: Settings, *, root: str = ""
+) -> None:
     response.delete_cookie(
         account_cookie_name(settings, _COOKIE),
-        path=CALLBACK_PATH,
+        path=root + CALLBACK_PATH,
         secure=secure_cookies(settings),
         httponly=True,
         samesite="Lax",

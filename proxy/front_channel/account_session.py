@@ -114,23 +114,31 @@ def session_cookie(request: Request, settings: Settings) -> str:
 
 
 def set_session_cookie(
-    response: Response, settings: Settings, keyring: Keyring, session: AccountSession
+    response: Response,
+    settings: Settings,
+    keyring: Keyring,
+    session: AccountSession,
+    *,
+    root: str = "",
 ) -> None:
+    """`root`: the app's mount point (``request.script_root``) behind a prefix."""
     response.set_cookie(
         account_cookie_name(settings, "mcp_account"),
         seal_session(keyring, session),
         max_age=max(0, session.expires_at - int(time.time())),
-        path=ACCOUNT_PATH,
+        path=root + ACCOUNT_PATH,
         secure=secure_cookies(settings),
         httponly=True,
         samesite="Lax",
     )
 
 
-def clear_session_cookie(response: Response, settings: Settings) -> None:
+def clear_session_cookie(
+    response: Response, settings: Settings, *, root: str = ""
+) -> None:
     response.delete_cookie(
         account_cookie_name(settings, "mcp_account"),
-        path=ACCOUNT_PATH,
+        path=root + ACCOUNT_PATH,
         secure=secure_cookies(settings),
         httponly=True,
         samesite="Lax",

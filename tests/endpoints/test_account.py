@@ -143,6 +143,15 @@ def test_sign_in_sets_a_short_sealed_session_cookie_for_account_only(
     assert oauth.client.get_cookie("mcp_account_login", path="/oauth2/callback") is None
 
 
+def test_cookie_paths_follow_the_apps_mount_point(client: t.Any) -> None:
+    """Served under a prefix (SCRIPT_NAME), the cookies name the paths the
+    browser really uses, or it would never send them back."""
+    response = client.get("/account", base_url="http://localhost/auth/", headers=HTML)
+    assert response.status_code == 302
+    [cookie] = response.headers.getlist("Set-Cookie")
+    assert "Path=/auth/oauth2/callback" in cookie
+
+
 def test_sign_in_is_audited(oauth: OAuthTestClient, app: t.Any) -> None:
     events = heard(app)
     sign_in(oauth)
