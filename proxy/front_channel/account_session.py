@@ -159,7 +159,7 @@ def still_allowed(settings: Settings, session: AccountSession) -> bool:
 
     The sign-in already went through the provider's full policy; asking the
     email lists again on every request means a tightened ALLOWED_EMAILS takes
-    effect at the next restart, not when the session runs out.
+    effect at the next restart, not when the session runs out (decision J44).
     """
     policy = LoginPolicy(settings.allowed_emails, settings.allowed_email_domains)
     try:

@@ -48,13 +48,14 @@ class ConnectedApp:
     registered: bool
     scopes: tuple[str, ...]
     created_at: int
+    #: The last code redeemed or refresh rotated, not the last MCP call (J43).
     last_used_at: int | None
 
 
 class RevokeOutcome(enum.Enum):
     REVOKED = "revoked"
     #: No such grant, or it belongs to someone else: one answer for both, so
-    #: nobody learns whether another user's grant id exists.
+    #: nobody learns whether another user's grant id exists (decision J42).
     NOT_YOURS = "not_yours"
 
 
