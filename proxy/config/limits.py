@@ -59,6 +59,7 @@ IP_RATE_DEFAULTS: dict[str, str] = {
     "authorize": "60/minute",
     "consent": "30/minute",
     "callback": "60/minute",
+    "account": "60/minute",
     "token": "120/minute",
     "revoke": "60/minute",
     "introspect": "1200/minute",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.endpoints import account
 from proxy.endpoints import authorize
 from proxy.endpoints import callback
 from proxy.endpoints import consent
@@ -28,4 +29,5 @@ BLUEPRINTS = [
     health.bp,
     metrics.bp,
     forward_auth.bp,
+    account.bp,
 ]

@@ -1,4 +1,8 @@
-"""GET /oauth2/callback: the IdP's answer; mint our one-time code (UP-2..UP-7)."""
+"""GET /oauth2/callback: the IdP's answer; mint our one-time code (UP-2..UP-7).
+
+The IdP knows this one redirect URI, so an /account sign-in (an ``account.``
+state) returns here too and is finished by ``endpoints/account.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from flask import request
 from werkzeug.wrappers import Response as BaseResponse
 
 from proxy.app_state import state
+from proxy.endpoints import account
+from proxy.front_channel import account_login
 from proxy.front_channel import browser_binding
 from proxy.front_channel.upstream_redirect import finish_upstream
 from proxy.front_channel.upstream_redirect import take_transaction
@@ -24,6 +30,9 @@ limit_requests(bp, "callback")
 
 @bp.get("/oauth2/callback")
 def finish_login() -> BaseResponse:
+    if account_login.is_account_state(request.args.get("state", "")):
+        # The IdP knows one redirect URI; /account's sign-in comes back here too.
+        return account.finish_sign_in()
     app = state()
     # Until the transaction is found, this browser's latest attempt: an IdP's
     # error page may drop `state`, and the user still needs a trace id.

@@ -50,7 +50,7 @@ NAMES: dict[str, str] = {
     "client_auth.failed": "client authentication failed (reason)",
     "refresh.rotated": "a refresh token was rotated",
     "refresh.reuse_detected": "a rotated-out refresh token came back",
-    "grant.revoked": "a grant ended (reason: reuse, revocation, admin)",
+    "grant.revoked": "a grant ended (reason: reuse, revocation, admin, account)",
     "token.revoked": "a token was revoked at /oauth2/revoke",
     "upstream.refresh_failed": "refreshing the upstream token failed (reason)",
     # Limits and the resource server.
@@ -58,6 +58,11 @@ NAMES: dict[str, str] = {
     "redirect_uri.refused": "a redirect URI was refused (where, reason)",
     "gateway.first_call": "the first MCP call on a grant reached the backend",
     "gateway.refused": "the gateway refused a call (reason)",
+    # End users: the connected-apps page (/account).
+    "account.signed_in": "a user signed in to /account through the IdP",
+    "account.grant_revoked": "a user revoked an app's grant at /account",
+    "account.signed_out": "a user signed out of /account",
+    "account.refused": "an /account request was refused (reason: csrf, ...)",
     # Operators.
     "admin.action": "an operator acted through the admin CLI (action)",
 }

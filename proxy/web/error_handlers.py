@@ -3,7 +3,8 @@
 Flask looks handlers up along the exception's MRO, so one handler on
 :class:`OAuthError` serves every subclass. A redirect is answered only when the
 error carries a validated ``redirect_uri``; otherwise JSON, or an HTML page for
-a browser on the authorize, consent and callback endpoints. Always ``no-store``.
+a browser on the authorize, consent, callback and account endpoints. Always
+``no-store``.
 
 When the request belongs to a flow trace, the error is recorded as that
 trace's failed step, and the page and the redirect carry the trace id (page
@@ -53,6 +54,10 @@ def wants_json() -> bool:
     return best == "application/json" or not request.accept_mimetypes.accept_html
 
 
+#: Browser-facing endpoints: their errors are pages unless JSON is asked for.
+_PAGE_BLUEPRINTS = ("authorize", "consent", "callback", "account")
+
+
 def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
     """Turn an OAuthError into its response: a redirect only when validated."""
     log.info("oauth error %s (%r) on %r", exc.error, exc.reason, request.path)
@@ -77,13 +82,15 @@ def render_error(exc: OAuthError, issuer: str) -> BaseResponse:
         response.headers.update(NO_STORE)
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
-    if request.blueprint in ("authorize", "consent", "callback") and not wants_json():
+    if request.blueprint in _PAGE_BLUEPRINTS and not wants_json():
         response = Response(
             render_template(
                 "error.html",
                 error=exc.error,
                 description=exc.description,
                 trace_id=trace_id,
+                # /account and its sign-in: say where to go back to.
+                account=request.blueprint == "account" or g.get("account_page", False),
             ),
             status=exc.status_code,
             mimetype="text/html",
@@ -175,6 +182,8 @@ def emit_refusal(exc: OAuthError) -> None:
         )
     elif blueprint == "consent" and exc.reason != "consent_denied":
         events.emit("consent.refused", outcome=outcome, client_id=client_id, **fields)
+    elif blueprint == "account":
+        events.emit("account.refused", outcome=outcome, **fields)
     elif blueprint == "callback":
         events.emit(
             "login.refused",

@@ -43,6 +43,7 @@ def test_defaults_limit_every_front_door() -> None:
         "authorize",
         "consent",
         "callback",
+        "account",
         "token",
         "revoke",
         "introspect",
