@@ -42,6 +42,9 @@ class Settings:
     upstream_client_secret: str
     resource: str
     secret_key: bytes
+    #: PROXY_SECRET_KEY_PREVIOUS: older secrets whose sealed values still open
+    #: (resealed under ``secret_key`` on use); see README "Rotating keys".
+    previous_secret_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
     upstream_scopes: tuple[str, ...] = tuple(DEFAULT_UPSTREAM_SCOPES.split())
     upstream_audience: str | None = None
     upstream_timeout_seconds: float = 10.0
@@ -161,6 +164,9 @@ class Settings:
             upstream_client_secret=env.text("OAUTH_CLIENT_SECRET", required=True),
             resource=resource,
             secret_key=secret_key,
+            previous_secret_keys=env.previous_secret_keys(
+                "PROXY_SECRET_KEY_PREVIOUS", secret_key
+            ),
             **provider,
             upstream_audience=upstream_audience,
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
