@@ -39,9 +39,11 @@ DEMO_USER = "alice@example.com"
 #: environ, out)`` against the shared store (REDIS_URL).
 TOOLS = {
     "trace": "proxy.cli.trace",
+    "keys": "proxy.cli.keys",
 }
 TOOL_USAGE = {
     "trace": "--client ID | --user SUB | --last N | --id TRACE prints flow traces",
+    "keys": "list | rotate [--overlap S] | retire KID manages the signing keys",
 }
 
 

@@ -292,12 +292,16 @@ def _signing_keys(env: EnvReader) -> tuple[ECKey, ...]:
         ) from None
 
 
+def access_token_ttl(env: EnvReader) -> int:
+    """ACCESS_TOKEN_TTL_SECONDS; also read by ``keys rotate``, which keeps an
+    old signing key published until the last token it signed has expired."""
+    return env.integer("ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400)
+
+
 def _lifetimes(env: EnvReader) -> dict[str, Any]:
     """Token, code, client and consent lifetimes, each within its bounds."""
     return {
-        "access_token_ttl_seconds": env.integer(
-            "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
-        ),
+        "access_token_ttl_seconds": access_token_ttl(env),
         "refresh_token_ttl_seconds": env.integer(
             "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
         ),

@@ -117,11 +117,17 @@ def new_entry(keyring: Keyring, *, now: int, sign_from: int) -> KeyEntry:
 
 @dataclass(frozen=True, slots=True)
 class OpenedKeys:
-    """The keys of a document, opened; ``resealed`` is the document to store
-    when a previous PROXY_SECRET_KEY opened any of them (else None)."""
+    """The keys of a document, opened, and its entries sealed under the current
+    secret; ``stale`` when a previous PROXY_SECRET_KEY opened any of them."""
 
     keys: tuple[ECKey, ...]
-    resealed: str | None
+    entries: tuple[KeyEntry, ...]
+    stale: bool
+
+    @property
+    def resealed(self) -> str | None:
+        """The document to store in place of the stale one (None: not stale)."""
+        return dump_document(self.entries) if self.stale else None
 
 
 def open_entries(entries: tuple[KeyEntry, ...], keyring: Keyring) -> OpenedKeys:
@@ -140,4 +146,4 @@ def open_entries(entries: tuple[KeyEntry, ...], keyring: Keyring) -> OpenedKeys:
             stale = True
             entry = dataclasses.replace(entry, sealed=opened.resealed)
         fresh.append(entry)
-    return OpenedKeys(tuple(keys), dump_document(fresh) if stale else None)
+    return OpenedKeys(tuple(keys), tuple(fresh), stale)

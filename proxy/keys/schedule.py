@@ -16,12 +16,19 @@ one write of data, not a restart:
 
 from __future__ import annotations
 
+import datetime
 import typing as t
 
 from proxy.oauth.access_tokens import CLOCK_SKEW_SECONDS
 
 if t.TYPE_CHECKING:
     from proxy.keys.key_document import KeyEntry
+
+
+def iso(at: int) -> str:
+    """An epoch second as operators read it: ``2026-12-06T06:00:00Z``."""
+    moment = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ScheduleError(ValueError):
@@ -95,8 +102,8 @@ def plan_rotation(
     if upcoming is not None:
         raise ScheduleError(
             f"a rotation is in progress: key {upcoming.kid} signs from "
-            f"{upcoming.sign_from} (epoch s); rotate again after that, or retire "
-            "it first to cancel"
+            f"{iso(upcoming.sign_from)}; rotate again after that, or retire it "
+            "first to cancel"
         )
     if successor.sign_from < now or successor.publish_at > now:
         raise ScheduleError("the next key must be published now and sign later")
