@@ -67,21 +67,17 @@ def main(
         # Required even without REDIS_URL (a test's client): it seals the keys.
         secret = env.secret_key("PROXY_SECRET_KEY", redis_url="always")
         previous = env.previous_secret_keys("PROXY_SECRET_KEY_PREVIOUS", secret)
-        overlap = (
-            getattr(args, "overlap", None)
-            if getattr(args, "overlap", None) is not None
-            else env.integer(
+        overlap: int = args.overlap
+        if overlap is None:
+            overlap = env.integer(
                 "KEY_ROTATION_OVERLAP_SECONDS",
                 DEFAULT_OVERLAP_SECONDS,
                 0,
                 MAX_OVERLAP_SECONDS,
             )
-        )
-        lifetime = (
-            getattr(args, "max_token_lifetime", None)
-            if getattr(args, "max_token_lifetime", None) is not None
-            else access_token_ttl(env)
-        )
+        lifetime: int = args.max_token_lifetime
+        if lifetime is None:
+            lifetime = access_token_ttl(env)
     except ConfigError as exc:
         out.write(f"{exc}\n")
         return 2
@@ -114,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m proxy keys",
         description="List, rotate and retire the JWT signing keys in Redis.",
     )
+    # Only `rotate` takes these; the others see them unset.
+    parser.set_defaults(overlap=None, max_token_lifetime=None)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every stored key, its state and schedule")
     rotate = commands.add_parser(
