@@ -69,7 +69,7 @@ class Keyring:
     ``previous`` (PROXY_SECRET_KEY_PREVIOUS) lets the secret change: values
     sealed, signed or MACed under a previous secret still open and verify,
     while everything new uses the current one. :meth:`open_current` says which
-    key opened a value, so its caller can write it back resealed.
+    key opened a value, so its caller can write it back resealed (J33).
     """
 
     def __init__(self, secret_key: bytes, previous: t.Sequence[bytes] = ()) -> None:

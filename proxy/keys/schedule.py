@@ -1,5 +1,7 @@
 """Signing key rotation as a schedule: which key is published and which signs, at `now`.
 
+Decision J30 in docs/decisions.md.
+
 Pure functions on :class:`~proxy.keys.key_document.KeyEntry` values; no I/O,
 no clock (``now`` is always passed in). Every worker reads the same record and
 the same wall clock, so every worker derives the same state, and a rotation is

@@ -226,7 +226,7 @@ class SigningKeys:
             kid = unverified_kid(token)
             if kid is None or kid in view.all_kids:
                 # A key we hold said no, or the record names it but it is not
-                # published (retired, or not yet): re-reading cannot help.
+                # published (retired, or not yet): re-reading cannot help (J34).
                 raise
             newer = self._reread_for(kid)
             if newer is None:
