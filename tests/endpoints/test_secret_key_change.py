@@ -133,3 +133,28 @@ def test_signing_keys_no_key_opens_fail_readiness_naming_the_cause(
     assert resource_status(stranger, first["access_token"]) == 503
     # The app that holds the right secret is unaffected: nothing was replaced.
     assert oauth.client.get("/readyz").status_code == 200
+
+
+def test_a_consent_form_shown_before_the_change_is_accepted_after_it(
+    oauth: OAuthTestClient, settings: t.Any, fake_redis: t.Any
+) -> None:
+    """J33: the signed form, its CSRF token and the browser cookie outlive a
+    restart with a new secret (the old one listed as previous)."""
+    client_id = oauth.register()["client_id"]
+    flow, page = oauth.authorize(client_id)
+    assert page.status_code == 200
+    # The same browser (cookie jar) now reaches the restarted proxy.
+    oauth.client.application = _moved(settings, fake_redis, NEW_KEY, SECRET_KEY)
+    assert oauth.consent(flow).status_code == 303
+    oauth.upstream_login(flow)
+    assert oauth.callback(flow).status_code == 302
+    assert oauth.token(flow).status_code == 200
+
+
+def test_a_consent_form_under_an_unlisted_secret_is_refused(
+    oauth: OAuthTestClient, settings: t.Any, fake_redis: t.Any
+) -> None:
+    client_id = oauth.register()["client_id"]
+    flow, _ = oauth.authorize(client_id)
+    oauth.client.application = _moved(settings, fake_redis, NEW_KEY)
+    assert oauth.consent(flow).status_code == 400
