@@ -62,7 +62,7 @@ def create_app(
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
-    keyring = Keyring(settings.secret_key)
+    keyring = Keyring(settings.secret_key, settings.previous_secret_keys)
     events = Events()
     if settings.audit_log:
         events.subscribe(AuditLog())
@@ -91,7 +91,7 @@ def create_app(
         settings=settings,
         store=store,
         keyring=keyring,
-        signing_keys=SigningKeys(store, keyring, settings.signing_keys),
+        signing_keys=SigningKeys(store, keyring, settings.signing_keys, events=events),
         upstream=upstream,
         clients=ClientRegistry(store, settings, documents=documents),
         catalog=client_catalog,

@@ -40,10 +40,12 @@ DEMO_USER = "alice@example.com"
 TOOLS = {
     "trace": "proxy.cli.trace",
     "admin": "proxy.cli.admin",
+    "keys": "proxy.cli.keys",
 }
 TOOL_USAGE = {
     "trace": "--client ID | --user SUB | --last N | --id TRACE prints flow traces",
     "admin": "clients ... | grants ... | stats manages clients and grants",
+    "keys": "list | rotate [--overlap S] | retire KID manages the signing keys",
 }
 
 

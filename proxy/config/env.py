@@ -181,6 +181,29 @@ class EnvReader:
             )
         return key
 
+    def previous_secret_keys(self, name: str, current: bytes) -> tuple[bytes, ...]:
+        """A comma list of the secret keys that came before ``current``.
+
+        Each must be valid as the current one would be: hex, 32 bytes or more.
+        Values sealed under them still open (and are resealed on use).
+        """
+        keys = []
+        for number, item in enumerate(self.items(name), 1):
+            try:
+                key = bytes.fromhex(item)
+            except ValueError:
+                raise ConfigError(
+                    f"{name}: key #{number} is not hex; list the old "
+                    "PROXY_SECRET_KEY values, comma-separated"
+                ) from None
+            if len(key) < 32:
+                raise ConfigError(
+                    f"{name}: key #{number} is shorter than 32 bytes (64 hex digits)"
+                )
+            if key != current and key not in keys:
+                keys.append(key)
+        return tuple(keys)
+
     def static_clients(self, name: str) -> tuple[StaticClient, ...]:
         path = self._raw(name)
         if not path:

@@ -43,6 +43,9 @@ class Settings:
     upstream_client_secret: str
     resource: str
     secret_key: bytes
+    #: PROXY_SECRET_KEY_PREVIOUS: older secrets whose sealed values still open
+    #: (resealed under ``secret_key`` on use); see README "Rotating keys".
+    previous_secret_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
     upstream_scopes: tuple[str, ...] = tuple(DEFAULT_UPSTREAM_SCOPES.split())
     upstream_audience: str | None = None
     upstream_timeout_seconds: float = 10.0
@@ -162,6 +165,9 @@ class Settings:
             upstream_client_secret=env.text("OAUTH_CLIENT_SECRET", required=True),
             resource=resource,
             secret_key=secret_key,
+            previous_secret_keys=env.previous_secret_keys(
+                "PROXY_SECRET_KEY_PREVIOUS", secret_key
+            ),
             **provider,
             upstream_audience=upstream_audience,
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
@@ -287,12 +293,16 @@ def _signing_keys(env: EnvReader) -> tuple[ECKey, ...]:
         ) from None
 
 
+def access_token_ttl(env: EnvReader) -> int:
+    """ACCESS_TOKEN_TTL_SECONDS; also read by ``keys rotate``, which keeps an
+    old signing key published until the last token it signed has expired."""
+    return env.integer("ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400)
+
+
 def _lifetimes(env: EnvReader) -> dict[str, Any]:
     """Token, code, client and consent lifetimes, each within its bounds."""
     return {
-        "access_token_ttl_seconds": env.integer(
-            "ACCESS_TOKEN_TTL_SECONDS", 3600, 60, 86400
-        ),
+        "access_token_ttl_seconds": access_token_ttl(env),
         "refresh_token_ttl_seconds": env.integer(
             "REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, 300, 365 * 86400
         ),

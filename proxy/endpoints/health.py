@@ -11,6 +11,9 @@ another issuer than OAUTH_ISSUER fails every login, so /readyz answers 503
 with ``upstream`` naming why (``discovery_unreachable``, ``issuer_mismatch``).
 That verdict is cached and re-checked at most once a minute in the background
 (proxy/upstream/readiness.py); /readyz never waits on the IdP for long.
+
+So does the ``keys`` record: one that no PROXY_SECRET_KEY (current or
+previous) opens answers 503 with ``signing_keys: unsealable`` (J32).
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def show_readiness() -> Response:
         store.probe_write(int(time.time() * 1000))
     except redis.exceptions.RedisError as exc:
         return _unavailable("refuses_writes", exc)
+    keys_problem = state().signing_keys.problem()
+    if keys_problem is not None:
+        # J32: a record no PROXY_SECRET_KEY opens keeps this instance out of
+        # rotation (its log says which variable to set), never regenerated.
+        response = jsonify(
+            {"status": "unavailable", "store": "up", "signing_keys": keys_problem}
+        )
+        response.status_code = 503
+        response.headers["Retry-After"] = "30"
+        response.headers.update(NO_STORE)
+        return response
     upstream = state().upstream_readiness
     verdict = upstream.verdict()
     if not verdict.ready:

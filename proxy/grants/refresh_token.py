@@ -369,7 +369,7 @@ class RefreshTokenGrant(TokenGrant):
         )
 
     def _refresh_upstream(self, grant: Grant) -> str | None:
-        """The grant's upstream tokens refreshed and sealed; None if it has none.
+        """The grant's upstream tokens refreshed and sealed; None to keep them.
 
         Only the IdP's invalid_grant means the user's upstream grant is dead,
         and ends ours; anything else (rate limit, outage, misconfiguration) is
@@ -377,11 +377,23 @@ class RefreshTokenGrant(TokenGrant):
         """
         app = self.app
         context = app.store.keys.grant(grant.grant_id)
-        upstream = UpstreamTokens.from_dict(
-            json.loads(app.keyring.open(grant.upstream, context=context))
-        )
+        try:
+            opened = app.keyring.open_current(grant.upstream, context=context)
+        except SealError:
+            # Sealed under a PROXY_SECRET_KEY we no longer hold: the grant is
+            # gone for us (J31). Kept in Redis: restoring the key revives it.
+            log.warning(
+                "grant %s: upstream tokens open with no PROXY_SECRET_KEY held",
+                grant.grant_id[:8],
+            )
+            raise InvalidGrantError(
+                "Invalid refresh token.", reason="upstream_unsealable"
+            ) from None
+        upstream = UpstreamTokens.from_dict(json.loads(opened.plaintext))
         if not upstream.refresh_token:
-            return None
+            # Nothing to refresh upstream; under an old key, the rotation
+            # stores the tokens resealed under the current one.
+            return opened.resealed
         try:
             renewed = app.upstream.refresh(upstream)
         except UpstreamError as exc:

@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 import typing as t
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -50,17 +51,37 @@ class SealError(ValueError):
     """A sealed value failed authentication: tampered, truncated or another key."""
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A sealed value's plaintext, and the same value sealed under the current key
+    when it was opened with a previous one (``resealed``; None when current)."""
+
+    plaintext: bytes
+    resealed: str | None = None
+
+
 class Keyring:
     """Keys derived from the one PROXY_SECRET_KEY, one per purpose.
 
     Separate derived keys mean a cookie signature can never be replayed as a
     ciphertext key, and vice versa.
+
+    ``previous`` (PROXY_SECRET_KEY_PREVIOUS) lets the secret change: values
+    sealed, signed or MACed under a previous secret still open and verify,
+    while everything new uses the current one. :meth:`open_current` says which
+    key opened a value, so its caller can write it back resealed (J33).
     """
 
-    def __init__(self, secret_key: bytes) -> None:
+    def __init__(self, secret_key: bytes, previous: t.Sequence[bytes] = ()) -> None:
         self._secret = secret_key
         self._derived: dict[str, bytes] = {}
         self._aead = AESGCM(self.derive("aes-gcm/storage"))
+        self._previous = tuple(Keyring(key) for key in previous if key != secret_key)
+
+    @property
+    def has_previous(self) -> bool:
+        """True when PROXY_SECRET_KEY_PREVIOUS names at least one other key."""
+        return bool(self._previous)
 
     def derive(self, purpose: str) -> bytes:
         """The key for one purpose (HMAC of the secret), computed once."""
@@ -77,6 +98,29 @@ class Keyring:
         return b64url(nonce + ciphertext)
 
     def open(self, sealed: str, *, context: str) -> bytes:
+        """The plaintext, opened with the current key or any previous one."""
+        return self.open_current(sealed, context=context).plaintext
+
+    def open_current(self, sealed: str, *, context: str) -> Opened:
+        """Open ``sealed``; if only a previous key opens it, reseal it as well.
+
+        Raises :class:`SealError` when no key opens it: tampered, or sealed
+        under a secret that is neither current nor listed as previous.
+        """
+        try:
+            return Opened(self._open_own(sealed, context=context))
+        except SealError:
+            if not self._previous:
+                raise
+        for older in self._previous:
+            try:
+                plaintext = older._open_own(sealed, context=context)
+            except SealError:
+                continue
+            return Opened(plaintext, self.seal(plaintext, context=context))
+        raise SealError("sealed value does not authenticate")
+
+    def _open_own(self, sealed: str, *, context: str) -> bytes:
         try:
             raw = b64url_decode(sealed)
             return self._aead.decrypt(raw[:12], raw[12:], context.encode())
@@ -94,12 +138,19 @@ class Keyring:
         return b64url(nonce + AESGCM(key).encrypt(nonce, plaintext, context.encode()))
 
     def open_with(self, secret: str, sealed: str, *, context: str) -> bytes:
-        key = hmac.new(self._secret, secret.encode(), hashlib.sha256).digest()
-        try:
-            raw = b64url_decode(sealed)
-            return AESGCM(key).decrypt(raw[:12], raw[12:], context.encode())
-        except (InvalidTag, ValueError) as exc:
-            raise SealError("sealed value does not authenticate") from exc
+        """Open what :meth:`seal_with` sealed, under the current or a previous key.
+
+        Never resealed: it lives only for the refresh grace window (two
+        minutes at most) and the next rotation replaces it.
+        """
+        for keyring in (self, *self._previous):
+            key = hmac.new(keyring._secret, secret.encode(), hashlib.sha256).digest()
+            try:
+                raw = b64url_decode(sealed)
+                return AESGCM(key).decrypt(raw[:12], raw[12:], context.encode())
+            except (InvalidTag, ValueError):
+                continue
+        raise SealError("sealed value does not authenticate")
 
     def sign(self, payload: dict[str, t.Any], *, purpose: str, max_age: int) -> str:
         """A compact signed, expiring blob (HMAC-SHA256) for forms and cookies."""
@@ -109,7 +160,18 @@ class Keyring:
         return f"{data}.{b64url(mac.digest())}"
 
     def unsign(self, token: str, *, purpose: str) -> dict[str, t.Any] | None:
-        """The payload of a valid, unexpired signed blob, else None."""
+        """The payload of a valid, unexpired signed blob, else None.
+
+        A blob signed under a previous secret is still valid (consent forms,
+        remembered consent and trace cookies outlive a change of secret).
+        """
+        for keyring in (self, *self._previous):
+            body = keyring._unsign_own(token, purpose=purpose)
+            if body is not None:
+                return body
+        return None
+
+    def _unsign_own(self, token: str, *, purpose: str) -> dict[str, t.Any] | None:
         data, _, mac = token.partition(".")
         expected = hmac.new(
             self.derive("sign/" + purpose), data.encode(), hashlib.sha256
@@ -129,3 +191,10 @@ class Keyring:
     def mac(self, value: str, *, purpose: str) -> str:
         digest = hmac.new(self.derive("mac/" + purpose), value.encode(), hashlib.sha256)
         return b64url(digest.digest())
+
+    def mac_matches(self, value: str, mac: str, *, purpose: str) -> bool:
+        """Constant-time check of ``mac`` against the current and previous keys."""
+        found = False
+        for keyring in (self, *self._previous):
+            found |= equal(keyring.mac(value, purpose=purpose), mac)
+        return found

@@ -24,12 +24,21 @@ end up on the one key that is stored next, never on one it made up itself:
 A read that finds Redis down keeps the cached keys for the JWKS and for
 verification (the request then needs Redis for the grant anyway, and answers
 503 there); signing never signs with a cached key.
+
+**Rotation is a schedule in the record** (``schedule.py``): each key carries
+``publish_at``, ``sign_from`` and ``retire_at``, and every worker derives from
+the wall clock which keys are published and which one signs, so ``python -m
+proxy keys rotate`` is one atomic write and no worker restarts.
+
+**A changed PROXY_SECRET_KEY**: keys sealed under a PROXY_SECRET_KEY_PREVIOUS
+are opened with it and the record is resealed under the current key once, with
+a compare-and-set. A record that no key opens is never replaced (J32): signing,
+verification and the JWKS answer 503 and ``/readyz`` names the cause.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 import time
@@ -42,15 +51,24 @@ import redis.exceptions
 from joserfc.jwk import ECKey
 from joserfc.jwk import KeySet
 
+from proxy.keys import schedule
+from proxy.keys.key_document import DocumentError
+from proxy.keys.key_document import KeyEntry
+from proxy.keys.key_document import dump_document
+from proxy.keys.key_document import new_entry
+from proxy.keys.key_document import open_entries
+from proxy.keys.key_document import parse_document
 from proxy.keys.keyring import Keyring
-from proxy.keys.pinned import with_thumbprint_kid
+from proxy.keys.keyring import SealError
 from proxy.oauth.access_tokens import ALGORITHM
 from proxy.oauth.access_tokens import AccessClaims
 from proxy.oauth.access_tokens import unverified_kid
 from proxy.oauth.access_tokens import verify_access_token
 from proxy.oauth.errors import InvalidTokenError
+from proxy.oauth.errors import TemporarilyUnavailableError
 
 if t.TYPE_CHECKING:
+    from proxy.observability.events import Events
     from proxy.store import Store
 
 
@@ -66,22 +84,39 @@ UNKNOWN_KID_REREAD_SECONDS = 1.0
 #: After a failed read, cached keys are served this long before trying again.
 FAILED_READ_RETRY_SECONDS = 1.0
 
-_SEAL_CONTEXT = "signing-keys"
 #: SET NX then GET, repeated if the record vanishes in between (FLUSHALL again).
 _CREATE_ATTEMPTS = 3
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyView:
-    """One adopted version of the key set: the first key signs."""
+class SigningKeysUnusableError(TemporarilyUnavailableError):
+    """The ``keys`` record cannot be used: no key we hold opens it, or it is
+    unreadable. 503 for whoever needed it; /readyz names the cause (J32)."""
 
-    raw: str | None
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """What a view of the record means at one moment: the published keys
+    (JWKS, verification) and the one that signs."""
+
+    signer: ECKey | None
     keys: tuple[ECKey, ...]
     keyset: KeySet
     kids: frozenset[str]
-    #: Changes whenever the key set does: caches of verified tokens key on it.
+    #: Changes whenever the published keys do: caches of verified tokens key on it.
     generation: int
+
+
+@dataclass(slots=True)
+class KeyView:
+    """One adopted version of the record, its keys opened, and its phases."""
+
+    raw: str | None
+    entries: tuple[KeyEntry, ...]
+    keys: tuple[ECKey, ...]
+    #: Every kid the record names, published or not (no re-read for these).
+    all_kids: frozenset[str]
+    phases: dict[tuple[str, ...], Phase]
 
 
 class SigningKeys:
@@ -94,14 +129,21 @@ class SigningKeys:
         pinned: Sequence[ECKey] = (),
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        events: Events | None = None,
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._events = events
+        self._generations = itertools.count(1)
+        self._unusable_raw: str | None = None
         self._pinned = bool(pinned)
         #: Serialises re-reads, so many requests due at once cause one GET.
         self._reread_lock = threading.Lock()
         self._adopt_lock = threading.Lock()
+        self._phase_lock = threading.Lock()
         self._reads = itertools.count(1)
         self._adopted_read = 0
         self._view: KeyView | None = None
@@ -109,14 +151,16 @@ class SigningKeys:
         self._failed_at = -float("inf")
         self._unknown_kid_read_at = -float("inf")
         if pinned:
-            self._view = _view(None, tuple(pinned), generation=1)
+            # Pinned: the first signs, every one verifies, nothing is scheduled.
+            entries = tuple(KeyEntry(str(k.kid), "", 0, 0, 0) for k in pinned)
+            self._view = self._make_view(None, entries, tuple(pinned))
 
     # -- what the endpoints use -------------------------------------------------
     def active(self) -> ECKey:
-        """The key new tokens are signed with: the first key Redis holds now."""
+        """The key new tokens are signed with: per the record Redis holds now."""
         if self._pinned:
-            return self._pinned_view().keys[0]
-        return self._read().keys[0]
+            return self._signer(self._pinned_view())
+        return self._signer(self._read())
 
     def active_from(self, stored: str | None) -> ECKey:
         """The signing key, from the ``keys`` record the caller read in its own
@@ -126,45 +170,64 @@ class SigningKeys:
         still holds that state. A missing record is re-created (SET NX).
         """
         if self._pinned:
-            return self._pinned_view().keys[0]
+            return self._signer(self._pinned_view())
         read = next(self._reads)
         if stored is None:
-            return self._read(missing=True).keys[0]
-        return self._adopt(read, stored).keys[0]
+            return self._signer(self._read(missing=True))
+        return self._signer(self._adopt(read, stored))
 
     def jwks(self) -> dict[str, t.Any]:
-        """The public key set, re-read at most every ``JWKS_REREAD_SECONDS``."""
-        view = self._fresh(JWKS_REREAD_SECONDS)
-        return {"keys": [_public_jwk(key) for key in view.keys]}
+        """The published keys, re-read at most every ``JWKS_REREAD_SECONDS``."""
+        phase = self._phase(self._fresh(JWKS_REREAD_SECONDS))
+        return {"keys": [_public_jwk(key) for key in phase.keys]}
 
     def keyset(self) -> KeySet:
-        """The verification key set (re-read every ``RECHECK_SECONDS``).
+        """The verification key set: the keys published now (the record is
+        re-read every ``RECHECK_SECONDS``).
 
         Verifying never creates a key: before the first token is signed no
         presented token can be ours, and a refused request must not write the
         ``keys`` record.
         """
-        return self._fresh(RECHECK_SECONDS, create=False).keyset
+        return self._phase(self._fresh(RECHECK_SECONDS, create=False)).keyset
 
     def generation(self) -> int:
-        """Changes whenever the key set does (re-read every ``RECHECK_SECONDS``)."""
-        return self._fresh(RECHECK_SECONDS, create=False).generation
+        """Changes whenever the published keys do (by the record or the clock)."""
+        return self._phase(self._fresh(RECHECK_SECONDS, create=False)).generation
+
+    def problem(self) -> str | None:
+        """Why the keys cannot be used (``/readyz``), or None.
+
+        ``unsealable``: no PROXY_SECRET_KEY we hold opens the record;
+        ``unreadable``: it is not a signing keys document. Redis errors
+        propagate (the probe reports the store itself).
+        """
+        if self._pinned:
+            return None
+        try:
+            self._fresh(JWKS_REREAD_SECONDS, create=False)
+        except SigningKeysUnusableError as exc:
+            return exc.reason
+        return None
 
     def verify(
         self, token: str, *, issuer: str, audience: str, now: int
     ) -> AccessClaims:
         """verify_access_token() against our keys, re-reading on a kid we lack."""
         view = self._fresh(RECHECK_SECONDS, create=False)
+        phase = self._phase(view)
         try:
             return verify_access_token(
-                token, view.keyset, issuer=issuer, audience=audience, now=now
+                token, phase.keyset, issuer=issuer, audience=audience, now=now
             )
         except InvalidTokenError as exc:
             if exc.reason != "bad_jwt":
                 raise
             kid = unverified_kid(token)
-            if kid is None or kid in view.kids:
-                raise  # a key we hold said no: re-reading cannot help
+            if kid is None or kid in view.all_kids:
+                # A key we hold said no, or the record names it but it is not
+                # published (retired, or not yet): re-reading cannot help (J34).
+                raise
             newer = self._reread_for(kid)
             if newer is None:
                 raise
@@ -175,6 +238,48 @@ class SigningKeys:
     # -- keeping the cache equal to the record -----------------------------------
     def _pinned_view(self) -> KeyView:
         return t.cast(KeyView, self._view)
+
+    def _now(self) -> int:
+        return int(self._wall_clock())
+
+    def _signer(self, view: KeyView) -> ECKey:
+        signer = self._phase(view).signer
+        if signer is None:
+            # Only an operator's edit by hand can get here (the CLI refuses).
+            raise SigningKeysUnusableError(
+                "No signing key is available.", reason="no_signing_key"
+            )
+        return signer
+
+    def _phase(self, view: KeyView) -> Phase:
+        """The view at the wall clock's now: published keys and the signer."""
+        now = self._now()
+        signer = schedule.signer(view.entries, now)
+        published = [
+            index
+            for index, entry in enumerate(view.entries)
+            if schedule.is_published(entry, now)
+        ]
+        signer_kid = signer.kid if signer is not None else ""
+        marker = (signer_kid, *(view.entries[i].kid for i in published))
+        phase = view.phases.get(marker)
+        if phase is not None:
+            return phase
+        with self._phase_lock:
+            phase = view.phases.get(marker)
+            if phase is not None:
+                return phase  # another thread got there first
+            keys = tuple(view.keys[i] for i in published)
+            signing = next((k for k in keys if k.kid == signer_kid), None)
+            phase = Phase(
+                signer=signing,
+                keys=keys,
+                keyset=KeySet(list(keys)),
+                kids=frozenset(str(key.kid) for key in keys),
+                generation=next(self._generations),
+            )
+            view.phases[marker] = phase
+            return phase
 
     def _fresh(self, max_age: float, *, create: bool = True) -> KeyView:
         """The cached view, re-read first if older than ``max_age``.
@@ -208,21 +313,21 @@ class SigningKeys:
             and now - self._failed_at >= FAILED_READ_RETRY_SECONDS
         )
 
-    def _reread_for(self, kid: str) -> KeyView | None:
+    def _reread_for(self, kid: str) -> Phase | None:
         """A view that knows ``kid`` after one re-read, or None (rate-limited,
         pinned, or Redis does not hold it either). Redis errors propagate."""
         if self._pinned:
             return None
         with self._reread_lock:
             view = self._view
-            if view is not None and kid in view.kids:
-                return view  # another request re-read while we waited
+            if view is not None and kid in self._phase(view).kids:
+                return self._phase(view)  # another request re-read meanwhile
             now = self._clock()
             if now - self._unknown_kid_read_at < UNKNOWN_KID_REREAD_SECONDS:
                 return None
             self._unknown_kid_read_at = now
-            view = self._read(create=False)
-            return view if kid in view.kids else None
+            phase = self._phase(self._read(create=False))
+            return phase if kid in phase.kids else None
 
     def _read(self, *, missing: bool = False, create: bool = True) -> KeyView:
         """Read the record (creating it with SET NX if it is gone) and adopt it.
@@ -236,7 +341,7 @@ class SigningKeys:
         raw = None if missing else self._store.load_signing_keys()
         if raw is None and not create:
             self._read_at = self._clock()
-            return self._view or _view(None, (), generation=0)
+            return self._view or self._make_view(None, (), ())
         attempts = 0
         while raw is None:
             attempts += 1
@@ -259,14 +364,13 @@ class SigningKeys:
             if current is not None and current.raw == raw:
                 view = current
             else:
-                generation = current.generation + 1 if current else 1
-                view = _view(raw, self._parse(raw), generation=generation)
+                view = self._parse(raw)
             if read > self._adopted_read:
-                if current is not None and current.kids != view.kids:
+                if current is not None and current.all_kids != view.all_kids:
                     log.warning(
                         "signing keys changed in Redis: kids %s -> %s",
-                        sorted(current.kids),
-                        sorted(view.kids),
+                        sorted(current.all_kids),
+                        sorted(view.all_kids),
                     )
                 self._adopted_read = read
                 self._view = view
@@ -274,41 +378,60 @@ class SigningKeys:
             return view
 
     def _new_document(self) -> str:
-        key = with_thumbprint_kid(ECKey.generate_key("P-256", private=True))
-        log.info("generated a new signing key kid=%s", key.kid)
-        return json.dumps(
-            {
-                "v": 1,
-                "keys": [
-                    {
-                        "kid": key.kid,
-                        "alg": ALGORITHM,
-                        "created_at": int(time.time()),
-                        "private": self._keyring.seal(
-                            key.as_pem(private=True), context=_SEAL_CONTEXT
-                        ),
-                    }
-                ],
-            }
+        now = self._now()
+        entry = new_entry(self._keyring, now=now, sign_from=now)
+        log.info("generated a new signing key kid=%s", entry.kid)
+        return dump_document([entry])
+
+    def _parse(self, raw: str) -> KeyView:
+        """Open every key of ``raw``; reseal the record if an old secret opened it.
+
+        No key we hold opening it is an operator's problem, not the caller's:
+        503 and one clear log line per version of the record (J32).
+        """
+        try:
+            entries = parse_document(raw)
+            opened = open_entries(entries, self._keyring)
+        except (SealError, DocumentError) as exc:
+            reason = "unsealable" if isinstance(exc, SealError) else "unreadable"
+            if self._unusable_raw != raw:
+                self._unusable_raw = raw
+                log.error(
+                    "signing keys record is %s: %s",
+                    reason,
+                    "no PROXY_SECRET_KEY or PROXY_SECRET_KEY_PREVIOUS opens it; set "
+                    "PROXY_SECRET_KEY_PREVIOUS to the key it was sealed with (see "
+                    "README, Rotating keys)"
+                    if reason == "unsealable"
+                    else exc,
+                )
+            raise SigningKeysUnusableError(
+                "Signing keys are unavailable.", reason=reason
+            ) from None
+        if opened.resealed is not None:
+            raw = self._reseal(raw, opened.resealed, entries)
+        return self._make_view(raw, entries, opened.keys)
+
+    def _reseal(self, raw: str, resealed: str, entries: tuple[KeyEntry, ...]) -> str:
+        """Store the record resealed under the current key, once (compare-and-set):
+        of many workers, one wins and the others adopt its write on a re-read."""
+        if not self._store.replace_signing_keys(raw, resealed):
+            return raw
+        log.warning("signing keys resealed under the current PROXY_SECRET_KEY")
+        if self._events is not None:
+            self._events.emit("keys.resealed", kids=[e.kid for e in entries])
+        return resealed
+
+    def _make_view(
+        self, raw: str | None, entries: tuple[KeyEntry, ...], keys: tuple[ECKey, ...]
+    ) -> KeyView:
+        return KeyView(
+            raw=raw,
+            entries=entries,
+            keys=keys,
+            all_kids=frozenset(entry.kid for entry in entries),
+            phases={},
         )
-
-    def _parse(self, document: str) -> tuple[ECKey, ...]:
-        entries = json.loads(document)["keys"]
-        keys = []
-        for entry in entries:
-            pem = self._keyring.open(entry["private"], context=_SEAL_CONTEXT)
-            keys.append(ECKey.import_key(pem, parameters={"kid": entry["kid"]}))
-        return tuple(keys)
-
-
-def _view(raw: str | None, keys: tuple[ECKey, ...], *, generation: int) -> KeyView:
-    return KeyView(
-        raw=raw,
-        keys=keys,
-        keyset=KeySet(list(keys)),
-        kids=frozenset(str(key.kid) for key in keys),
-        generation=generation,
-    )
 
 
 def _public_jwk(key: ECKey) -> dict[str, t.Any]:

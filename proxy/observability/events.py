@@ -65,6 +65,10 @@ NAMES: dict[str, str] = {
     "account.refused": "an /account request was refused (reason: csrf, ...)",
     # Operators.
     "admin.action": "an operator acted through the admin CLI (action)",
+    # Keys (python -m proxy keys, and workers adopting a changed secret).
+    "keys.rotated": "a next signing key was published; it signs from sign_from",
+    "keys.retired": "a signing key was retired early by an operator (kid)",
+    "keys.resealed": "the signing keys were resealed under a new PROXY_SECRET_KEY",
 }
 
 

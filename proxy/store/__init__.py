@@ -17,6 +17,7 @@ import redis
 import redis.exceptions
 
 from proxy.keys.keyring import Keyring
+from proxy.keys.keyring import SealError
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
 from proxy.store.disabled_clients import DisabledClients
@@ -75,6 +76,10 @@ class Store:
         self._take_txn = client.register_script(scripts.TAKE_TXN)
         self._begin_refresh = client.register_script(scripts.BEGIN_REFRESH)
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
+        self._reseal_upstream = client.register_script(scripts.RESEAL_UPSTREAM)
+        self._replace_signing_keys = client.register_script(
+            scripts.REPLACE_SIGNING_KEYS
+        )
         self.limits = Limiter(client, self.keys)
         self.streams = StreamLeases(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
@@ -236,14 +241,32 @@ class Store:
         return Grant.from_json(grant_id, _text(raw)) if raw else None
 
     def load_upstream_access_token(self, grant_id: str, keyring: Keyring) -> str | None:
-        """The grant's upstream access token (gateway forwarding, when enabled)."""
+        """The grant's upstream access token (gateway forwarding, when enabled).
+
+        Sealed under a previous PROXY_SECRET_KEY, it is resealed under the
+        current one (RESEAL_UPSTREAM). Sealed under no key we hold, it is
+        treated as gone: None, never an error (decision J31).
+        """
         grant = self.load_grant(grant_id)
         if grant is None:
             return None
         context = self.keys.grant(grant_id)
-        tokens = json.loads(keyring.open(grant.upstream, context=context))
+        try:
+            opened = keyring.open_current(grant.upstream, context=context)
+        except SealError:
+            log.warning("grant %s: upstream tokens do not open", grant_id[:8])
+            return None
+        if opened.resealed is not None:
+            self.reseal_upstream(grant_id, grant.upstream, opened.resealed)
+        tokens = json.loads(opened.plaintext)
         token = tokens.get("access_token")
         return token if isinstance(token, str) and token else None
+
+    def reseal_upstream(self, grant_id: str, sealed: str, resealed: str) -> bool:
+        """Swap a grant's upstream tokens for the same ones under the current key,
+        unless they changed since ``sealed`` was read (RESEAL_UPSTREAM)."""
+        keys = [self.keys.grant(grant_id)]
+        return bool(self._reseal_upstream(keys=keys, args=[sealed, resealed]))
 
     def grant_exists(self, grant_id: str) -> bool:
         return bool(self.redis.exists(self.keys.grant(grant_id)))
@@ -433,6 +456,13 @@ class Store:
         that tokens in flight were signed with.
         """
         return bool(self.redis.set(self.keys.signing_keys(), document, nx=True))
+
+    def replace_signing_keys(self, expected: str, document: str) -> bool:
+        """Store ``document`` if the record still equals ``expected``
+        (REPLACE_SIGNING_KEYS): a rotation, retirement or reseal is one atomic
+        write that never overwrites a change it did not see."""
+        keys = [self.keys.signing_keys()]
+        return bool(self._replace_signing_keys(keys=keys, args=[expected, document]))
 
 
 def _text(value: t.Any) -> str:

@@ -360,3 +360,39 @@ end
 redis.call('EXPIREAT', KEYS[1], last[2])
 return redis.call('ZCARD', KEYS[1])
 """
+
+RESEAL_UPSTREAM = """
+-- KEYS[1] = grant:{grant_id}
+-- ARGV[1] = the sealed upstream tokens the caller read (opened with a
+--           previous PROXY_SECRET_KEY)
+-- ARGV[2] = the same tokens sealed under the current key
+-- Returns: 1 if the grant still held ARGV[1] and now holds ARGV[2], else 0
+--   (gone, or a refresh replaced the tokens meanwhile: nothing to do).
+-- Edge cases: the TTL is kept (KEEPTTL); no other field changes.
+local raw = redis.call('GET', KEYS[1])
+if not raw then
+  return 0
+end
+local g = cjson.decode(raw)
+if g.upstream ~= ARGV[1] then
+  return 0
+end
+g.upstream = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(g), 'KEEPTTL')
+return 1
+"""
+
+REPLACE_SIGNING_KEYS = """
+-- KEYS[1] = keys
+-- ARGV[1] = the signing keys document the caller read
+-- ARGV[2] = the document to store in its place
+-- Returns: 1 if replaced, 0 if the record is gone or changed since it was
+--   read (another rotation or reseal won: read again).
+-- Edge cases: no TTL, like the record itself. A compare-and-set, so a
+--   rotation, a retirement and a worker's reseal never overwrite each other.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""

@@ -80,6 +80,8 @@ BAD_VALUES = [
     ("CONSENT_REMEMBER_SECONDS", "forever"),
     ("PROXY_SECRET_KEY", "not-hex"),
     ("PROXY_SECRET_KEY", "ab" * 31),
+    ("PROXY_SECRET_KEY_PREVIOUS", "not-hex"),
+    ("PROXY_SECRET_KEY_PREVIOUS", "cd" * 32 + ",ab"),
     ("MCP_BACKEND_URL", "backend:8080"),
     ("FORWARD_USER_HEADER", "X Bad Header"),
     ("MCP_BACKEND_CONNECT_TIMEOUT_SECONDS", "0"),
@@ -118,6 +120,19 @@ def test_secret_key_with_redis_url_is_used() -> None:
     )
     assert settings.secret_key == bytes.fromhex(SECRET_HEX)
     assert settings.redis_url == "redis://localhost:6379/0"
+
+
+def test_previous_secret_keys_are_a_comma_list_without_the_current_one() -> None:
+    old, older = "cd" * 32, "ef" * 40
+    settings = _settings(
+        PROXY_SECRET_KEY=SECRET_HEX,
+        PROXY_SECRET_KEY_PREVIOUS=f"{old}, {older},{SECRET_HEX},{old}",
+    )
+    assert settings.previous_secret_keys == (bytes.fromhex(old), bytes.fromhex(older))
+    assert _settings(PROXY_SECRET_KEY=SECRET_HEX).previous_secret_keys == ()
+    # Secrets never show in a repr (a logged Settings, a traceback).
+    assert old not in repr(settings)
+    assert repr(bytes.fromhex(old)) not in repr(settings)
 
 
 def test_without_redis_a_secret_key_is_generated_per_start() -> None:

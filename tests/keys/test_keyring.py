@@ -227,3 +227,62 @@ def test_mac_is_deterministic_and_purpose_bound(keyring: Keyring) -> None:
     assert keyring.mac("v", purpose="txn") == keyring.mac("v", purpose="txn")
     assert keyring.mac("v", purpose="txn") != keyring.mac("v", purpose="csrf")
     assert keyring.mac("v", purpose="txn") != keyring.mac("w", purpose="txn")
+
+
+# -- a changed PROXY_SECRET_KEY (PROXY_SECRET_KEY_PREVIOUS) --------------------------
+
+THIRD_KEY = bytes(range(2, 34))
+
+
+def test_a_value_sealed_under_a_previous_key_opens_and_is_resealed() -> None:
+    sealed = Keyring(OTHER_KEY).seal(b"upstream", context="grant:{g}")
+    moved = Keyring(KEY, [THIRD_KEY, OTHER_KEY])
+    opened = moved.open_current(sealed, context="grant:{g}")
+    assert opened.plaintext == b"upstream"
+    assert opened.resealed is not None
+    # The resealed value is under the current key alone, for the same record.
+    assert Keyring(KEY).open(opened.resealed, context="grant:{g}") == b"upstream"
+    with pytest.raises(SealError):
+        Keyring(OTHER_KEY).open(opened.resealed, context="grant:{g}")
+    with pytest.raises(SealError):
+        Keyring(KEY).open(opened.resealed, context="grant:{h}")
+
+
+def test_a_value_under_the_current_key_is_not_resealed(keyring: Keyring) -> None:
+    sealed = keyring.seal(b"x", context="c")
+    opened = Keyring(KEY, [OTHER_KEY]).open_current(sealed, context="c")
+    assert opened == crypto.Opened(b"x", None)
+
+
+def test_a_value_no_key_opens_is_a_seal_error() -> None:
+    sealed = Keyring(THIRD_KEY).seal(b"x", context="c")
+    with pytest.raises(SealError):
+        Keyring(KEY, [OTHER_KEY]).open_current(sealed, context="c")
+    with pytest.raises(SealError):
+        Keyring(KEY, [OTHER_KEY]).open(sealed, context="c")
+
+
+def test_previous_keys_open_grace_values_and_signed_blobs() -> None:
+    old = Keyring(OTHER_KEY)
+    moved = Keyring(KEY, [OTHER_KEY])
+    pending = old.seal_with("rt-secret", b"pair", context="c")
+    assert moved.open_with("rt-secret", pending, context="c") == b"pair"
+    with pytest.raises(SealError):
+        moved.open_with("other", pending, context="c")
+    blob = old.sign({"a": 1}, purpose="consent", max_age=60)
+    assert moved.unsign(blob, purpose="consent") is not None
+    assert Keyring(KEY).unsign(blob, purpose="consent") is None
+    # New blobs use the current key only.
+    assert (
+        old.unsign(
+            moved.sign({"a": 1}, purpose="consent", max_age=60), purpose="consent"
+        )
+        is None
+    )
+
+
+def test_a_mac_under_a_previous_key_still_matches() -> None:
+    mac = Keyring(OTHER_KEY).mac("browser|digest", purpose="csrf")
+    assert Keyring(KEY, [OTHER_KEY]).mac_matches("browser|digest", mac, purpose="csrf")
+    assert not Keyring(KEY).mac_matches("browser|digest", mac, purpose="csrf")
+    assert not Keyring(KEY, [OTHER_KEY]).mac_matches("other", mac, purpose="csrf")

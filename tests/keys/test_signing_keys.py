@@ -21,6 +21,7 @@ from proxy.keys.signing_keys import JWKS_REREAD_SECONDS
 from proxy.keys.signing_keys import RECHECK_SECONDS
 from proxy.keys.signing_keys import UNKNOWN_KID_REREAD_SECONDS
 from proxy.keys.signing_keys import SigningKeys
+from proxy.keys.signing_keys import SigningKeysUnusableError
 from proxy.oauth.access_tokens import ALGORITHM
 from proxy.oauth.access_tokens import mint_access_token
 from proxy.oauth.errors import InvalidTokenError
@@ -93,9 +94,20 @@ def test_private_key_is_stored_sealed(store: Store) -> None:
     assert "PRIVATE KEY" not in raw
     assert "BEGIN" not in raw
     document = json.loads(raw)
-    assert document["v"] == 1
+    assert document["v"] == 2
     entry = document["keys"][0]
-    assert set(entry) == {"kid", "alg", "created_at", "private"}
+    assert set(entry) == {
+        "kid",
+        "alg",
+        "created_at",
+        "publish_at",
+        "sign_from",
+        "retire_at",
+        "private",
+    }
+    # A key made on demand is published and signs at once, and never retires.
+    assert entry["publish_at"] == entry["sign_from"] == entry["created_at"]
+    assert entry["retire_at"] is None
     assert entry["kid"] == keys.active().kid
     private_d = keys.active().as_dict(private=True)["d"]
     assert private_d not in raw
@@ -105,10 +117,18 @@ def test_private_key_is_stored_sealed(store: Store) -> None:
 
 
 def test_a_worker_with_another_secret_cannot_read_the_keys(store: Store) -> None:
+    """J32: a record no key opens is a 503 naming the cause, never replaced."""
     _worker(store).active()
+    document = store.load_signing_keys()
     stranger = SigningKeys(store, Keyring(bytes(32)))
-    with pytest.raises(ValueError, match="authenticate"):
+    with pytest.raises(SigningKeysUnusableError) as refused:
         stranger.active()
+    assert refused.value.status_code == 503
+    assert refused.value.reason == "unsealable"
+    assert stranger.problem() == "unsealable"
+    with pytest.raises(SigningKeysUnusableError):
+        stranger.jwks()
+    assert store.load_signing_keys() == document
 
 
 def test_racing_workers_agree_on_one_key(real_redis: redis.Redis) -> None:

@@ -10,6 +10,7 @@ import uuid
 import pytest
 import redis
 
+from proxy.keys.keyring import Keyring
 from proxy.store import BindingMismatchError
 from proxy.store import ClientInUse
 from proxy.store import RedeemResult
@@ -693,3 +694,50 @@ def test_claims_survive_the_scripts_byte_for_byte(redis_client: t.Any) -> None:
     grant = store.load_grant("g" * 22)
     assert grant is not None
     assert grant.claims == claims
+
+
+# -- upstream tokens under a previous PROXY_SECRET_KEY (the gateway read) -----------
+
+OLD_SECRET = bytes(range(32))
+NEW_SECRET = bytes(range(100, 132))
+
+
+def _grant_sealed_under(store: Store, secret: bytes, access_token: str) -> str:
+    grant_id = "g" * 22
+    sealed = Keyring(secret).seal(
+        json.dumps({"access_token": access_token}).encode(),
+        context=store.keys.grant(grant_id),
+    )
+    store.create_grant(_grant(upstream=sealed), CODE_TTL)
+    return grant_id
+
+
+def test_an_upstream_token_under_a_previous_secret_is_read_and_resealed(
+    store: Store,
+) -> None:
+    grant_id = _grant_sealed_under(store, OLD_SECRET, "up-at")
+    moved = Keyring(NEW_SECRET, [OLD_SECRET])
+    assert store.load_upstream_access_token(grant_id, moved) == "up-at"
+    grant = t.cast(Grant, store.load_grant(grant_id))
+    context = store.keys.grant(grant_id)
+    assert Keyring(NEW_SECRET).open(grant.upstream, context=context)
+    # Only that field changed, and the grant keeps its TTL.
+    assert grant == _grant(upstream=grant.upstream)
+    assert 0 < store.redis.ttl(context) <= CODE_TTL
+
+
+def test_a_reseal_never_overwrites_tokens_a_refresh_replaced(store: Store) -> None:
+    grant_id = _grant_sealed_under(store, OLD_SECRET, "up-at")
+    stale = t.cast(Grant, store.load_grant(grant_id)).upstream
+    store.redis.delete(store.keys.grant(grant_id))
+    _grant_sealed_under(store, NEW_SECRET, "refreshed")
+    assert not store.reseal_upstream(grant_id, stale, "resealed-stale")
+    assert store.load_upstream_access_token(grant_id, Keyring(NEW_SECRET)) == (
+        "refreshed"
+    )
+
+
+def test_an_upstream_token_no_key_opens_reads_as_none(store: Store) -> None:
+    """J31: gone, never an error (the gateway then forwards no upstream token)."""
+    grant_id = _grant_sealed_under(store, OLD_SECRET, "up-at")
+    assert store.load_upstream_access_token(grant_id, Keyring(NEW_SECRET)) is None
