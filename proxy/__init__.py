@@ -58,7 +58,7 @@ def create_app(
     # Idempotent: gunicorn's arbiter did the same; tests build many apps.
     logging_setup.configure(settings.log_level, settings.log_format)
     if redis_client is None:
-        redis_client = connection.connect(settings.redis_url)
+        redis_client = connection.connect(settings.redis_options)
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
     store = Store(redis_client, settings.key_prefix)
