@@ -177,7 +177,7 @@ def _with_certificates(env: EnvReader, options: RedisOptions) -> RedisOptions:
     )
 
 
-def check_key_prefix(prefix: str, options: RedisOptions) -> None:
+def refuse_braced_prefix(prefix: str, options: RedisOptions) -> None:
     """In a cluster, a brace in REDIS_KEY_PREFIX would become the hash tag of
     every key and undo the per-grant tags (docs/storage-schema.md)."""
     if options.mode == CLUSTER and ("{" in prefix or "}" in prefix):

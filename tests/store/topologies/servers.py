@@ -140,8 +140,7 @@ def start_tls_redis() -> TLSRedis:
     argv += ["--tls-ca-cert-file", str(paths["ca"])]
     acl = workdir / "users.acl"
     acl.write_text(
-        "user default off\n"
-        f"user {ACL_USER} {ACL_RULES.format(password=ACL_PASSWORD)}\n"
+        f"user default off\nuser {ACL_USER} {ACL_RULES.format(password=ACL_PASSWORD)}\n"
     )
     argv += ["--aclfile", str(acl)]
     servers = TLSRedis(
