@@ -26,6 +26,7 @@ from proxy.config.settings import config_errors
 from proxy.oauth.redirect_uris import is_allowed_redirect_uri
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.store import connection
+from proxy.store.faults import STORE_ERRORS
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.factory import EntraProvider
 from proxy.upstream.factory import GitHubProvider
@@ -497,13 +498,13 @@ def _check_store(settings: Settings, report: Report) -> None:
     where = options.describe()  # never a password
     try:
         client = connection.connect(options)
-    except redis.exceptions.RedisError as exc:
+    except STORE_ERRORS as exc:
         # A cluster client reads the slot map as it is made.
         report.add(FAIL, "redis_unreachable", f"{where}: {exc.__class__.__name__}")
         return
     try:
         client.ping()
-    except redis.exceptions.RedisError as exc:
+    except STORE_ERRORS as exc:
         report.add(FAIL, "redis_unreachable", f"{where}: {exc.__class__.__name__}")
         return
     else:
