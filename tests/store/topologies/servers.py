@@ -231,6 +231,10 @@ def start_sentinel_redis() -> SentinelRedis:
             ("redis-primary", primary, []),
             ("redis-replica", replica, ["--replicaof", "127.0.0.1", str(primary)]),
         ):
+            # A primary cut off from its replica refuses writes (NOREPLICAS):
+            # a demoted primary cannot take writes the failover would drop.
+            extra = [*extra, "--min-replicas-to-write", "1"]
+            extra += ["--min-replicas-max-lag", "10"]
             node_dir = workdir / name
             node_dir.mkdir()
             argv = [_redis_server(), *_base_args(port, node_dir), *extra]
