@@ -61,7 +61,11 @@ def create_app(
         redis_client = connection.connect(settings.redis_options)
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
-    store = Store(redis_client, settings.key_prefix)
+    store = Store(
+        redis_client,
+        settings.key_prefix,
+        replica_acks=settings.redis_options.replica_acks,
+    )
     keyring = Keyring(settings.secret_key)
     events = Events()
     if settings.audit_log:

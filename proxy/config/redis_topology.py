@@ -12,9 +12,11 @@ ACL credentials come in the URL or as ``REDIS_USERNAME`` / ``REDIS_PASSWORD``
 (or ``REDIS_PASSWORD_FILE``), never both; the sentinels have their own
 (``REDIS_SENTINEL_USERNAME`` / ``REDIS_SENTINEL_PASSWORD``,
 ``REDIS_SENTINEL_TLS``). ``REDIS_CA_FILE``, ``REDIS_CLIENT_CERT`` and
-``REDIS_CLIENT_KEY`` serve every TLS connection. A variable that the chosen
-mode would ignore is refused: a setting silently ignored is a
-misconfiguration found in production.
+``REDIS_CLIENT_KEY`` serve every TLS connection. ``REDIS_WAIT_REPLICAS``
+makes a code redemption or refresh rotation wait for that many replicas
+(Sentinel: a failover cannot drop a token the client was given). A variable
+that the chosen mode would ignore is refused: a setting silently ignored is
+a misconfiguration found in production.
 """
 
 from __future__ import annotations
@@ -67,10 +69,25 @@ def redis_options(env: EnvReader) -> RedisOptions:
             raise ConfigError(f"{name} works only with REDIS_MODE=sentinel")
     url = env.text("REDIS_URL", required=mode == CLUSTER) or None
     tls = _check_url(url, mode, username, password)
+    acks = _replica_acks(env, mode)
     options = RedisOptions(
-        url=url, mode=mode, username=username, password=password, tls=tls
+        url=url,
+        mode=mode,
+        username=username,
+        password=password,
+        tls=tls,
+        replica_acks=acks,
     )
     return _with_certificates(env, options)
+
+
+def _replica_acks(env: EnvReader, mode: str) -> int:
+    """REDIS_WAIT_REPLICAS: WAIT after a redemption or rotation. A cluster
+    would send WAIT to an arbitrary node (it names no key): refused there."""
+    acks = env.integer("REDIS_WAIT_REPLICAS", 0, 0, 16)
+    if acks and mode == CLUSTER:
+        raise ConfigError("REDIS_WAIT_REPLICAS works only without REDIS_MODE=cluster")
+    return acks
 
 
 def _secret(env: EnvReader, name: str) -> str | None:
@@ -136,6 +153,7 @@ def _sentinel(
         sentinel_username=env.text("REDIS_SENTINEL_USERNAME") or None,
         sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
         sentinel_tls=env.flag("REDIS_SENTINEL_TLS", False),
+        replica_acks=_replica_acks(env, SENTINEL),
     )
     return _with_certificates(env, options)
 

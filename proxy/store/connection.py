@@ -24,6 +24,8 @@ from urllib.parse import urlunsplit
 
 import redis
 import redis.cluster
+import redis.connection
+import redis.exceptions
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -64,6 +66,9 @@ class RedisOptions:
     sentinel_username: str | None = None
     sentinel_password: str | None = None
     sentinel_tls: bool = False
+    #: REDIS_WAIT_REPLICAS: replicas that must acknowledge a code redemption
+    #: or a refresh-token rotation before the client is answered (0: none).
+    replica_acks: int = 0
 
     def __repr__(self) -> str:
         return (
@@ -174,11 +179,38 @@ def _is_tls_url(url: str | None) -> bool:
     return bool(url) and urlsplit(url or "").scheme == "rediss"
 
 
+class _PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to Sentinel's primary that lets go of a cut-off one.
+
+    redis-py drops a connection whose server answers READONLY (demoted), so
+    the next one asks the sentinels again. A demoted primary that still
+    believes it is one answers NOREPLICAS instead, under
+    ``min-replicas-to-write``, until Sentinel turns it into a replica (up to
+    10 s): that too drops the connection, so a request after the sentinels
+    named the new primary reaches it. Either way this request is a 503.
+    """
+
+    def read_response(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("NOREPLICAS"):
+                raise
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise redis.exceptions.ConnectionError(
+                "the primary has no replica in sync (NOREPLICAS)"
+            ) from exc
+
+
+class _PrimarySSLConnection(_PrimaryConnection, redis.connection.SSLConnection):
+    """The same, over TLS (redis-py's SentinelManagedSSLConnection, plus NOREPLICAS)."""
+
+
 def _sentinel_primary(options: RedisOptions) -> redis.Redis:
     """The current primary of ``sentinel_master``, re-asked of the sentinels
     whenever a connection is made: after a failover, the first request on a
-    stale connection gets a 503 (ReadOnly becomes ConnectionError in
-    redis-py) and the next connects to the new primary."""
+    stale connection gets a 503 (READONLY or NOREPLICAS become a
+    ConnectionError) and a later one connects to the new primary."""
     sentinel_kwargs: dict[str, t.Any] = {
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
@@ -192,8 +224,9 @@ def _sentinel_primary(options: RedisOptions) -> redis.Redis:
         "db": options.db,
         **_credentials(options.username, options.password),
     }
+    primary["connection_class"] = _PrimaryConnection
     if options.tls:
-        primary.update(ssl=True, **_tls_kwargs(options))
+        primary.update(connection_class=_PrimarySSLConnection, **_tls_kwargs(options))
     sentinel = redis.sentinel.Sentinel(
         list(options.sentinels), sentinel_kwargs=sentinel_kwargs
     )

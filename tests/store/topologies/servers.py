@@ -175,10 +175,10 @@ def start_tls_redis() -> TLSRedis:
 
 @dataclass
 class SentinelRedis(Servers):
-    """A primary, one replica and one sentinel (quorum 1) watching them."""
+    """A primary, its replicas and one sentinel (quorum 1) watching them."""
 
     sentinel_port: int = 0
-    data_ports: tuple[int, int] = (0, 0)
+    data_ports: tuple[int, ...] = ()
 
     @property
     def sentinels(self) -> tuple[tuple[str, int], ...]:
@@ -194,19 +194,21 @@ class SentinelRedis(Servers):
             _, port = sentinel.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
         return int(port)
 
-    def failover(self, timeout: float = 20.0) -> int:
-        """SENTINEL FAILOVER, then wait until the sentinel names the replica,
-        now a primary; the new primary's port."""
+    def failover(self, timeout: float = 30.0) -> int:
+        """SENTINEL FAILOVER, then wait until it is over: the sentinel names a
+        replica, now a primary, and the old primary follows it (Sentinel
+        turns it into a replica at its next INFO, up to 10 s later). The new
+        primary's port."""
         old = self.primary_port()
         with contextlib.closing(self.sentinel()) as sentinel:
             sentinel.execute_command("SENTINEL", "FAILOVER", SENTINEL_MASTER)
-        new = next(p for p in self.data_ports if p != old)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.primary_port() == new and _role(new) == "master":
+            new = self.primary_port()
+            if new != old and _role(new) == "master" and _link_up(old):
                 return new
             time.sleep(0.1)
-        raise AssertionError(f"failover from {old} to {new} did not complete")
+        raise AssertionError(f"failover from {old} did not complete")
 
 
 def _role(port: int) -> str:
@@ -220,17 +222,22 @@ def _link_up(port: int) -> bool:
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
-def start_sentinel_redis() -> SentinelRedis:
+def start_sentinel_redis(replicas: int = 1) -> SentinelRedis:
+    """With two replicas a failover leaves the new primary one at once, so
+    ``min-replicas-to-write 1`` lets it write without waiting for the old
+    primary to be turned into a replica (up to Sentinel's 10 s INFO period)."""
     workdir = Path(tempfile.mkdtemp(prefix="redis-sentinel-"))
-    primary, replica, sentinel = free_port(), free_port(), free_port()
+    primary, sentinel = free_port(), free_port()
+    replica_ports = [free_port() for _ in range(replicas)]
     servers = SentinelRedis(
-        workdir, sentinel_port=sentinel, data_ports=(primary, replica)
+        workdir, sentinel_port=sentinel, data_ports=(primary, *replica_ports)
     )
+    nodes: list[tuple[str, int, list[str]]] = [("redis-primary", primary, [])]
+    for index, port in enumerate(replica_ports):
+        follow = ["--replicaof", "127.0.0.1", str(primary)]
+        nodes.append((f"redis-replica-{index}", port, follow))
     try:
-        for name, port, extra in (
-            ("redis-primary", primary, []),
-            ("redis-replica", replica, ["--replicaof", "127.0.0.1", str(primary)]),
-        ):
+        for name, port, extra in nodes:
             # A primary cut off from its replica refuses writes (NOREPLICAS):
             # a demoted primary cannot take writes the failover would drop.
             extra = [*extra, "--min-replicas-to-write", "1"]
@@ -256,14 +263,13 @@ def start_sentinel_redis() -> SentinelRedis:
             f"sentinel failover-timeout {SENTINEL_MASTER} 10000\n"
         )
 
-        def knows_replica() -> bool:
-            if not _link_up(replica):
+        def knows_replicas() -> bool:
+            if not all(_link_up(port) for port in replica_ports):
                 return False
             with contextlib.closing(servers.sentinel()) as client:
-                replicas = client.sentinel_slaves(SENTINEL_MASTER)
-            return any(
-                r["port"] == replica and "s_down" not in r["flags"] for r in replicas
-            )
+                known = client.sentinel_slaves(SENTINEL_MASTER)
+            up = {r["port"] for r in known if "s_down" not in r["flags"]}
+            return up >= set(replica_ports)
 
         servers.processes.append(
             start_process(
@@ -271,7 +277,7 @@ def start_sentinel_redis() -> SentinelRedis:
                 [_redis_server(), str(conf), "--sentinel"],
                 port=sentinel,
                 url=f"redis://127.0.0.1:{sentinel}",
-                ready=knows_replica,
+                ready=knows_replicas,
                 timeout=20,
             )
         )
