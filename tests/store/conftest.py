@@ -24,8 +24,11 @@ from proxy.store.connection import RedisOptions
 from .topologies.servers import SENTINEL_MASTER
 from .topologies.servers import ClusterRedis
 from .topologies.servers import SentinelRedis
+from .topologies.servers import TLSRedis
 from .topologies.servers import start_cluster_redis
 from .topologies.servers import start_sentinel_redis
+from .topologies.servers import start_tls_redis
+from .topologies.servers import tls_supported
 
 
 def _require_redis_tools() -> None:
@@ -42,6 +45,17 @@ def sentinel_redis() -> Iterator[SentinelRedis]:
     """A primary, a replica and a sentinel, shared by the session."""
     _require_redis_tools()
     servers = start_sentinel_redis()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="session")
+def tls_redis() -> Iterator[TLSRedis]:
+    """redis-server on TLS only (client certificate required), ACL user only."""
+    _require_redis_tools()
+    if not tls_supported():
+        pytest.skip("this redis-server was built without TLS")
+    servers = start_tls_redis()
     yield servers
     servers.close()
 

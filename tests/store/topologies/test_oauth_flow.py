@@ -22,20 +22,9 @@ from ..conftest import sentinel_options
 from .servers import ACL_PASSWORD
 from .servers import ACL_USER
 from .servers import TLSRedis
-from .servers import start_tls_redis
-from .servers import tls_supported
 
 if t.TYPE_CHECKING:
     from proxy.config.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def tls_redis() -> Iterator[TLSRedis]:
-    if not tls_supported():
-        pytest.skip("this redis-server was built without TLS")
-    servers = start_tls_redis()
-    yield servers
-    servers.close()
 
 
 def tls_options(servers: TLSRedis) -> RedisOptions:
