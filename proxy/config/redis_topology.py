@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from proxy.config.env import ConfigError
 from proxy.store.connection import CLUSTER
+from proxy.store.connection import CLUSTER_PIPELINES_RUN_SCRIPTS
+from proxy.store.connection import CLUSTER_UNSUPPORTED
 from proxy.store.connection import MODES
 from proxy.store.connection import SENTINEL
 from proxy.store.connection import STANDALONE
@@ -195,11 +197,17 @@ def _with_certificates(env: EnvReader, options: RedisOptions) -> RedisOptions:
     )
 
 
-def refuse_braced_prefix(prefix: str, options: RedisOptions) -> None:
+def check_cluster_fit(prefix: str, options: RedisOptions) -> None:
     """In a cluster, a brace in REDIS_KEY_PREFIX would become the hash tag of
-    every key and undo the per-grant tags (docs/storage-schema.md)."""
-    if options.mode == CLUSTER and ("{" in prefix or "}" in prefix):
+    every key and undo the per-grant tags (docs/storage-schema.md); and the
+    installed redis-py must pipeline scripts in a cluster. Checked last, so
+    every other REDIS_* error is reported first."""
+    if options.mode != CLUSTER:
+        return
+    if "{" in prefix or "}" in prefix:
         raise ConfigError(
             f"REDIS_KEY_PREFIX={prefix!r}: no braces with REDIS_MODE=cluster "
             "(the keys carry their own hash tags)"
         )
+    if not CLUSTER_PIPELINES_RUN_SCRIPTS:
+        raise ConfigError(CLUSTER_UNSUPPORTED)

@@ -21,8 +21,8 @@ from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
 from proxy.config.limits import Limits
+from proxy.config.redis_topology import check_cluster_fit
 from proxy.config.redis_topology import redis_options
-from proxy.config.redis_topology import refuse_braced_prefix
 from proxy.keys.pinned import KeyMaterialError
 from proxy.keys.pinned import parse_signing_keys
 from proxy.oauth.redirect_uris import is_loopback_host
@@ -166,7 +166,7 @@ class Settings:
         store = redis_options(env)
         redis_url = store.url
         key_prefix = env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX)
-        refuse_braced_prefix(key_prefix, store)
+        check_cluster_fit(key_prefix, store)
         secret_key = env.secret_key("PROXY_SECRET_KEY", store.configured)
         provider = _provider_settings(env, environ)
         settings = cls(

@@ -235,8 +235,11 @@ class Store:
             self._read_client(pipe, client_id, document)
             pipe.get(self.keys.signing_keys())
 
+        # With replica_acks, WAIT here too: a grace-window answer hands out
+        # the pending token read from this primary, which a failover could
+        # drop if the primary is a demoted one that diverged (J26).
         (*raw_client, raw_keys), reply = self._pipelined_script(
-            self._begin_refresh, [self.keys.grant(grant_id)], args, before
+            self._begin_refresh, [self.keys.grant(grant_id)], args, before, wait=True
         )
         client = self._client_read(raw_client, document)
         if not reply:

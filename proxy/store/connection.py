@@ -40,6 +40,16 @@ HEALTH_CHECK_INTERVAL_SECONDS = 30
 STANDALONE, SENTINEL, CLUSTER = "standalone", "sentinel", "cluster"
 MODES = (STANDALONE, SENTINEL, CLUSTER)
 
+#: The store pipelines EVALSHA with reads (one round trip per request);
+#: redis-py's cluster pipeline refused EVALSHA until redis/redis-py#4206.
+CLUSTER_PIPELINES_RUN_SCRIPTS = "EVALSHA" not in getattr(
+    redis.cluster, "PIPELINE_BLOCKED_COMMANDS", ()
+)
+CLUSTER_UNSUPPORTED = (
+    f"REDIS_MODE=cluster needs a redis-py whose cluster pipelines run EVALSHA "
+    f"(redis/redis-py#4206); this is redis-py {redis.__version__}: upgrade redis"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
@@ -241,6 +251,8 @@ def _cluster(options: RedisOptions) -> redis.cluster.RedisCluster:
     Redirections (MOVED, ASK) are followed: Redis did not run the command.
     A failed connection or timeout is not retried (see `_common_kwargs`).
     """
+    if not CLUSTER_PIPELINES_RUN_SCRIPTS:
+        raise ValueError(CLUSTER_UNSUPPORTED)
     kwargs = _client_kwargs(options)
     if "retry" not in inspect.signature(redis.cluster.RedisCluster).parameters:
         # redis-py < 6: the cluster's own retry loop has its own setting.

@@ -148,3 +148,16 @@ def test_a_bad_url_is_quoted_without_its_password() -> None:
 def test_check_reports_every_redis_error_at_once() -> None:
     errors = config_errors({**BASE, "REDIS_MODE": "nope", "REDIS_SENTINEL_MASTER": "x"})
     assert any("REDIS_MODE" in str(e) for e in errors)
+
+
+def test_cluster_mode_needs_a_redis_py_that_pipelines_scripts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py before redis/redis-py#4206 refuses EVALSHA in a cluster
+    pipeline: the start stops with the fix, not the first token request."""
+    from proxy.config import redis_topology
+
+    monkeypatch.setattr(redis_topology, "CLUSTER_PIPELINES_RUN_SCRIPTS", False)
+    message = _error(**CLUSTER)
+    assert "REDIS_MODE" in message
+    assert "redis-py" in message

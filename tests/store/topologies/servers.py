@@ -266,6 +266,11 @@ def start_sentinel_redis(replicas: int = 1) -> SentinelRedis:
         def knows_replicas() -> bool:
             if not all(_link_up(port) for port in replica_ports):
                 return False
+            # min-replicas-to-write counts a replica once it has acknowledged.
+            with contextlib.closing(redis.Redis(port=primary)) as client:
+                good = client.info("replication").get("min_slaves_good_slaves", 0)
+            if int(good) < 1:
+                return False
             with contextlib.closing(servers.sentinel()) as client:
                 known = client.sentinel_slaves(SENTINEL_MASTER)
             up = {r["port"] for r in known if "s_down" not in r["flags"]}
