@@ -1,6 +1,7 @@
 """The proxy as deployed (gunicorn, two workers) on a three-primary Redis
-Cluster: a login on one worker is redeemed, refreshed and revoked over HTTP
-on whichever worker answers, so every worker reaches every slot."""
+Cluster, and on Sentinel (no REDIS_URL: gunicorn must still allow several
+workers): logins redeemed, refreshed and revoked over HTTP on whichever
+worker answers."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from support.processes import start_proxy
 from tests.e2e.stack import proxy_env
 from tests.oauth_client import OAuthTestClient
 
+from .servers import SENTINEL_MASTER
+
 if t.TYPE_CHECKING:
     from .servers import ClusterRedis
+    from .servers import SentinelRedis
 
 LOGINS = 4
 
@@ -64,23 +68,39 @@ class HTTPClient:
         return _Response(response)
 
 
-@pytest.fixture
-def proxy(cluster_redis: ClusterRedis, idp_url: str) -> Iterator[ManagedProcess]:
+def _redis_env(request: pytest.FixtureRequest, mode: str) -> dict[str, str]:
+    if mode == "cluster":
+        cluster: ClusterRedis = request.getfixturevalue("cluster_redis")
+        return {"REDIS_MODE": "cluster", "REDIS_URL": cluster.url}
+    sentinel: SentinelRedis = request.getfixturevalue("sentinel_redis")
+    host, port = sentinel.sentinels[0]
+    return {
+        "REDIS_MODE": "sentinel",
+        "REDIS_SENTINELS": f"{host}:{port}",
+        "REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+        "REDIS_WAIT_REPLICAS": "1",
+    }
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def proxy(request: pytest.FixtureRequest, idp_url: str) -> Iterator[ManagedProcess]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = proxy_env(
         public_url=url,
         idp_url=idp_url,
         audience=url + "/mcp",
-        redis_url=cluster_redis.url,
-        overrides={"REDIS_MODE": "cluster", "AUDIT_LOG": "false"},
+        redis_url="",
+        overrides={"AUDIT_LOG": "false", **_redis_env(request, request.param)},
     )
+    if not env["REDIS_URL"]:
+        del env["REDIS_URL"]
     proc = start_proxy(env, port=port, workers=2)
     yield proc
     proc.close()
 
 
-def test_two_gunicorn_workers_serve_the_flow_on_a_cluster(
+def test_two_gunicorn_workers_serve_the_flow_on_the_topology(
     proxy: ManagedProcess,
 ) -> None:
     oauth = OAuthTestClient(HTTPClient(proxy.url))
