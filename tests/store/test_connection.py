@@ -76,3 +76,20 @@ def test_sentinels_primary_connections_never_retry() -> None:
     )  # get_retries() is redis-py 5.1+
     sentinel = pool.sentinel_manager.sentinels[0]
     assert sentinel.connection_pool.connection_kwargs["password"] == "spw"
+
+
+def test_sentinel_tls_reaches_the_sentinels_and_the_primary() -> None:
+    options = RedisOptions(
+        mode=connection.SENTINEL,
+        sentinels=(("127.0.0.1", 1),),
+        sentinel_master="proxy",
+        tls=True,
+        sentinel_tls=True,
+        ca_file="/ca.pem",
+    )
+    pool = connection.connect(options).connection_pool
+    assert issubclass(pool.connection_class, redis.SSLConnection)
+    assert pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+    sentinel = pool.sentinel_manager.sentinels[0].connection_pool
+    assert sentinel.connection_class is redis.SSLConnection
+    assert sentinel.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
