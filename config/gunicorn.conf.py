@@ -142,7 +142,9 @@ def on_starting(server: object) -> None:
     _prepare_metrics_directory()
     cfg = getattr(server, "cfg", None)
     count = getattr(cfg, "workers", workers)
-    if count > 1 and not os.environ.get("REDIS_URL"):
+    # With REDIS_MODE=sentinel the sentinels name the shared store, not REDIS_URL.
+    sentinel = os.environ.get("REDIS_MODE", "").strip().lower() == "sentinel"
+    if count > 1 and not os.environ.get("REDIS_URL") and not sentinel:
         sys.stderr.write(
             "error: REDIS_URL is not set, and the embedded store lives inside one "
             f"process, but gunicorn was asked for {count} workers. Set REDIS_URL "

@@ -58,10 +58,14 @@ def create_app(
     # Idempotent: gunicorn's arbiter did the same; tests build many apps.
     logging_setup.configure(settings.log_level, settings.log_format)
     if redis_client is None:
-        redis_client = connection.connect(settings.redis_url)
+        redis_client = connection.connect(settings.redis_options)
     # A bad catalog file or TRUSTED_CLIENTS name stops here, before any request.
     client_catalog = catalog.load(settings)
-    store = Store(redis_client, settings.key_prefix)
+    store = Store(
+        redis_client,
+        settings.key_prefix,
+        replica_acks=settings.redis_options.replica_acks,
+    )
     keyring = Keyring(settings.secret_key, settings.previous_secret_keys)
     events = Events()
     if settings.audit_log:

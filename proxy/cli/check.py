@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import redis
+import redis.cluster
 
 from proxy.clients import catalog as client_catalog
 from proxy.clients.registry import static_records
@@ -24,6 +25,8 @@ from proxy.config.settings import Settings
 from proxy.config.settings import config_errors
 from proxy.oauth.redirect_uris import is_allowed_redirect_uri
 from proxy.oauth.redirect_uris import is_loopback_host
+from proxy.store import connection
+from proxy.store.faults import STORE_ERRORS
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.factory import EntraProvider
 from proxy.upstream.factory import GitHubProvider
@@ -484,26 +487,43 @@ def admission(
 
 
 def _check_store(settings: Settings, report: Report) -> None:
-    if not settings.redis_url:
+    options = settings.redis_options
+    if not options.configured:
         report.add(
             WARN,
             "embedded_store",
             "REDIS_URL is not set: one process only, state lost on restart",
         )
         return
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-    )
+    where = options.describe()  # never a password
+    try:
+        client = connection.connect(options)
+    except STORE_ERRORS as exc:
+        # A cluster client reads the slot map as it is made.
+        report.add(FAIL, "redis_unreachable", f"{where}: {exc.__class__.__name__}")
+        return
     try:
         client.ping()
-    except redis.exceptions.RedisError as exc:
-        report.add(FAIL, "redis_unreachable", f"REDIS_URL: {exc.__class__.__name__}")
+    except STORE_ERRORS as exc:
+        report.add(FAIL, "redis_unreachable", f"{where}: {exc.__class__.__name__}")
         return
     else:
-        report.add(OK, "redis", "REDIS_URL answers")
-        _check_memory_policy(client, report)
+        report.add(OK, "redis", f"{where} answers")
+        for node, node_client in _primaries(client):
+            _check_memory_policy(node_client, report, node)
     finally:
         client.close()
+
+
+def _primaries(client: t.Any) -> list[tuple[str | None, redis.Redis]]:
+    """Every primary to ask about memory: a cluster's each (a key may live on
+    any of them), else the one client (Sentinel's is the current primary)."""
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return [(None, client)]
+    return [
+        (node.name, client.get_redis_connection(node))
+        for node in client.get_primaries()  # type: ignore[no-untyped-call]
+    ]
 
 
 #: What to run Redis with, and why (printed with every memory finding).
@@ -514,18 +534,25 @@ MEMORY_ADVICE = (
 )
 
 
-def _check_memory_policy(client: redis.Redis, report: Report) -> None:
+def _check_memory_policy(
+    client: redis.Redis, report: Report, node: str | None = None
+) -> None:
     """Warn when Redis may evict our keys at its memory limit.
 
     Everything the proxy stores is state, not cache: an evicted grant logs a
     user out, an evicted `keys` record makes a worker mint new signing keys
     (tokens signed with the old ones stop verifying), an evicted rate bucket
     lifts a limit. INFO, not CONFIG GET: managed services often disable CONFIG.
+    In a cluster each primary is asked, and named in its findings.
     """
+
+    def add(level: str, code: str, message: str) -> None:
+        report.add(level, code, f"{node}: {message}" if node else message)
+
     try:
         memory = client.info("memory")
     except redis.exceptions.RedisError as exc:
-        report.add(
+        add(
             WARN,
             "redis_policy_unknown",
             f"INFO memory failed ({exc.__class__.__name__}): check by hand that "
@@ -537,7 +564,7 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
     used = int(memory.get("used_memory", 0) or 0)
     evicts = policy.startswith(("allkeys-", "volatile-"))
     if evicts and maxmemory or policy.startswith("allkeys-"):
-        report.add(
+        add(
             WARN,
             "redis_evicts",
             f"maxmemory-policy is {policy} "
@@ -552,7 +579,7 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
             "old ones stop verifying); " + MEMORY_ADVICE,
         )
     elif evicts:
-        report.add(
+        add(
             OK,
             "redis_memory",
             f"maxmemory is 0 (no limit), so maxmemory-policy {policy} never "
@@ -562,14 +589,14 @@ def _check_memory_policy(client: redis.Redis, report: Report) -> None:
         share = used / maxmemory
         level = WARN if share > 0.8 else OK
         code = "redis_memory_high" if share > 0.8 else "redis_memory"
-        report.add(
+        add(
             level,
             code,
             f"maxmemory-policy {policy}, maxmemory {_mib(maxmemory)}, "
             f"{share:.0%} used ({_mib(used)})",
         )
     else:
-        report.add(
+        add(
             OK,
             "redis_memory",
             f"maxmemory-policy {policy}, maxmemory 0 (no limit: fine on an "

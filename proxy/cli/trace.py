@@ -2,7 +2,8 @@
 
 ``--client ID`` or ``--user SUB`` print that client's or user's newest
 traces, ``--last N`` the newest N of all, ``--id TRACE`` one trace (the id an
-error page showed the user). Reads REDIS_URL and REDIS_KEY_PREFIX.
+error page showed the user). Reads REDIS_URL (and the rest of REDIS_*: TLS,
+ACL, Sentinel, Cluster) and REDIS_KEY_PREFIX.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis
 
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
+from proxy.config.redis_topology import redis_options
 from proxy.config.settings import DEFAULT_KEY_PREFIX
 from proxy.observability.trace import is_trace_id
 from proxy.store import connection
@@ -58,11 +60,13 @@ def main(
     if redis_client is not None:
         return _print(args, TraceRecords(redis_client, Keys(prefix)), out)
     try:
-        url = env.text("REDIS_URL", required=True)
+        options = redis_options(env)
+        if not options.configured:
+            env.text("REDIS_URL", required=True)
     except ConfigError as exc:
         out.write(f"{exc}\n")
         return 2
-    with connection.connect(url) as own_client:
+    with connection.connect(options) as own_client:
         return _print(args, TraceRecords(own_client, Keys(prefix)), out)
 
 

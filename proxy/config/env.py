@@ -160,16 +160,18 @@ class EnvReader:
                 ) from None
         return value.replace("\\n", "\n") or None
 
-    def secret_key(self, name: str, redis_url: str | None) -> bytes:
+    def secret_key(self, name: str, shared_store: bool | str | None) -> bytes:
         value = self._raw(name)
         hint = (
             f'generate one with: python -c "import secrets; '
             f'print(secrets.token_hex(32))" and set {name}'
         )
         if not value:
-            if redis_url:
+            if shared_store:
                 # Several processes share the store: they must share the key too.
-                raise ConfigError(f"{name} is required with REDIS_URL; {hint}")
+                raise ConfigError(
+                    f"{name} is required with REDIS_URL or REDIS_MODE; {hint}"
+                )
             return secrets.token_bytes(32)
         try:
             key = bytes.fromhex(value)

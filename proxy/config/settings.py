@@ -21,10 +21,13 @@ from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
 from proxy.config.limits import Limits
+from proxy.config.redis_topology import check_cluster_fit
+from proxy.config.redis_topology import redis_options
 from proxy.keys.pinned import KeyMaterialError
 from proxy.keys.pinned import parse_signing_keys
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.oauth.resource_indicators import canonical_resource
+from proxy.store.connection import RedisOptions
 
 DEFAULT_UPSTREAM_SCOPES = "openid profile email offline_access"
 
@@ -51,6 +54,9 @@ class Settings:
     upstream_timeout_seconds: float = 10.0
     dynamic_registration: bool = True
     redis_url: str | None = None
+    #: REDIS_MODE and the rest of REDIS_* (TLS, ACL, Sentinel, Cluster); None:
+    #: a standalone server at redis_url (what tests build by hand).
+    redis: RedisOptions | None = None
     key_prefix: str = DEFAULT_KEY_PREFIX
     mcp_path: str = "/mcp"
     mcp_scopes: tuple[str, ...] = ("mcp",)
@@ -129,6 +135,11 @@ class Settings:
         return self.public_url + path
 
     @property
+    def redis_options(self) -> RedisOptions:
+        """What ``connection.connect()`` needs to reach the shared store."""
+        return self.redis or RedisOptions(url=self.redis_url)
+
+    @property
     def gateway(self) -> bool:
         return self.backend_url is not None
 
@@ -156,8 +167,11 @@ class Settings:
         mcp_path = _mcp_path(env)
         resource = _resource(env, public_url + mcp_path)
         upstream_audience = _upstream_audience(environ)
-        redis_url = env.text("REDIS_URL", "") or None
-        secret_key = env.secret_key("PROXY_SECRET_KEY", redis_url)
+        store = redis_options(env)
+        redis_url = store.url
+        key_prefix = env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        check_cluster_fit(key_prefix, store)
+        secret_key = env.secret_key("PROXY_SECRET_KEY", store.configured)
         provider = _provider_settings(env, environ)
         settings = cls(
             public_url=public_url,
@@ -173,7 +187,8 @@ class Settings:
             upstream_timeout_seconds=env.number("UPSTREAM_TIMEOUT_SECONDS", 10, 1, 60),
             dynamic_registration=env.flag("OAUTH_USE_DYNAMIC_REGISTRATION", True),
             redis_url=redis_url,
-            key_prefix=env.text("REDIS_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            redis=store,
+            key_prefix=key_prefix,
             mcp_path=mcp_path,
             mcp_scopes=tuple(env.text("MCP_SCOPES", "mcp").split()),
             **_lifetimes(env),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 
-import redis.exceptions
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
@@ -29,6 +28,7 @@ from flask import jsonify
 from proxy.app_state import state
 from proxy.oauth.errors import NO_STORE
 from proxy.observability import metrics
+from proxy.store.faults import STORE_ERRORS
 from proxy.store.faults import unavailable_cause
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,11 @@ def show_readiness() -> Response:
     store = state().store
     try:
         store.ping()
-    except redis.exceptions.RedisError as exc:
+    except STORE_ERRORS as exc:
         return _unavailable("down", exc)
     try:
         store.probe_write(int(time.time() * 1000))
-    except redis.exceptions.RedisError as exc:
+    except STORE_ERRORS as exc:
         return _unavailable("refuses_writes", exc)
     keys_problem = state().signing_keys.problem()
     if keys_problem is not None:
@@ -81,7 +81,7 @@ def show_readiness() -> Response:
     return response
 
 
-def _unavailable(store_state: str, exc: redis.exceptions.RedisError) -> Response:
+def _unavailable(store_state: str, exc: Exception) -> Response:
     """503 with Retry-After; the cause is a fixed name, safe to show anyone."""
     cause = unavailable_cause(exc) or "error"
     metrics.REDIS_ERRORS.labels(cause=cause).inc()

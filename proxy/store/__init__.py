@@ -65,12 +65,29 @@ class ClientInUse:
     ttl: int
 
 
+class NotReplicatedError(redis.exceptions.TimeoutError):
+    """A code redemption or rotation was not acknowledged by enough replicas.
+
+    Raised with ``replica_acks`` (REDIS_WAIT_REPLICAS): the client gets a 503
+    and keeps the token it presented, which stays good if a failover drops
+    the unreplicated write, and is answered from the grace window if not.
+    """
+
+
+#: How long a redemption or rotation waits for its replica acknowledgements.
+REPLICA_WAIT_MS = 500
+
+
 class Store:
     """Typed access to Redis; one client per app, safe across gunicorn forks."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, *, replica_acks: int = 0
+    ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
+        #: WAIT for this many replicas after a redemption or rotation (0: none).
+        self.replica_acks = replica_acks
         self._redeem_code = client.register_script(scripts.REDEEM_CODE)
         self._rotate_refresh = client.register_script(scripts.ROTATE_REFRESH)
         self._take_txn = client.register_script(scripts.TAKE_TXN)
@@ -330,8 +347,11 @@ class Store:
             self._read_client(pipe, client_id, document)
             pipe.get(self.keys.signing_keys())
 
+        # With replica_acks, WAIT here too: a grace-window answer hands out
+        # the pending token read from this primary, which a failover could
+        # drop if the primary is a demoted one that diverged (J26).
         (*raw_client, raw_keys), reply = self._pipelined_script(
-            self._begin_refresh, [self.keys.grant(grant_id)], args, before
+            self._begin_refresh, [self.keys.grant(grant_id)], args, before, wait=True
         )
         client = self._client_read(raw_client, client_id, document)
         if not reply:
@@ -346,8 +366,13 @@ class Store:
         keys: list[str],
         args: tuple[t.Any, ...],
         before: t.Callable[[t.Any], object],
+        *,
+        wait: bool = False,
     ) -> tuple[list[t.Any], t.Any]:
         """Commands then one script, in a single round trip: their replies, its reply.
+
+        With `wait` and ``replica_acks``, a WAIT follows the script in the same
+        round trip, and too few acknowledgements raise NotReplicatedError.
 
         EVALSHA is sent by hand: a redis-py Script object inside a pipeline
         costs an extra SCRIPT EXISTS round trip on every execute. The script is
@@ -357,14 +382,46 @@ class Store:
             pipe = self.redis.pipeline(transaction=False)
             before(pipe)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
+            wait_acks = self.replica_acks if wait else 0
+            if wait_acks:
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", wait_acks, REPLICA_WAIT_MS
+                )
             try:
-                *first, second = pipe.execute()
-                return first, second
+                replies = pipe.execute()
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
                 self.redis.script_load(script.script)
+                continue
+            if wait_acks and int(replies.pop()) < wait_acks:
+                raise NotReplicatedError(
+                    f"fewer than {wait_acks} replicas acknowledged"
+                )
+            *first, second = replies
+            return first, second
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _replicated_script(
+        self,
+        script: t.Any,
+        keys: list[str],
+        args: tuple[t.Any, ...],
+        client: ClientInUse | None,
+    ) -> t.Any:
+        """A one-time change the client is told of (a redemption, a rotation):
+        with the client's TTL slide, and with WAIT when ``replica_acks`` is set,
+        in one round trip; a plain EVALSHA when neither applies (fakeredis,
+        standalone: exactly as before)."""
+        if client is None and not self.replica_acks:
+            return script(keys=keys, args=list(args))
+
+        def before(pipe: t.Any) -> None:
+            if client is not None:
+                self._slide(pipe, client)
+
+        _, result = self._pipelined_script(script, keys, args, before, wait=True)
+        return result
 
     def release_refresh_lease(self, grant_id: str, lease_holder: str) -> bool:
         """Free this holder's lease; a lapsed one, now another's, is left alone."""
@@ -388,11 +445,7 @@ class Store:
         the same round trip: a client that got this far has a real login."""
         keys = [self.keys.grant(grant_id)]
         args = (code_hash, now, tolerance, refresh_hash or "", ttl)
-        if client is None:
-            return RedeemResult(_text(self._redeem_code(keys=keys, args=list(args))))
-        _, result = self._pipelined_script(
-            self._redeem_code, keys, args, lambda pipe: self._slide(pipe, client)
-        )
+        result = self._replicated_script(self._redeem_code, keys, args, client)
         return RedeemResult(_text(result))
 
     def rotate_refresh(
@@ -411,11 +464,7 @@ class Store:
         round trip (the caller holds the lease: it presented the current token)."""
         keys = [self.keys.grant(grant_id)]
         args = (expected_gen, new_hash, now, pending, ttl, upstream or "")
-        if client is None:
-            return RotateResult(_text(self._rotate_refresh(keys=keys, args=list(args))))
-        _, result = self._pipelined_script(
-            self._rotate_refresh, keys, args, lambda pipe: self._slide(pipe, client)
-        )
+        result = self._replicated_script(self._rotate_refresh, keys, args, client)
         return RotateResult(_text(result))
 
     def _slide(self, pipe: t.Any, client: ClientInUse) -> None:

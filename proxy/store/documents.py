@@ -40,6 +40,7 @@ class DocumentRecords:
         self._redis = client
         self._keys = keys
         self._release = client.register_script(scripts.RELEASE_LOCK)
+        self._write = client.register_script(scripts.WRITE_DOCUMENT)
 
     def keys_of(self, doc_id: str) -> tuple[str, str]:
         """The record and failure keys, for a caller reading them in its own
@@ -71,10 +72,8 @@ class DocumentRecords:
 
     def write(self, doc_id: str, record: str, ttl: int) -> None:
         """Store a validated document and forget the last failure, together."""
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.document(doc_id), record, ex=ttl)
-            pipe.delete(self._keys.document_failure(doc_id))
-            pipe.execute()
+        keys = [self._keys.document(doc_id), self._keys.document_failure(doc_id)]
+        self._write(keys=keys, args=[record, ttl])
 
     def write_failure(self, doc_id: str, failure: str, ttl: int) -> None:
         self._redis.set(self._keys.document_failure(doc_id), failure, ex=ttl)

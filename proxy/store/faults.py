@@ -11,6 +11,14 @@ their own classes, but not all (``MISCONF``), and not on every server
 version (an OOM raised inside a Lua script by Redis 6 comes back as a plain
 ``ERR Error running script ... OOM ...``), so the message is read too.
 
+Sentinel and Cluster add their own: no primary known to the sentinels
+(``MasterNotFoundError``), a demoted primary (``READONLY``, which redis-py's
+Sentinel client turns into a ConnectionError), a primary that lost its
+replicas under ``min-replicas-to-write`` (``NOREPLICAS``: the guard that keeps
+a demoted primary from accepting writes a failover would drop), and a cluster
+whose slot map has a hole (``CLUSTERDOWN``, or redis-py's
+``RedisClusterException``, which is not even a ``RedisError``).
+
 A ResponseError that is none of these (a bad command, a script bug) is ours
 and stays a 500.
 """
@@ -18,6 +26,14 @@ and stays a 500.
 from __future__ import annotations
 
 import redis.exceptions
+import redis.sentinel
+
+#: What a store call may raise: redis-py's errors, and its cluster client's
+#: own exception class, which does not derive from RedisError.
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+)
 
 #: Redis error codes (the reply's first word) that mark a refusal for a while.
 _CODES = {
@@ -29,6 +45,7 @@ _CODES = {
     "TRYAGAIN": "try_again",
     "CLUSTERDOWN": "cluster_down",
     "BUSY": "busy",
+    "NOREPLICAS": "no_replicas",
 }
 #: Inside "ERR Error running script ..." (Redis 6): what a command in it raised.
 _IN_SCRIPT = (
@@ -45,6 +62,8 @@ _CLASSES: tuple[tuple[type[Exception], str], ...] = (
     (redis.exceptions.MasterDownError, "master_down"),
     (redis.exceptions.TryAgainError, "try_again"),
     (redis.exceptions.ClusterDownError, "cluster_down"),
+    (redis.exceptions.RedisClusterException, "cluster_down"),
+    (redis.sentinel.MasterNotFoundError, "no_primary"),
     (redis.exceptions.TimeoutError, "timeout"),
     (redis.exceptions.ConnectionError, "unreachable"),
 )

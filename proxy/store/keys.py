@@ -3,7 +3,16 @@
 Every builder's docstring gives the pattern, the TTL, who writes and who reads
 it; ``docs/storage-schema.md`` is the same schema in prose, and
 ``tests/store/test_keys.py`` fails if a builder is missing from that document.
-Keys that one script touches share the Redis Cluster hash tag ``{grant_id}``.
+
+Redis Cluster (docs/storage-schema.md, "The Cluster rule"): the literal braces
+in a key are its hash tag, and only the tag decides the key's slot. Keys that
+one script touches carry the same tag: ``{grant_id}`` (``grant``,
+``streams``), ``{document_id}`` (``document``, ``document_failure``,
+``document_lock``, ``document_forced``), ``{ip client}`` (``auth_failures``,
+``auth_block``). A key only ever used alone needs no tag. A pipeline that is
+not a transaction may mix slots; a script or ``MULTI`` may not, and redis-py's
+cluster client refuses one that tries. A new key used by a multi-key script
+gets the tag of the keys it is used with.
 """
 
 from __future__ import annotations

@@ -294,6 +294,19 @@ return renewed
 """
 
 
+WRITE_DOCUMENT = """
+-- KEYS[1] = doc:{document_id}
+-- KEYS[2] = docfail:{document_id} (same hash tag: one slot)
+-- ARGV[1] = the validated document record (JSON)
+-- ARGV[2] = its TTL (seconds)
+-- Returns: 1.
+-- Why a script, not MULTI: a Redis Cluster pipeline runs no MULTI before
+--   redis-py 6, and a script is atomic on every topology and client alike.
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 RELEASE_LOCK = """
 -- KEYS[1] = doclock:{document_id}
 -- ARGV[1] = the holder's token

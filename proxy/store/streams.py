@@ -11,6 +11,8 @@ from __future__ import annotations
 import typing as t
 from collections.abc import Iterable
 
+import redis.exceptions
+
 from proxy.store import scripts
 
 if t.TYPE_CHECKING:
@@ -38,11 +40,21 @@ class StreamLeases:
             by_grant.setdefault(grant_id, []).append(lease_id)
         if not by_grant:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for grant_id, lease_ids in by_grant.items():
-            args: list[str | int] = [ms, *lease_ids]
-            self._renew(keys=[self._keys.streams(grant_id)], args=args, client=pipe)
-        pipe.execute()
+        for attempt in range(2):
+            # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT
+            # EXISTS first, and a Redis Cluster pipeline does not load it at
+            # all. Each call names one grant's key: any node may run it.
+            pipe = self._redis.pipeline(transaction=False)
+            for grant_id, lease_ids in by_grant.items():
+                key = self._keys.streams(grant_id)
+                pipe.evalsha(self._renew.sha, 1, key, ms, *lease_ids)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._redis.script_load(scripts.RENEW_STREAMS)
 
     def release(self, grant_id: str, lease_id: str) -> None:
         self._redis.zrem(self._keys.streams(grant_id), lease_id)

@@ -220,7 +220,8 @@ def init_app(app: Flask, issuer: str) -> None:
     # noeviction, READONLY, MISCONF): retryable, so 503, never a 500. A
     # ResponseError from a bug in our own commands stays a 500.
     @app.errorhandler(redis.exceptions.RedisError)
-    def _store_down(exc: redis.exceptions.RedisError) -> BaseResponse:
+    @app.errorhandler(redis.exceptions.RedisClusterException)
+    def _store_down(exc: Exception) -> BaseResponse:
         cause = unavailable_cause(exc)
         if cause is None:
             return _unexpected(exc)

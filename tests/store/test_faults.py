@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis.exceptions
+import redis.sentinel
 
 from proxy.store.faults import unavailable_cause
 
@@ -16,6 +17,16 @@ from proxy.store.faults import unavailable_cause
         (redis.exceptions.BusyLoadingError("loading"), "loading"),
         (redis.exceptions.OutOfMemoryError("command not allowed"), "out_of_memory"),
         (redis.exceptions.ReadOnlyError("You can't write"), "read_only"),
+        (redis.sentinel.MasterNotFoundError("No master found"), "no_primary"),
+        (
+            # min-replicas-to-write: a primary cut off from its replicas.
+            redis.exceptions.ResponseError(
+                "NOREPLICAS Not enough good replicas to write. script: abc, "
+                "on @user_script:1."
+            ),
+            "no_replicas",
+        ),
+        (redis.exceptions.SlotNotCoveredError("Slot 42 not covered"), "cluster_down"),
         (
             redis.exceptions.ResponseError(
                 "MISCONF Redis is configured to save RDB snapshots, but it's "

@@ -1,0 +1,45 @@
+"""proxy/store/traces.py: one flush writes steps and indexes of many traces,
+whose keys live in different slots of a cluster; on every topology."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+
+from proxy.store import Store
+from proxy.store.traces import TraceEntry
+
+NOW_MS = 1_800_000_000_000
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> Store:
+    return Store(redis_client, f"t-{uuid.uuid4().hex[:8]}:")
+
+
+def _entry(trace_id: str, step: str, **who: str) -> TraceEntry:
+    return TraceEntry(trace_id, json.dumps({"step": step}), **who)
+
+
+def test_a_flush_of_several_traces_is_read_back_by_id_client_and_user(
+    store: Store,
+) -> None:
+    ids = [f"{n:016x}" for n in range(1, 6)]
+    entries = [_entry(i, "authorize", client_id="mcp_a", sub="alice") for i in ids]
+    entries += [_entry(ids[0], "consent")]
+    store.traces.write(entries, ttl=3600, now_ms=NOW_MS)
+    steps = store.traces.steps(ids)
+    assert [json.loads(s)["step"] for s in steps[ids[0]]] == ["authorize", "consent"]
+    assert set(steps) == set(ids)
+    assert set(store.traces.newest("client", "mcp_a", 10)) == set(ids)
+    assert set(store.traces.newest("user", "alice", 10)) == set(ids)
+    assert set(store.traces.newest(None, None, 10)) == set(ids)
+
+
+def test_a_flush_after_a_script_flush_loads_the_scripts_again(store: Store) -> None:
+    store.redis.script_flush()
+    store.traces.write([_entry("a" * 16, "token")], ttl=3600, now_ms=NOW_MS)
+    assert store.traces.newest(None, None, 1) == ["a" * 16]
