@@ -65,7 +65,7 @@ def main(
     try:
         url = env.text("REDIS_URL", required=redis_client is None)
         # Required even without REDIS_URL (a test's client): it seals the keys.
-        secret = env.secret_key("PROXY_SECRET_KEY", redis_url="always")
+        secret = env.secret_key("PROXY_SECRET_KEY", shared_store=True)
         previous = env.previous_secret_keys("PROXY_SECRET_KEY_PREVIOUS", secret)
         overlap: int = args.overlap
         if overlap is None:
