@@ -27,6 +27,7 @@ from proxy.store.limits import Limiter
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import Transaction
+from proxy.store.sessions import SessionOwners
 from proxy.store.streams import StreamLeases
 from proxy.store.traces import TraceRecords
 
@@ -72,6 +73,7 @@ class Store:
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
         self.limits = Limiter(client, self.keys)
         self.streams = StreamLeases(client, self.keys)
+        self.sessions = SessionOwners(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
         self.traces = TraceRecords(client, self.keys)
 

@@ -42,6 +42,14 @@ def _seconds(ms: int) -> int:
     return -(-ms // 1000)  # ceiling: never tell a client to come back too soon
 
 
+class Rider(t.Protocol):
+    """A read that rides in another pipeline: queued, then handed its reply."""
+
+    def queue(self, pipe: t.Any) -> None: ...
+
+    def receive(self, reply: t.Any) -> None: ...
+
+
 class Limiter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
@@ -95,16 +103,27 @@ class Limiter:
 
         self._execute(queue)
 
-    def charge_grant(self, grant_id: str, rate: Rate | None) -> tuple[bool, int]:
-        """(does the grant exist, seconds to wait): one round trip for the gateway."""
+    def charge_grant(
+        self, grant_id: str, rate: Rate | None, *, riders: t.Sequence[Rider] = ()
+    ) -> tuple[bool, int]:
+        """(does the grant exist, seconds to wait): one round trip for the gateway.
+
+        ``riders`` queue their own reads in the same pipeline and get their
+        replies back, so what the gateway needs per request costs no more.
+        """
 
         def queue(pipe: t.Any) -> None:
             pipe.exists(self._keys.grant(grant_id))
             if rate is not None:
                 self._queue_rate(pipe, self.grant_bucket(grant_id), rate, "charge")
+            for rider in riders:
+                rider.queue(pipe)
 
         replies = self._execute(queue)
         wait_ms = int(replies[1]) if rate is not None else 0
+        ridden = replies[2 if rate is not None else 1 :]
+        for rider, reply in zip(riders, ridden, strict=True):
+            rider.receive(reply)
         return bool(replies[0]), _seconds(wait_ms)
 
     def _queue_rate(self, pipe: t.Any, key: str, rate: Rate, mode: str) -> None:
