@@ -27,6 +27,7 @@ import weakref
 
 import redis.exceptions
 
+from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import TooManyRequestsError
 
 if t.TYPE_CHECKING:
@@ -80,7 +81,10 @@ class StreamSlots:
         with self._lock:
             if self._per_worker and len(self._open) >= self._per_worker:
                 log.warning("stream refused: %d open in this worker", len(self._open))
-                raise TooManyRequestsError(RETRY_AFTER_SECONDS, reason="max_streams")
+                raise TemporarilyUnavailableError(
+                    "The gateway holds all the streams it can: retry later.",
+                    reason="max_streams",
+                )
             slot = Slot(self, grant_id, lease_id, leased=bool(self._per_grant))
             # Counted before the round trip, so concurrent takes see it.
             self._open[lease_id] = slot
