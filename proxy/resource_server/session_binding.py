@@ -78,8 +78,10 @@ def after_response(
     someone else's (never relayed: it would give that session away).
     """
     if presented is None:
-        if answered is not None and not owners.bind(
-            answered, owner, ttl_seconds=ttl_seconds
+        # Only a session the backend accepted: an error may name one too.
+        opened = answered is not None and 200 <= status < 300
+        if opened and not owners.bind(
+            t.cast(str, answered), owner, ttl_seconds=ttl_seconds
         ):
             log.error("MCP backend reused a session id bound to another owner")
             raise BadGatewayError("The MCP server answered with a session in use.")
