@@ -35,6 +35,9 @@ from .tcp_tap import TcpTap
 PROTOCOL = "2025-11-25"
 #: Bounds on waiting for a step (not a measurement, never the assertion).
 WAIT_SECONDS = 12.0
+#: STREAM_IDLE_TIMEOUT_SECONDS of these gateways: well below the backend's
+#: 15 s between pings, well above what the other tests need.
+IDLE_SECONDS = 3
 
 
 def _initialize() -> dict[str, t.Any]:
@@ -61,7 +64,7 @@ class Tapped(t.NamedTuple):
 def tapped(request: pytest.FixtureRequest) -> Iterator[Tapped]:
     """The gateway as deployed (gevent) and with gunicorn's gthread worker."""
     require_redis_server()
-    overrides = {}
+    overrides = {"STREAM_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS)}
     if request.param == "gthread":
         overrides["GUNICORN_CMD_ARGS"] = "--worker-class gthread --threads 8"
     with shared_services() as services:
@@ -176,7 +179,8 @@ def test_stream_headers_arrive_before_the_backends_first_event(
 
 def test_client_hanging_up_closes_the_backend_connection(tapped: Tapped) -> None:
     """An idle stream whose client leaves is ended at once: the gateway closes
-    its backend connection before the backend's next event would tell it."""
+    its backend connection before the backend's next event would tell it, and
+    before the idle timeout would have ended the stream."""
     session = _session(tapped.stack.mcp_url, tapped.token)
     sock, _ = _open_get(tapped.stack.mcp_url, tapped.token, session)
     conn = _stream_connection(tapped.tap, session)
@@ -186,7 +190,38 @@ def test_client_hanging_up_closes_the_backend_connection(tapped: Tapped) -> None
     closed_at = _until_closed(conn)
     # Noticed without a backend event: nothing came from the backend between.
     assert conn.first_body_at is None or conn.first_body_at > closed_at
+    # And not ended by the idle timeout either (which would also close it).
+    assert conn.head_at is not None
+    assert closed_at < conn.head_at + IDLE_SECONDS
     print(
         f"\nclient gone -> backend connection closed: "
         f"{(closed_at - left_at) * 1000:.1f} ms"
+    )
+
+
+def test_a_stream_idle_past_the_timeout_is_ended(tapped: Tapped) -> None:
+    """No byte from the backend for STREAM_IDLE_TIMEOUT_SECONDS: the gateway
+    ends the client's stream (the chunked body's last chunk) and closes the
+    backend connection, both before the backend's first ping."""
+    session = _session(tapped.stack.mcp_url, tapped.token)
+    sock, _ = _open_get(tapped.stack.mcp_url, tapped.token, session)
+    conn = _stream_connection(tapped.tap, session)
+    opened_at = time.monotonic()
+    try:
+        sock.settimeout(WAIT_SECONDS)
+        body = b""
+        while not body.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        ended_at = time.monotonic()
+    finally:
+        sock.close()
+    closed_at = _until_closed(conn)
+    assert body.endswith(b"0\r\n\r\n") or body == b""
+    assert conn.first_body_at is None or conn.first_body_at > closed_at
+    print(
+        f"\nidle stream ({IDLE_SECONDS} s timeout) ended after "
+        f"{ended_at - opened_at:.2f} s"
     )
