@@ -24,6 +24,7 @@ from tests.redis_round_trips import RoundTrips
 from .test_gateway import INSPECTOR_ORIGIN
 from .test_gateway import backend  # noqa: F401 - the module's demo backend
 from .test_gateway import call_tool
+from .test_gateway import echo_client  # noqa: F401 - the header-echo backend
 from .test_gateway import initialize
 from .test_gateway import mcp_headers
 from .test_gateway import messages
@@ -297,6 +298,37 @@ def test_server_discover_and_x_mcp_header_params_are_relayed(
     assert region.status_code == 200, region.get_data(as_text=True)
     result = messages(region)[-1]["result"]["structuredContent"]
     assert result == {"region": "eu", "header": "eu"}
+
+
+def test_both_revisions_headers_reach_the_backend_unchanged(
+    echo_client: t.Any,  # noqa: F811
+) -> None:
+    """Relayed as sent: the 2025-11-25 headers (MCP-Protocol-Version,
+    Last-Event-ID) and the 2026-07-28 ones (Mcp-Method, Mcp-Name, Mcp-Param-*,
+    trace context), values untouched."""
+    _, body = OAuthTestClient(echo_client).tokens()
+    sent = {
+        "MCP-Protocol-Version": MODERN,
+        "Last-Event-ID": "stream-1/42",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "region_echo",
+        "Mcp-Param-Region": "=?base64?ZXUtd2VzdA==?=",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    response = echo_client.post(
+        "/mcp",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "region_echo", "arguments": {"region": "eu-west"}},
+        },
+        headers={**mcp_headers(body["access_token"]), **sent},
+    )
+    assert response.status_code == 200
+    seen = response.get_json()
+    for name, value in sent.items():
+        assert seen[name.lower()] == value, name
 
 
 # --------------------------------------------------------------------------- #
