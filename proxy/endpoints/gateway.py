@@ -36,6 +36,7 @@ if t.TYPE_CHECKING:
     from proxy.app_state import AppState
     from proxy.config.settings import Settings
     from proxy.oauth.access_tokens import AccessClaims
+    from proxy.store.limits import Rider
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,25 @@ def forward() -> Response:
     if presented is not None:
         ttl = app.settings.mcp_session_ttl_seconds
         lookup = session_binding.SessionLookup(app.store.sessions, presented, ttl)
-    claims = verify_request(app, request, riders=[lookup] if lookup else [])
-    owner = session_binding.owner_of(claims)
-    if lookup is not None:
-        lookup.check(owner)
-    request.max_content_length = app.settings.max_mcp_body_bytes
-    body = request.get_data(cache=False)
-    check_routing_headers(request.headers.items(), body)
     # Taken before the backend sees the request: refusing a tool call's answer
-    # after the tool ran would be worse than refusing the call.
+    # after the tool ran would be worse than refusing the call. Both ride in
+    # the grant check's round trip.
     streams = t.cast(StreamSlots, app.streams)
-    slot = streams.take(claims.grant_id) if _may_stream() else None
+    wanted = streams.request() if _may_stream() else None
+    riders: list[Rider] = [r for r in (lookup, wanted) if r is not None]
+    try:
+        claims = verify_request(app, request, riders=riders)
+        owner = session_binding.owner_of(claims)
+        if lookup is not None:
+            lookup.check(owner)
+        request.max_content_length = app.settings.max_mcp_body_bytes
+        body = request.get_data(cache=False)
+        check_routing_headers(request.headers.items(), body)
+        slot = wanted.slot() if wanted is not None else None
+    except BaseException:
+        if wanted is not None:
+            wanted.abandon()
+        raise
     relayed = None
     try:
         headers = _backend_headers(app, claims)

@@ -37,14 +37,17 @@ def owner_of(claims: AccessClaims) -> str:
 class SessionLookup:
     """The owner of a presented session id, read in the grant check's pipeline."""
 
+    scripts: tuple[str, ...] = ()
+
     def __init__(self, owners: SessionOwners, session_id: str, ttl_seconds: int):
         self._owners = owners
         self.session_id = session_id
         self._ttl = ttl_seconds
         self.owner: str | None = None
 
-    def queue(self, pipe: t.Any) -> None:
+    def queue(self, pipe: t.Any, grant_id: str) -> bool:
         self._owners.queue_owner(pipe, self.session_id, ttl_seconds=self._ttl)
+        return True
 
     def receive(self, reply: t.Any) -> None:
         self.owner = reply.decode() if isinstance(reply, bytes) else reply

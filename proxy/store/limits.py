@@ -43,9 +43,17 @@ def _seconds(ms: int) -> int:
 
 
 class Rider(t.Protocol):
-    """A read that rides in another pipeline: queued, then handed its reply."""
+    """A command that rides in another pipeline: queued, then handed its reply.
 
-    def queue(self, pipe: t.Any) -> None: ...
+    ``queue`` says whether it queued one command (``receive`` follows) or
+    none; it may run twice if Redis lost a script (``scripts``: their
+    sources, loaded before the retry).
+    """
+
+    @property
+    def scripts(self) -> t.Sequence[str]: ...
+
+    def queue(self, pipe: t.Any, grant_id: str) -> bool: ...
 
     def receive(self, reply: t.Any) -> None: ...
 
@@ -108,21 +116,25 @@ class Limiter:
     ) -> tuple[bool, int]:
         """(does the grant exist, seconds to wait): one round trip for the gateway.
 
-        ``riders`` queue their own reads in the same pipeline and get their
+        ``riders`` queue their own commands in the same pipeline and get their
         replies back, so what the gateway needs per request costs no more.
         """
+        queued: list[Rider] = []
 
         def queue(pipe: t.Any) -> None:
+            queued.clear()
             pipe.exists(self._keys.grant(grant_id))
             if rate is not None:
                 self._queue_rate(pipe, self.grant_bucket(grant_id), rate, "charge")
             for rider in riders:
-                rider.queue(pipe)
+                if rider.queue(pipe, grant_id):
+                    queued.append(rider)
 
-        replies = self._execute(queue)
+        sources = [source for rider in riders for source in rider.scripts]
+        replies = self._execute(queue, sources)
         wait_ms = int(replies[1]) if rate is not None else 0
         ridden = replies[2 if rate is not None else 1 :]
-        for rider, reply in zip(riders, ridden, strict=True):
+        for rider, reply in zip(queued, ridden, strict=True):
             rider.receive(reply)
         return bool(replies[0]), _seconds(wait_ms)
 
@@ -131,8 +143,10 @@ class Limiter:
         # EXISTS first, one more round trip on every request.
         pipe.evalsha(self._charge.sha, 1, key, rate.interval_ms, rate.count, mode)
 
-    def _execute(self, queue: t.Callable[[t.Any], None]) -> list[t.Any]:
-        """One pipeline; loaded and sent again if Redis lost the script."""
+    def _execute(
+        self, queue: t.Callable[[t.Any], None], sources: t.Sequence[str] = ()
+    ) -> list[t.Any]:
+        """One pipeline; loaded and sent again if Redis lost a script."""
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
             queue(pipe)
@@ -141,7 +155,8 @@ class Limiter:
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
-                self._redis.script_load(scripts.CHARGE_RATE)
+                for source in (scripts.CHARGE_RATE, *sources):
+                    self._redis.script_load(source)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def ip_bucket(self, endpoint: str, ip: str) -> str:

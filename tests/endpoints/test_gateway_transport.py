@@ -21,6 +21,7 @@ from proxy.resource_server.mcp_cors import MAX_ANNOUNCED
 from tests.oauth_client import OAuthTestClient
 from tests.redis_round_trips import RoundTrips
 
+from .test_gateway import INITIALIZE
 from .test_gateway import INSPECTOR_ORIGIN
 from .test_gateway import backend  # noqa: F401 - the module's demo backend
 from .test_gateway import call_tool
@@ -147,12 +148,31 @@ def test_the_binding_is_stored_with_its_ttl(
     assert 0 < ttl <= app.extensions["proxy"].settings.mcp_session_ttl_seconds
 
 
+def test_opening_a_session_costs_three_round_trips(
+    client: t.Any, oauth: OAuthTestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """initialize: the grant check (with the slot's lease), the binding, and
+    the slot's release; the benchmark allows three per request."""
+    token = _token(oauth)
+    initialize(client, token)  # warm: scripts loaded, keys cached
+    trips = RoundTrips(monkeypatch)
+
+    def post() -> int:
+        response = client.post("/mcp", json=INITIALIZE, headers=mcp_headers(token))
+        response.close()
+        return t.cast(int, response.status_code)
+
+    sends, status = trips.of(post)
+    assert status == 200
+    assert sends == 3
+
+
 def test_presenting_a_session_costs_no_round_trip(
     client: t.Any, oauth: OAuthTestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The owner check rides in the pipeline that checks the grant: a request
-    with a session id makes as many round trips as one without (the grant
-    check; the stream slot's take and release), three in all."""
+    """The owner check rides in the pipeline that checks the grant, with the
+    stream slot's lease: a request with a session id makes as many round trips
+    as one without, two in all (that pipeline, and the slot's release)."""
     token = _token(oauth)
     session = initialize(client, token)
     call = {"jsonrpc": "2.0", "id": 4, "method": "tools/list"}
@@ -170,7 +190,7 @@ def test_presenting_a_session_costs_no_round_trip(
     # opened, nothing is bound, and Redis sees the same requests.
     without, status = trips.of(lambda: post(mcp_headers(token)))
     assert status == 400
-    assert with_session == without == 3
+    assert with_session == without == 2
 
 
 # --------------------------------------------------------------------------- #
@@ -455,3 +475,62 @@ def test_a_quiet_stream_is_answered_at_once_and_ended_when_idle(
     )
     assert again.status_code == 200  # the slot came back
     again.close()
+
+
+def test_a_request_refused_after_the_grant_check_gives_its_lease_back(
+    gateway_settings: Settings, store_client: t.Any
+) -> None:
+    """The slot's lease rides in the grant check; a request refused after it
+    (here: a session that is not its own) leaves no lease behind."""
+    app = create_app(
+        gateway_settings.replace(limits=Limits(max_streams_per_grant=1)),
+        redis_client=store_client,
+    )
+    client = app.test_client()
+    oauth = OAuthTestClient(client)
+    alice, bob = _token(oauth), _token(oauth, "bob@example.com")
+    bobs = initialize(client, bob)
+    session = initialize(client, alice)
+    for _ in range(3):
+        refused = call_tool(client, alice, bobs, "echo", {"text": "x"})
+        assert refused.status_code == 404
+    assert app.extensions["proxy"].streams.open_count == 0
+    echoed = call_tool(client, alice, session, "echo", {"text": "still"})
+    assert messages(echoed)[-1]["result"]["content"][0]["text"] == "still"
+
+
+def test_a_revoked_token_on_a_full_worker_is_401_not_503(
+    gateway_settings: Settings, store_client: t.Any
+) -> None:
+    """PRM-7: the token is judged before the worker's stream cap."""
+    app = create_app(
+        gateway_settings.replace(limits=Limits(max_streams=1)),
+        redis_client=store_client,
+    )
+    client = app.test_client()
+    oauth = OAuthTestClient(client)
+    client_id, body = oauth.tokens()
+    session = initialize(client, body["access_token"])
+    held = client.get(
+        "/mcp",
+        headers={
+            **mcp_headers(body["access_token"], session),
+            "Accept": "text/event-stream",
+        },
+        buffered=False,
+    )
+    try:
+        assert held.status_code == 200
+        full = call_tool(client, body["access_token"], session, "echo", {"text": "x"})
+        assert full.status_code == 503
+        revoked = client.post(
+            "/oauth2/revoke",
+            data={"token": body["refresh_token"], "client_id": client_id},
+        )
+        assert revoked.status_code == 200
+        refused = call_tool(
+            client, body["access_token"], session, "echo", {"text": "x"}
+        )
+        assert refused.status_code == 401
+    finally:
+        held.close()
