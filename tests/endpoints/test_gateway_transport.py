@@ -534,3 +534,15 @@ def test_a_revoked_token_on_a_full_worker_is_401_not_503(
         assert refused.status_code == 401
     finally:
         held.close()
+
+
+def test_scripts_lost_by_redis_are_loaded_again(
+    client: t.Any, oauth: OAuthTestClient, store_client: t.Any
+) -> None:
+    """Redis restarted empty: the grant check's pipeline (with the slot's
+    lease script) is sent again once its scripts are loaded."""
+    token = _token(oauth)
+    session = initialize(client, token)
+    store_client.script_flush()
+    echoed = call_tool(client, token, session, "echo", {"text": "reloaded"})
+    assert messages(echoed)[-1]["result"]["content"][0]["text"] == "reloaded"
