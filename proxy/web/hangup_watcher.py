@@ -74,7 +74,10 @@ class HangupWatcher:
                 log.info("hang-up watcher: %s", exc.__class__.__name__)
                 ready = []
             for key, _ in ready:
-                self._readable(key)
+                try:
+                    self._readable(key)
+                except Exception:  # the thread serves every stream: never die
+                    log.exception("hang-up watcher: a watch failed")
 
     def _readable(self, key: selectors.SelectorKey) -> None:
         sock = t.cast(socket.socket, key.fileobj)
@@ -84,8 +87,8 @@ class HangupWatcher:
             self._selector.unregister(sock)
         try:
             gone = not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            gone = False
+        except (BlockingIOError, ValueError):
+            gone = False  # bytes waiting, or a TLS socket that cannot peek
         except OSError:
             gone = True
         if gone:
