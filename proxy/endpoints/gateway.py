@@ -79,6 +79,7 @@ def forward() -> Response:
         request.max_content_length = app.settings.max_mcp_body_bytes
         body = request.get_data(cache=False)
         check_routing_headers(request.headers.items(), body)
+        # Last: once the slot is ours, the block below gives it back.
         slot = wanted.slot() if wanted is not None else None
     except BaseException:
         if wanted is not None:
