@@ -1,9 +1,13 @@
 """A small MCP server without authentication, to put behind the gateway.
 
 Run by `python -m proxy` when nothing is configured, and by the tests as the
-gateway's backend. It trusts the identity headers the gateway sets, which is
-only safe because it listens on loopback and the gateway strips any such
-header a client sends.
+gateway's backend. It speaks both MCP revisions (the SDK routes on
+`MCP-Protocol-Version`): 2025-11-25 sessions, GET stream and DELETE, and
+2026-07-28 stateless POSTs, `server/discover` and `subscriptions/listen`
+streams, which `add_note` feeds with a tools list-changed event.
+
+It trusts the identity headers the gateway sets, which is only safe because
+it listens on loopback and the gateway strips any such header a client sends.
 
     python -m proxy.cli.demo_mcp_server --port 8001
 """
@@ -12,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import typing as t
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
 
 server = MCPServer("mcp-oauth-proxy demo")
 
@@ -43,6 +49,23 @@ async def count(ctx: Context, to: int = 5, delay_seconds: float = 0.2) -> str:
         await ctx.report_progress(step, to, f"step {step}")
         await asyncio.sleep(delay_seconds)
     return f"counted to {to}"
+
+
+@server.tool()
+def region_echo(
+    region: t.Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    ctx: Context,
+) -> dict[str, str | None]:
+    """Echo an argument a 2026-07-28 client mirrors in `Mcp-Param-Region`."""
+    headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
+    return {"region": region, "header": headers.get("mcp-param-region")}
+
+
+@server.tool()
+async def add_note(ctx: Context, text: str = "note") -> str:
+    """Tell `subscriptions/listen` streams that the tools list changed."""
+    await ctx.notify_tools_changed()
+    return f"noted: {text}"
 
 
 def main() -> None:

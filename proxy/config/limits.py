@@ -90,6 +90,9 @@ class Limits:
     #: A stream's per-grant slot is a lease its worker renews every third of
     #: this; a killed worker's slots are free again this long after it died.
     stream_lease_seconds: int = 60
+    #: A relayed stream whose backend sends no byte for this long is ended
+    #: (SDK servers ping every 15 s), and its slot given back.
+    stream_idle_timeout_seconds: int = 120
     #: Failed client authentications tolerated per IP and client id before
     #: back-off starts; the back-off then doubles from 1 s up to the maximum.
     auth_failures_allowed: int = 5
@@ -124,6 +127,9 @@ class Limits:
             max_streams_per_grant=env.integer("MAX_STREAMS_PER_GRANT", 10, 0, 100_000),
             max_streams=env.integer("MAX_STREAMS", 1000, 0, 1_000_000),
             stream_lease_seconds=env.integer("STREAM_LEASE_SECONDS", 60, 3, 3600),
+            stream_idle_timeout_seconds=env.integer(
+                "STREAM_IDLE_TIMEOUT_SECONDS", 120, 1, 86400
+            ),
             auth_failures_allowed=env.integer("AUTH_FAILURES_ALLOWED", 5, 1, 1000),
             auth_backoff_max_seconds=env.integer(
                 "AUTH_BACKOFF_MAX_SECONDS", 300, 1, 86400

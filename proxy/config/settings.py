@@ -88,6 +88,9 @@ class Settings:
     backend_connect_timeout_seconds: float = 5.0
     backend_read_timeout_seconds: float = 300.0
     max_mcp_body_bytes: int = 10 * 1024 * 1024
+    #: MCP_SESSION_TTL_SECONDS: how long an Mcp-Session-Id stays bound to its
+    #: owner after its last use (proxy/resource_server/session_binding.py).
+    mcp_session_ttl_seconds: int = 86400
     # The upstream provider (proxy/upstream/): which kind, who may log in, and
     # which upstream claims are copied into access tokens.
     upstream_provider: str = "oidc"
@@ -352,6 +355,9 @@ def _gateway_settings(env: EnvReader) -> dict[str, Any]:
         ),
         "backend_read_timeout_seconds": env.number(
             "MCP_BACKEND_READ_TIMEOUT_SECONDS", 300, 1, 86400
+        ),
+        "mcp_session_ttl_seconds": env.integer(
+            "MCP_SESSION_TTL_SECONDS", 86400, 60, 30 * 86400
         ),
     }
 

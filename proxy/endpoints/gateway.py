@@ -20,20 +20,23 @@ from flask import request
 
 from proxy.app_state import state
 from proxy.observability import metrics
+from proxy.resource_server import mcp_cors
 from proxy.resource_server import relay
+from proxy.resource_server import session_binding
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.identity_headers import identity_headers
+from proxy.resource_server.jsonrpc_errors import JsonRpcError
+from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.stream_slots import Slot
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.verification import verify_request
 from proxy.web import client_gone
-from proxy.web.cors import ALLOWED_HEADERS
-from proxy.web.cors import EXPOSED_HEADERS
 
 if t.TYPE_CHECKING:
     from proxy.app_state import AppState
     from proxy.config.settings import Settings
     from proxy.oauth.access_tokens import AccessClaims
+    from proxy.store.limits import Rider
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("gateway", __name__)
     bp.add_url_rule(settings.mcp_path, "forward", forward, methods=METHODS)
     bp.after_request(_cors)
+    bp.register_error_handler(JsonRpcError, _jsonrpc_error)
     return bp
 
 
@@ -56,15 +60,34 @@ def forward() -> Response:
         return _json({"error": "forbidden_origin"}, 403)
     if request.method == "OPTIONS":
         return _preflight()
-    claims = verify_request(app, request)
+    presented = request.headers.get(session_binding.SESSION_HEADER)
+    lookup = None
+    if presented is not None:
+        ttl = app.settings.mcp_session_ttl_seconds
+        lookup = session_binding.SessionLookup(app.store.sessions, presented, ttl)
     # Taken before the backend sees the request: refusing a tool call's answer
-    # after the tool ran would be worse than refusing the call.
+    # after the tool ran would be worse than refusing the call. Both ride in
+    # the grant check's round trip.
     streams = t.cast(StreamSlots, app.streams)
-    slot = streams.take(claims.grant_id) if _may_stream() else None
+    wanted = streams.request() if _may_stream() else None
+    riders: list[Rider] = [r for r in (lookup, wanted) if r is not None]
     try:
-        headers = _backend_headers(app, claims)
+        claims = verify_request(app, request, riders=riders)
+        owner = session_binding.owner_of(claims)
+        if lookup is not None:
+            lookup.check(owner)
         request.max_content_length = app.settings.max_mcp_body_bytes
         body = request.get_data(cache=False)
+        check_routing_headers(request.headers.items(), body)
+        # Last: once the slot is ours, the block below gives it back.
+        slot = wanted.slot() if wanted is not None else None
+    except BaseException:
+        if wanted is not None:
+            wanted.abandon()
+        raise
+    relayed = None
+    try:
+        headers = _backend_headers(app, claims)
         relayed = relay.open_backend(
             t.cast(urllib3.PoolManager, app.backend),
             request.method,
@@ -72,7 +95,18 @@ def forward() -> Response:
             body=body,
             headers=headers,
         )
+        session_binding.after_response(
+            app.store.sessions,
+            method=request.method,
+            presented=presented,
+            answered=relayed.headers.get(session_binding.SESSION_HEADER),
+            status=relayed.status,
+            owner=owner,
+            ttl_seconds=app.settings.mcp_session_ttl_seconds,
+        )
     except BaseException:
+        if relayed is not None:
+            relayed.close()
         if slot is not None:
             slot.release()
         raise
@@ -128,12 +162,22 @@ def _backend_url(settings: Settings) -> str:
 def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
     """The backend's response, relayed chunk by chunk as it arrives.
 
-    A stream gives its slot back however it ends; under gevent a client that
-    hangs up ends it at once, not at the next event (proxy/web/client_gone.py).
+    A stream's head goes to the client at once, not with its first event; it
+    gives its slot back however it ends, and a client that hangs up ends it
+    at once, not at the next event (proxy/web/client_gone.py). A backend
+    silent for STREAM_IDLE_TIMEOUT_SECONDS ends it too.
     """
     if slot is None:
         stream = relay.Relay(relayed)
     else:
+        settings = state().settings
+        relay.end_when_idle(
+            relayed,
+            min(
+                settings.limits.stream_idle_timeout_seconds,
+                settings.backend_read_timeout_seconds,
+            ),
+        )
         stop_watching: list[t.Callable[[], None]] = []
 
         def finished() -> None:
@@ -143,7 +187,7 @@ def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
             metrics.GATEWAY_OPEN_STREAMS.dec()
 
         metrics.GATEWAY_OPEN_STREAMS.inc()
-        stream = relay.Relay(relayed, on_finish=finished)
+        stream = relay.Relay(relayed, on_finish=finished, flush_head=True)
         stop_watching.append(client_gone.watch(request.environ, stream.abort))
     response = Response(
         stream.chunks(),
@@ -159,16 +203,26 @@ def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
 def _preflight() -> Response:
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+    announced = request.headers.get("Access-Control-Request-Headers")
+    response.headers["Access-Control-Allow-Headers"] = mcp_cors.allowed_headers(
+        announced
+    )
     response.headers["Access-Control-Max-Age"] = "86400"
+    response.vary.add("Access-Control-Request-Headers")
     return response
+
+
+def _jsonrpc_error(error: JsonRpcError) -> Response:
+    """An MCP-level refusal, in the shape the MCP server itself would answer."""
+    log.info("MCP request refused: %s", error.reason or error.code)
+    return Response(error.body(), status=error.status_code, mimetype="application/json")
 
 
 def _cors(response: Response) -> Response:
     origin = request.headers.get("Origin")
     if origin and state().settings.origin_allowed(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.headers["Access-Control-Expose-Headers"] = mcp_cors.EXPOSED_HEADERS
         response.vary.add("Origin")
     return response
 

@@ -139,6 +139,20 @@ def response_headers(relayed: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]
     ]
 
 
+def end_when_idle(relayed: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Bound each wait for the stream's next bytes by ``seconds``.
+
+    The backend read timeout covers the wait for the response head (a tool
+    may think for minutes); once the response is a stream, a backend silent
+    this long ends it (STREAM_IDLE_TIMEOUT_SECONDS, or the read timeout if
+    shorter), as a read timeout.
+    """
+    connection = getattr(relayed, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
 def _forwardable(name: str, own: frozenset[str]) -> bool:
     if name in _HOP_BY_HOP or name in _NEVER_FORWARDED or name in own:
         return False
@@ -156,14 +170,27 @@ class Relay:
         self,
         relayed: urllib3.BaseHTTPResponse,
         on_finish: Callable[[], None] | None = None,
+        *,
+        flush_head: bool = False,
     ) -> None:
         self._relayed = relayed
         self._on_finish = on_finish
+        self._flush_head = flush_head
         self._complete = False
         self._finished = False
 
     def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives; first an empty chunk when ``flush_head``.
+
+        gunicorn sends the response head with the first chunk written, so a
+        stream whose backend is quiet would reach its client only with the
+        first event (15 s on an SDK server's idle GET stream). An empty chunk
+        makes the head go at once, and writes no body (no chunked
+        terminator: gunicorn skips empty writes).
+        """
         try:
+            if self._flush_head:
+                yield b""
             while True:
                 try:
                     chunk = self._relayed.read1(CHUNK_BYTES, decode_content=False)

@@ -7,9 +7,10 @@ them across every worker and instance, and one worker process MAX_STREAMS;
 past either, the request is refused with 429 `temporarily_unavailable` and
 Retry-After, before it reaches the backend.
 
-A slot is taken by :meth:`StreamSlots.take` and given back by
-:meth:`Slot.release`, which the gateway calls whenever the stream ends
-(backend end, client gone, error, read timeout). A worker that dies without
+A slot is taken by a :class:`SlotRequest` riding in the gateway's grant check
+(no round trip of its own) and given back by :meth:`Slot.release`, which the
+gateway calls whenever the stream ends (backend end, client gone, error, read
+or idle timeout). A worker that dies without
 releasing keeps nothing forever: the per-worker count dies with it, and the
 per-grant slot is a Redis lease (proxy/store/streams.py) that this module
 renews while the stream is open and that otherwise ends by itself.
@@ -27,7 +28,9 @@ import weakref
 
 import redis.exceptions
 
+from proxy.oauth.errors import TemporarilyUnavailableError
 from proxy.oauth.errors import TooManyRequestsError
+from proxy.store.scripts import ACQUIRE_STREAM
 
 if t.TYPE_CHECKING:
     from proxy.config.limits import Limits
@@ -74,34 +77,25 @@ class StreamSlots:
         """Streams open in this process."""
         return len(self._open)
 
-    def take(self, grant_id: str) -> Slot:
-        """A slot for one more stream of ``grant_id``, or TooManyRequestsError."""
-        lease_id = uuid.uuid4().hex
+    def request(self) -> SlotRequest:
+        """A slot for one more stream, taken in the grant check's pipeline.
+
+        Pass it to ``verify_request(riders=...)``, then call
+        :meth:`SlotRequest.slot`, or :meth:`SlotRequest.abandon` if the
+        request is refused first.
+        """
+        return SlotRequest(self)
+
+    def _reserve(self, grant_id: str) -> Slot | None:
+        """This worker's place for one more stream, or None when it is full."""
         with self._lock:
             if self._per_worker and len(self._open) >= self._per_worker:
                 log.warning("stream refused: %d open in this worker", len(self._open))
-                raise TooManyRequestsError(RETRY_AFTER_SECONDS, reason="max_streams")
-            slot = Slot(self, grant_id, lease_id, leased=bool(self._per_grant))
-            # Counted before the round trip, so concurrent takes see it.
-            self._open[lease_id] = slot
-        if slot.leased:
-            try:
-                taken = self._leases.acquire(
-                    grant_id, lease_id, slots=self._per_grant, ms=self._lease_ms
-                )
-            except BaseException:
-                self._forget(slot)
-                raise
-            if not taken:
-                self._forget(slot)
-                log.info(
-                    "stream refused: grant %s holds %d", grant_id[:8], self._per_grant
-                )
-                raise TooManyRequestsError(
-                    RETRY_AFTER_SECONDS, reason="max_streams_per_grant"
-                )
-            self._ensure_renewer()
-        return slot
+                return None
+            slot = Slot(self, grant_id, uuid.uuid4().hex, leased=bool(self._per_grant))
+            # Counted before the round trip, so concurrent requests see it.
+            self._open[slot.lease_id] = slot
+            return slot
 
     def release(self, slot: Slot) -> None:
         if not self._forget(slot) or not slot.leased:
@@ -143,6 +137,78 @@ class StreamSlots:
                 return False
             self._renewer_pid = 0
             return True
+
+
+class SlotRequest:
+    """One request's claim on a stream slot, riding in the grant check.
+
+    The worker's count is reserved when the pipeline is queued; the grant's
+    lease (``ACQUIRE_STREAM``) goes in the same round trip as the grant's
+    existence and rate, so a stream costs no round trip to start. The verdict
+    waits for the grant check: a revoked token is 401 even on a full worker.
+    """
+
+    scripts = (ACQUIRE_STREAM,)
+
+    def __init__(self, owner: StreamSlots) -> None:
+        self._owner = owner
+        self._slot: Slot | None = None
+        self._full = False
+        self._taken = False
+        self._settled = False
+
+    def queue(self, pipe: t.Any, grant_id: str) -> bool:
+        # Runs again if Redis lost the script: reserve once, queue each time.
+        if self._slot is None and not self._full:
+            self._slot = self._owner._reserve(grant_id)
+            self._full = self._slot is None
+        if self._slot is None or not self._slot.leased:
+            return False
+        owner = self._owner
+        owner._leases.queue_acquire(
+            pipe,
+            grant_id,
+            self._slot.lease_id,
+            slots=owner._per_grant,
+            ms=owner._lease_ms,
+        )
+        return True
+
+    def receive(self, reply: t.Any) -> None:
+        self._taken = bool(reply)
+
+    def slot(self) -> Slot:
+        """The slot, or 503 (this worker is full) or 429 (the grant's cap)."""
+        self._settled = True
+        if self._slot is None:
+            raise TemporarilyUnavailableError(
+                "The gateway holds all the streams it can: retry later.",
+                reason="max_streams",
+            )
+        slot = self._slot
+        if slot.leased and not self._taken:
+            self._owner._forget(slot)
+            log.info(
+                "stream refused: grant %s holds %d",
+                slot.grant_id[:8],
+                self._owner._per_grant,
+            )
+            raise TooManyRequestsError(
+                RETRY_AFTER_SECONDS, reason="max_streams_per_grant"
+            )
+        if slot.leased:
+            self._owner._ensure_renewer()
+        return slot
+
+    def abandon(self) -> None:
+        """The request was refused before its stream: give back what it took."""
+        if self._settled or self._slot is None:
+            return
+        self._settled = True
+        if self._taken:
+            self._slot.release()
+        else:
+            self._owner._forget(self._slot)
 
 
 def _renew_while_open(ref: weakref.ref[StreamSlots], interval: float) -> None:

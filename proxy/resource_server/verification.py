@@ -24,9 +24,12 @@ from proxy.resource_server.bearer import challenge
 from proxy.resource_server.bearer import token_from_header
 
 if t.TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from flask import Request
 
     from proxy.app_state import AppState
+    from proxy.store.limits import Rider
 
 
 def resource_metadata_url(app: AppState) -> str:
@@ -40,8 +43,14 @@ def challenge_scope(app: AppState) -> str | None:
     return " ".join(needed) or None
 
 
-def verify_request(app: AppState, request: Request) -> AccessClaims:
-    """The verified claims of the request's access token, or an InvalidTokenError."""
+def verify_request(
+    app: AppState, request: Request, *, riders: Sequence[Rider] = ()
+) -> AccessClaims:
+    """The verified claims of the request's access token, or an InvalidTokenError.
+
+    ``riders`` are reads the caller needs from Redis too: they ride in the
+    round trip that checks the grant (the gateway's session owners).
+    """
     metadata = resource_metadata_url(app)
     scope = challenge_scope(app)
     header_token = token_from_header(request.headers.get("Authorization"))
@@ -60,7 +69,9 @@ def verify_request(app: AppState, request: Request) -> AccessClaims:
         # in the same round trip as the grant's rate bucket.
         limits = app.settings.limits
         rate = limits.per_grant if limits.enabled else None
-        alive, wait = app.store.limits.charge_grant(claims.grant_id, rate)
+        alive, wait = app.store.limits.charge_grant(
+            claims.grant_id, rate, riders=riders
+        )
         if not alive:
             raise InvalidTokenError("The access token was revoked.", reason="revoked")
     except InvalidTokenError as exc:

@@ -33,6 +33,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import GrantSummary
 from proxy.store.records import Transaction
+from proxy.store.sessions import SessionOwners
 from proxy.store.streams import StreamLeases
 from proxy.store.traces import TraceRecords
 
@@ -99,6 +100,7 @@ class Store:
         )
         self.limits = Limiter(client, self.keys)
         self.streams = StreamLeases(client, self.keys)
+        self.sessions = SessionOwners(client, self.keys)
         self.documents = DocumentRecords(client, self.keys)
         self.traces = TraceRecords(client, self.keys)
         self.grant_index = GrantIndex(client, self.keys)

@@ -136,6 +136,21 @@ class Keys:
         """
         return f"{self.prefix}streams:{{{grant_id}}}"
 
+    def mcp_session(self, session_hash: str) -> str:
+        """``mcpsession:{session_hash}`` STRING: who owns one MCP session id.
+
+        session_hash is the first 32 hex digits of the SHA-256 of the backend's
+        ``Mcp-Session-Id`` (no raw session id in key names); the value is the
+        owner's hash (SHA-256 of client id and subject, 32 hex digits). TTL:
+        MCP_SESSION_TTL_SECONDS, slid by every request that presents the id.
+        Written (SET NX EX) by the gateway when a backend response names a new
+        session; read (GETEX, in the pipeline that checks the grant) by every
+        gateway request carrying ``Mcp-Session-Id``; deleted (RELEASE_LOCK,
+        only by its owner) after the backend accepted the owner's DELETE or
+        answered 404 for it.
+        """
+        return f"{self.prefix}mcpsession:{{{session_hash}}}"
+
     def auth_failures(self, ip: str, client: str) -> str:
         """``authfail:{{ip} {client}}`` STRING counter: failed client authentications.
 

@@ -42,6 +42,22 @@ def _seconds(ms: int) -> int:
     return -(-ms // 1000)  # ceiling: never tell a client to come back too soon
 
 
+class Rider(t.Protocol):
+    """A command that rides in another pipeline: queued, then handed its reply.
+
+    ``queue`` says whether it queued one command (``receive`` follows) or
+    none; it may run twice if Redis lost a script (``scripts``: their
+    sources, loaded before the retry).
+    """
+
+    @property
+    def scripts(self) -> t.Sequence[str]: ...
+
+    def queue(self, pipe: t.Any, grant_id: str) -> bool: ...
+
+    def receive(self, reply: t.Any) -> None: ...
+
+
 class Limiter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
@@ -95,16 +111,31 @@ class Limiter:
 
         self._execute(queue)
 
-    def charge_grant(self, grant_id: str, rate: Rate | None) -> tuple[bool, int]:
-        """(does the grant exist, seconds to wait): one round trip for the gateway."""
+    def charge_grant(
+        self, grant_id: str, rate: Rate | None, *, riders: t.Sequence[Rider] = ()
+    ) -> tuple[bool, int]:
+        """(does the grant exist, seconds to wait): one round trip for the gateway.
+
+        ``riders`` queue their own commands in the same pipeline and get their
+        replies back, so what the gateway needs per request costs no more.
+        """
+        queued: list[Rider] = []
 
         def queue(pipe: t.Any) -> None:
+            queued.clear()
             pipe.exists(self._keys.grant(grant_id))
             if rate is not None:
                 self._queue_rate(pipe, self.grant_bucket(grant_id), rate, "charge")
+            for rider in riders:
+                if rider.queue(pipe, grant_id):
+                    queued.append(rider)
 
-        replies = self._execute(queue)
+        sources = [source for rider in riders for source in rider.scripts]
+        replies = self._execute(queue, sources)
         wait_ms = int(replies[1]) if rate is not None else 0
+        ridden = replies[2 if rate is not None else 1 :]
+        for rider, reply in zip(queued, ridden, strict=True):
+            rider.receive(reply)
         return bool(replies[0]), _seconds(wait_ms)
 
     def _queue_rate(self, pipe: t.Any, key: str, rate: Rate, mode: str) -> None:
@@ -112,8 +143,10 @@ class Limiter:
         # EXISTS first, one more round trip on every request.
         pipe.evalsha(self._charge.sha, 1, key, rate.interval_ms, rate.count, mode)
 
-    def _execute(self, queue: t.Callable[[t.Any], None]) -> list[t.Any]:
-        """One pipeline; loaded and sent again if Redis lost the script."""
+    def _execute(
+        self, queue: t.Callable[[t.Any], None], sources: t.Sequence[str] = ()
+    ) -> list[t.Any]:
+        """One pipeline; loaded and sent again if Redis lost a script."""
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
             queue(pipe)
@@ -122,7 +155,8 @@ class Limiter:
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
-                self._redis.script_load(scripts.CHARGE_RATE)
+                for source in (scripts.CHARGE_RATE, *sources):
+                    self._redis.script_load(source)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def ip_bucket(self, endpoint: str, ip: str) -> str:

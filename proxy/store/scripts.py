@@ -308,8 +308,8 @@ return 1
 """
 
 RELEASE_LOCK = """
--- KEYS[1] = doclock:{document_id}
--- ARGV[1] = the holder's token
+-- KEYS[1] = doclock:{document_id}, or mcpsession:{session_hash}
+-- ARGV[1] = the holder's token (a session's: its owner's hash)
 -- Returns: 1 if the lock was this holder's and is now deleted, otherwise 0.
 -- Edge cases: a lock that lapsed and was taken by another worker is left alone.
 if redis.call('GET', KEYS[1]) == ARGV[1] then

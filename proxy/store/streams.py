@@ -28,6 +28,18 @@ class StreamLeases:
         self._acquire = client.register_script(scripts.ACQUIRE_STREAM)
         self._renew = client.register_script(scripts.RENEW_STREAMS)
 
+    def queue_acquire(
+        self, pipe: t.Any, grant_id: str, lease_id: str, *, slots: int, ms: int
+    ) -> None:
+        """:meth:`acquire` queued on another pipeline (its reply: 1 or 0).
+
+        EVALSHA by hand: a redis-py Script in a pipeline sends SCRIPT EXISTS
+        first, one more round trip. The caller loads ``ACQUIRE_STREAM`` and
+        retries if Redis lost it (``Limiter.charge_grant``).
+        """
+        key = self._keys.streams(grant_id)
+        pipe.evalsha(self._acquire.sha, 1, key, lease_id, ms, slots)
+
     def acquire(self, grant_id: str, lease_id: str, *, slots: int, ms: int) -> bool:
         """Take one of the grant's ``slots`` for ``ms``; False when all are held."""
         args: list[str | int] = [lease_id, ms, slots]

@@ -6,8 +6,9 @@ on an idle stream may be minutes away, and all that time its stream slot,
 greenlet and backend connection stay taken. Under gunicorn's gevent worker a
 small greenlet waits for the client's socket to become readable instead: a
 client that sent its whole request has nothing more to say, so readable with
-nothing to read is the hang-up. Elsewhere (the Flask test client, gthread)
-nothing is watched and the next write notices, as before.
+nothing to read is the hang-up. Under threaded workers (gthread) one thread per
+process watches every stream's client socket (proxy/web/hangup_watcher.py).
+Where there is no socket (the Flask test client) the next write notices.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import socket
 import sys
 import typing as t
 from collections.abc import Callable
+
+from proxy.web.hangup_watcher import WATCHER
 
 
 def _nothing() -> None:
@@ -37,8 +40,10 @@ def watch(
     end the watch without calling ``on_gone``.
     """
     sock = environ.get("gunicorn.socket")
-    if sock is None or not _gevent_patched():
+    if sock is None:
         return _nothing
+    if not _gevent_patched():
+        return WATCHER.watch(sock, on_gone)
     import gevent  # type: ignore[import-untyped]
     from gevent.socket import wait_read  # type: ignore[import-untyped]
 

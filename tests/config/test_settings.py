@@ -89,12 +89,23 @@ BAD_VALUES = [
     ("MAX_STREAMS_PER_GRANT", "-1"),
     ("MAX_STREAMS", "1e3"),
     ("STREAM_LEASE_SECONDS", "2"),
+    ("STREAM_IDLE_TIMEOUT_SECONDS", "0"),
+    ("STREAM_IDLE_TIMEOUT_SECONDS", "soon"),
+    ("MCP_SESSION_TTL_SECONDS", "59"),
 ]
 
 
 @pytest.mark.parametrize(("name", "value"), BAD_VALUES)
 def test_malformed_value_is_named(name: str, value: str) -> None:
     assert name in _config_error(**{name: value})
+
+
+def test_stream_idle_timeout_and_session_ttl_are_read() -> None:
+    settings = _settings(
+        STREAM_IDLE_TIMEOUT_SECONDS="30", MCP_SESSION_TTL_SECONDS="600"
+    )
+    assert settings.limits.stream_idle_timeout_seconds == 30
+    assert settings.mcp_session_ttl_seconds == 600
 
 
 def test_bad_public_url_port_is_named() -> None:

@@ -214,7 +214,8 @@ def test_backend_read_timeout_frees_the_slot(
 def test_per_worker_cap(
     gateway: Settings, store_client: t.Any, closing: list[t.Any]
 ) -> None:
-    """MAX_STREAMS counts every grant's streams in this process."""
+    """MAX_STREAMS counts every grant's streams in this process; past it the
+    server is full: 503 with Retry-After (not the client's 429)."""
     app = _app(gateway, store_client, max_streams_per_grant=0, max_streams=2)
     client = app.test_client()
     alice, bob = Grant(client), Grant(client)
@@ -222,7 +223,8 @@ def test_per_worker_cap(
     closing.append(bob.open_stream(client))
     refused = bob.open_stream(client)
     closing.append(refused)
-    assert refused.status_code == 429
+    assert refused.status_code == 503
+    assert refused.json["error"] == "temporarily_unavailable"
     assert refused.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
     closing.pop(0).close()
     closing.append(bob.open_stream(client))

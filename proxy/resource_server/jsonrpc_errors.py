@@ -1,0 +1,64 @@
+"""MCP-level refusals the gateway answers itself, shaped as the MCP server would.
+
+OAuth errors (401, 403, 429) keep RFC 6749/6750's JSON shape. What a client
+must read as the MCP server speaking (an unknown session, a header that
+disagrees with its body) is a JSON-RPC error object with the status the MCP
+transport assigns, so SDK clients react as they would to the backend itself.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+#: JSON-RPC 2.0 §5.1.
+INVALID_REQUEST = -32600
+#: MCP 2026-07-28 transports: a routing header disagrees with the body.
+HEADER_MISMATCH = -32020
+
+
+class JsonRpcError(Exception):
+    """A JSON-RPC error response: HTTP status, error code, message, request id."""
+
+    status_code = 400
+    code = INVALID_REQUEST
+
+    def __init__(
+        self, message: str, *, request_id: t.Any = None, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        #: Internal, logged only: never tells a client why.
+        self.reason = reason
+
+    def body(self) -> str:
+        return json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": self.request_id,
+                "error": {"code": self.code, "message": self.message},
+            },
+            separators=(",", ":"),
+        )
+
+
+class SessionNotFoundError(JsonRpcError):
+    """MCP 2025-11-25 transports: a server answers an unknown or ended session
+    id with 404, and the client starts a new session. Said, in the SDK's own
+    words, for a session that is someone else's too: a stranger learns nothing.
+    """
+
+    status_code = 404
+    code = INVALID_REQUEST
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__("Session not found", reason=reason)
+
+
+class HeaderMismatchError(JsonRpcError):
+    """MCP 2026-07-28 transports: `Mcp-Method`/`Mcp-Name` disagree with the body
+    (HTTP 400, JSON-RPC `HeaderMismatch` -32020)."""
+
+    status_code = 400
+    code = HEADER_MISMATCH

@@ -1,0 +1,97 @@
+"""MCP 2026-07-28 routing headers: `Mcp-Method`, `Mcp-Name` say what the body says.
+
+Clients copy the JSON-RPC method, and the name of the tool, prompt or
+resource, into headers so that intermediaries can route without reading the
+body. The body stays authoritative: a request whose headers disagree with it
+is refused (HeaderMismatch, -32020, HTTP 400) before anything else reads
+either, so nothing downstream can be told one thing and do another. Only
+requests that carry the headers are parsed; 2025-11-25 clients send none.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import typing as t
+from collections.abc import Iterable
+
+from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
+
+METHOD_HEADER = "mcp-method"
+NAME_HEADER = "mcp-name"
+#: The body parameter each name-bearing method mirrors into `Mcp-Name`.
+NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+# A value that would not survive as a header travels as =?base64?<b64>?=.
+_BASE64_VALUE = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
+
+
+def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> None:
+    """Raise HeaderMismatchError unless the routing headers agree with ``body``."""
+    method_header: str | None = None
+    name_header: str | None = None
+    for name, value in headers:
+        key = name.lower()
+        if key not in (METHOD_HEADER, NAME_HEADER):
+            continue
+        # Two copies: first-copy and last-copy readers would disagree.
+        if (method_header if key == METHOD_HEADER else name_header) is not None:
+            raise HeaderMismatchError(
+                f"{name} header appears more than once", reason="duplicate_header"
+            )
+        if key == METHOD_HEADER:
+            method_header = value
+        else:
+            name_header = value
+    if method_header is None and name_header is None:
+        return
+    message = _message(body)
+    if message is None:
+        return  # not a JSON-RPC message: the backend answers the parse error
+    request_id = message.get("id")
+    method = message.get("method")
+    if method_header is not None and method_header != method:
+        raise HeaderMismatchError(
+            "Mcp-Method header does not match the request body's method",
+            request_id=request_id,
+            reason="method_mismatch",
+        )
+    param = NAME_PARAMS.get(method) if isinstance(method, str) else None
+    if name_header is None or param is None:
+        return
+    params = message.get("params")
+    named = params.get(param) if isinstance(params, dict) else None
+    if named is not None and decode_header_value(name_header) != named:
+        raise HeaderMismatchError(
+            f"Mcp-Name header does not match the request body's '{param}' parameter",
+            request_id=request_id,
+            reason="name_mismatch",
+        )
+
+
+def decode_header_value(value: str) -> str | None:
+    """The value a client meant: itself, or its =?base64?...?= payload as UTF-8.
+
+    A malformed payload is None, so it never matches a body value.
+    """
+    match = _BASE64_VALUE.fullmatch(value)
+    if match is None:
+        return value
+    payload = match.group("payload")
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        if base64.b64encode(decoded).decode("ascii") != payload:
+            return None
+        return decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _message(body: bytes) -> dict[str, t.Any] | None:
+    """The body's JSON-RPC message, or None if it is not one JSON object."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) else None

@@ -1,0 +1,100 @@
+"""proxy/resource_server/routing_headers.py: Mcp-Method/Mcp-Name against the body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy.resource_server.jsonrpc_errors import HEADER_MISMATCH
+from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
+from proxy.resource_server.routing_headers import check_routing_headers
+from proxy.resource_server.routing_headers import decode_header_value
+
+
+def _body(method: str, **params: object) -> bytes:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ([], _body("tools/call", name="echo")),
+        (
+            [("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")],
+            _body("tools/call", name="echo"),
+        ),
+        (
+            [("mcp-method", "resources/read"), ("mcp-name", "file:///a")],
+            _body("resources/read", uri="file:///a"),
+        ),
+        (
+            [("Mcp-Method", "prompts/get"), ("Mcp-Name", "=?base64?aMOpbGxv?=")],
+            _body("prompts/get", name="héllo"),
+        ),
+        ([("Mcp-Method", "tools/list")], _body("tools/list")),
+        # A name header on a method that names nothing is not compared.
+        ([("Mcp-Method", "tools/list"), ("Mcp-Name", "x")], _body("tools/list")),
+        # Not a JSON-RPC object: the backend answers the parse error.
+        ([("Mcp-Method", "tools/call")], b"{not json"),
+        ([("Mcp-Method", "tools/call")], b"[1, 2]"),
+    ],
+)
+def test_agreeing_or_absent_headers_pass(
+    headers: list[tuple[str, str]], body: bytes
+) -> None:
+    check_routing_headers(headers, body)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ([("Mcp-Method", "tools/list")], _body("tools/call", name="echo")),
+        (
+            [("Mcp-Method", "tools/call"), ("Mcp-Name", "whoami")],
+            _body("tools/call", name="echo"),
+        ),
+        ([("Mcp-Name", "other")], _body("resources/read", uri="file:///a")),
+        (
+            [("Mcp-Method", "tools/call")],
+            json.dumps({"jsonrpc": "2.0", "id": 7}).encode(),
+        ),
+        (
+            [("Mcp-Method", "tools/call"), ("Mcp-Method", "tools/call")],
+            _body("tools/call", name="echo"),
+        ),
+        (
+            [("Mcp-Method", "tools/call"), ("Mcp-Name", "=?base64?!!?=")],
+            _body("tools/call", name="echo"),
+        ),
+    ],
+)
+def test_disagreeing_headers_are_header_mismatch(
+    headers: list[tuple[str, str]], body: bytes
+) -> None:
+    with pytest.raises(HeaderMismatchError) as caught:
+        check_routing_headers(headers, body)
+    assert caught.value.code == HEADER_MISMATCH == -32020
+    assert caught.value.status_code == 400
+
+
+def test_mismatch_keeps_the_request_id() -> None:
+    with pytest.raises(HeaderMismatchError) as caught:
+        check_routing_headers([("Mcp-Method", "x")], _body("tools/list"))
+    assert json.loads(caught.value.body())["id"] == 7
+
+
+@pytest.mark.parametrize(
+    ("value", "decoded"),
+    [
+        ("plain", "plain"),
+        ("=?base64?aMOpbGxv?=", "héllo"),
+        ("=?base64?not base64?=", None),
+        ("=?base64?aGk=x?=", None),
+        ("=?base64?/w==?=", None),  # not UTF-8
+    ],
+)
+def test_decode_header_value(value: str, decoded: str | None) -> None:
+    assert decode_header_value(value) == decoded
