@@ -125,7 +125,13 @@ def verify_access_token(
             expires_at=exp,
             issued_at=int(claims.get("iat", 0)),
             jti=str(claims.get("jti", "")),
-            extra={k: v for k, v in claims.items() if k in IDENTITY_CLAIMS},
+            # The identity claims, and what TOKEN_EXTRA_CLAIMS/TOOL_POLICY_CLAIMS
+            # copied from upstream (groups, roles): all claims we did not reserve.
+            extra={
+                k: v
+                for k, v in claims.items()
+                if k in IDENTITY_CLAIMS or k not in RESERVED_CLAIMS
+            },
             trace_id=str(claims.get("trace") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -58,6 +58,11 @@ NAMES: dict[str, str] = {
     "redirect_uri.refused": "a redirect URI was refused (where, reason)",
     "gateway.first_call": "the first MCP call on a grant reached the backend",
     "gateway.refused": "the gateway refused a call (reason)",
+    "gateway.tool_denied": "a tool call was refused: the tool policy "
+    "(reason denied_by_rule, denied_by_default) or a missing tool scope "
+    "(insufficient_scope); tool, rule, client",
+    "gateway.policy_reloaded": "the tool policy file changed and was re-read "
+    "(outcome error: it was bad and the last good policy stays)",
     # Operators.
     "admin.action": "an operator acted through the admin CLI (action)",
 }
