@@ -129,7 +129,7 @@ def caller_of(
     verified = isinstance(email, str) and claims.extra.get("email_verified") is True
     groups: set[str] = set()
     for name in settings.tool_policy_claims:
-        value = claims.extra.get(name)
+        value = claims.upstream_claims.get(name)
         if isinstance(value, str):
             groups.update(value.split())
         elif isinstance(value, list):
