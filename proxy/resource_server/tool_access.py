@@ -38,6 +38,9 @@ MAX_TOOLS_LIST_BYTES = 8 * 1024 * 1024
 
 Headers = list[tuple[str, str]]
 
+#: Content encodings a tools/list answer can be read in (identity is asked for).
+_DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+
 
 @dataclass(frozen=True, slots=True)
 class ToolAccess:
@@ -63,8 +66,12 @@ class ToolAccess:
             for name, value in headers
             if name.lower() not in ("content-length", "content-encoding")
         ]
+        events = content_type == "text/event-stream"
+        if encoding not in _DECODABLE:
+            why = f"content encoding {encoding!r}"
+            return self._refused(chunks, why, events=events), kept
         body = _decoded(chunks, encoding)
-        if content_type == "text/event-stream":
+        if events:
             return self._filtered_events(body), kept
         if content_type == "application/json":
             return self._filtered_json(body), kept
@@ -96,7 +103,7 @@ class ToolAccess:
                 event, pending = pending.split(b"\n\n", 1)
                 yield self._event(event) + b"\n\n"
             if len(pending) > MAX_TOOLS_LIST_BYTES:
-                yield self._cannot_filter("event too large")
+                yield b"data: " + self._cannot_filter("event too large") + b"\n\n"
                 return
         if pending:
             yield self._event(pending)
@@ -121,6 +128,14 @@ class ToolAccess:
         return mcp_messages.filter_tools_result(
             message, self.list_ids, t.cast(Callable[[str], bool], self.may_call)
         )
+
+    def _refused(
+        self, chunks: Iterator[bytes], why: str, *, events: bool
+    ) -> Iterator[bytes]:
+        for _ in chunks:  # read to the end, so the connection can be reused
+            pass
+        error = self._cannot_filter(why)
+        yield b"data: " + error + b"\n\n" if events else error
 
     def _cannot_filter(self, why: str) -> bytes:
         """Fail closed: a tools/list answer we cannot read lists nothing."""
@@ -225,16 +240,16 @@ def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     if encoding in ("", "identity"):
         yield from chunks
         return
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        wbits = 47 if encoding != "deflate" else 15
-        decompressor = zlib.decompressobj(wbits)
+    # 47: zlib detects gzip or zlib framing; deflate is zlib-framed (RFC 9110).
+    decompressor = zlib.decompressobj(15 if encoding == "deflate" else 47)
+    try:
         for chunk in chunks:
             yield decompressor.decompress(chunk)
         yield decompressor.flush()
-        return
-    log.error("tools/list answer in %r cannot be filtered: dropped", encoding)
-    for _ in chunks:  # read to the end so the connection can be reused
-        pass
+    except zlib.error as exc:  # a corrupt body: what decoded so far, nothing more
+        log.warning("tools/list answer does not decompress: %s", exc)
+        for _ in chunks:
+            pass
 
 
 def _dumps(value: object) -> bytes:

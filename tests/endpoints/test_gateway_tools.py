@@ -72,6 +72,12 @@ def backend_reply(request: Request) -> Response:
             note + b"event: message\nid: 1\ndata: " + encoded + b"\n\n",
             mimetype="text/event-stream",
         )
+    if request.headers.get("X-Reply") == "brotli":
+        return Response(
+            b"\x0b\x02\x80not-really-brotli",
+            mimetype="application/json",
+            headers={"Content-Encoding": "br"},
+        )
     if request.headers.get("X-Reply") == "gzip":
         return Response(
             gzip.compress(encoded),
@@ -388,6 +394,18 @@ def test_tools_list_shows_only_what_the_caller_may_call(
     assert "Content-Encoding" not in response.headers
     # count stays: its scope is reachable by step-up; the policy hides the rest.
     assert listed(response) == ["echo", "count"]
+
+
+def test_a_tools_list_answer_that_cannot_be_read_lists_nothing(
+    client: t.Any, oauth: OAuthTestClient, idp_url: str
+) -> None:
+    """J52: fail closed, never the backend's unfiltered list."""
+    token = token_for(oauth, idp_url, "br@example.com", "mcp:read")
+    response = rpc(client, token, "tools/list", headers={"X-Reply": "brotli"})
+    assert "Content-Encoding" not in response.headers
+    body = response.get_json()
+    assert body["id"] == 1
+    assert body["error"]["code"] == -32603
 
 
 def test_tools_list_for_an_admin_keeps_the_delete_tools(
