@@ -27,6 +27,9 @@ from proxy.config.tool_rules import read_tool_scopes
 from tests.oauth_client import OAuthTestClient
 
 from ._helpers import ISSUER
+from .test_metrics import TOKEN
+from .test_metrics import scrape
+from .test_metrics import value
 
 PRM_URL = ISSUER + "/.well-known/oauth-protected-resource/mcp"
 TOOLS = ["echo", "count", "whoami", "delete_repo", "delete_user"]
@@ -427,3 +430,21 @@ def test_without_rules_the_gateway_relays_untouched(
     _, body = plain.tokens()
     response = rpc(app.test_client(), body["access_token"], "tools/list")
     assert listed(response) == TOOLS
+
+
+def test_a_denial_is_counted_in_the_metrics(
+    gateway_settings: Settings, store_client: t.Any, idp_url: str
+) -> None:
+    """Every denial is a metric: events_total by name and a closed reason."""
+    app = create_app(
+        gateway_settings.replace(metrics_token=TOKEN), redis_client=store_client
+    )
+    client = app.test_client()
+    token = token_for(OAuthTestClient(client), idp_url, "m@example.com", "mcp:read")
+    name = "mcp_oauth_proxy_events_total"
+    labels = {"event": "gateway.tool_denied", "reason": "denied_by_rule"}
+    before = value(scrape(client), name, **labels)
+    assert rpc(client, token, "tools/call", "delete_repo").status_code == 403
+    after = scrape(client)
+    assert value(after, name, **labels) - before == 1
+    assert "delete_repo" not in after  # the tool is a field, never a label
