@@ -208,12 +208,11 @@ def _granted_scope(
         raise fail(InvalidScopeError, "Malformed 'scope'.", "scope_format")
     # J51: a registration's `scope` was chosen from the first challenge, so it
     # never limits the tool scopes step-up asks for later (consent still does).
-    offered = tuple(
-        dict.fromkeys([*offered_for(client, offered_scopes), *step_up_scopes])
-    )
+    limited = offered_for(client, offered_scopes)
+    offered = tuple(dict.fromkeys([*limited, *step_up_scopes]))
     default = None
     if default_scopes is not None:
-        default = tuple(s for s in default_scopes if s in offered) or None
+        default = tuple(s for s in default_scopes if s in limited) or limited
     granted = scopes.grant(scope_text or client_scope(client), offered, default)
     return scopes.format_scopes(granted)
 

@@ -48,7 +48,7 @@ def grant(
     allowed = set(offered) | {OFFLINE_ACCESS}
     granted = [s for s in parse(requested) if s in allowed]
     if not [s for s in granted if s != OFFLINE_ACCESS]:
-        baseline = [s for s in (offered if default is None else default)]
+        baseline = list(offered if default is None else default)
         granted = baseline + [s for s in granted if s == OFFLINE_ACCESS]
     return granted
 

@@ -290,6 +290,15 @@ def test_step_up_consent_shows_only_the_added_scope_and_then_the_call_succeeds(
     )
 
 
+def test_asking_for_no_scope_grants_the_baseline_not_the_tool_scopes(
+    oauth: OAuthTestClient,
+) -> None:
+    """SCOPE-4: absent scope = MCP_SCOPES; tool scopes need step-up."""
+    client_id = oauth.register()["client_id"]
+    flow = oauth.login(client_id, scope=None)
+    assert oauth.token(flow).get_json()["scope"] == "mcp:read"
+
+
 def test_remembered_consent_covers_the_narrower_scope(
     client: t.Any, oauth: OAuthTestClient, idp_url: str
 ) -> None:
