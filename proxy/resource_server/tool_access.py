@@ -164,12 +164,13 @@ def check_request(
     to treat the response. Cheap when no rule is configured."""
     settings = app.settings
     live = app.tool_policy
-    has_headers = (
-        headers.get(mcp_messages.MCP_METHOD_HEADER) is not None
-        or headers.get(mcp_messages.MCP_NAME_HEADER) is not None
-    )
-    if method != "POST" or not (settings.tool_scopes or live or has_headers):
+    if method != "POST":
         return NOTHING
+    if not (settings.tool_scopes or live) and (
+        headers.get(mcp_messages.MCP_METHOD_HEADER) is None
+        and headers.get(mcp_messages.MCP_NAME_HEADER) is None
+    ):
+        return NOTHING  # nothing to decide, no header to check against the body
     messages = mcp_messages.parse_messages(body)
     mcp_messages.check_headers(headers, messages)
     calls = mcp_messages.tool_calls(messages)

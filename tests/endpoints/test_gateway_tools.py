@@ -457,3 +457,20 @@ def test_a_denial_is_counted_in_the_metrics(
     after = scrape(client)
     assert value(after, name, **labels) - before == 1
     assert "delete_repo" not in after  # the tool is a field, never a label
+
+
+def test_without_rules_a_lying_header_is_still_a_mismatch(
+    settings: Settings, backend: str, store_client: t.Any
+) -> None:
+    """MCP 2026-07-28: the header check is the spec's, not the policy's."""
+    app = create_app(settings.replace(backend_url=backend), redis_client=store_client)
+    _, body = OAuthTestClient(app.test_client()).tokens()
+    response = rpc(
+        app.test_client(),
+        body["access_token"],
+        "tools/call",
+        "echo",
+        headers={"Mcp-Method": "tools/list"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == -32020
