@@ -290,6 +290,19 @@ def test_step_up_consent_shows_only_the_added_scope_and_then_the_call_succeeds(
     )
 
 
+def test_mcp_required_scopes_honour_the_hierarchy(
+    gateway_settings: Settings, store_client: t.Any, idp_url: str
+) -> None:
+    """SCOPE-3: MCP_REQUIRED_SCOPES=mcp:read admits a token holding mcp:write."""
+    app = create_app(
+        gateway_settings.replace(required_scopes=("mcp:read",)),
+        redis_client=store_client,
+    )
+    client = app.test_client()
+    token = token_for(OAuthTestClient(client), idp_url, "w@example.com", "mcp:write")
+    assert rpc(client, token, "tools/call", "echo").status_code == 200
+
+
 def test_asking_for_no_scope_grants_the_baseline_not_the_tool_scopes(
     oauth: OAuthTestClient,
 ) -> None:
