@@ -188,17 +188,19 @@ def check_request(
                     request_id=request_id,
                     reason=decision.reason,
                 )
-        may_call = policy.may_call(caller)
-    if settings.tool_scopes is not None and calls:
+        if list_ids:
+            may_call = policy.may_call(caller)
+    tool_scopes = settings.tool_scopes
+    if tool_scopes is not None and calls:
+        tools = [tool for _, tool in calls]
         try:
             check_tool_scopes(
-                settings.tool_scopes,
-                claims,
-                [tool for _, tool in calls],
-                resource_metadata=resource_metadata_url(app),
+                tool_scopes, claims, tools, resource_metadata=resource_metadata_url(app)
             )
         except InsufficientScopeError:
-            _denied(app, claims, calls[0][1], "insufficient_scope")
+            granted = claims.scope.split()
+            lacking = next(tool for tool in tools if tool_scopes.missing(granted, tool))
+            _denied(app, claims, lacking, "insufficient_scope")
             raise
     # A tool whose scope the token lacks stays listed: step-up reaches it, and
     # hiding it would leave the model no reason to ask. Only the policy hides.

@@ -220,8 +220,10 @@ def test_a_write_token_covers_read_tools(
 
 
 def test_a_batch_needs_every_tools_scope(
-    client: t.Any, oauth: OAuthTestClient, idp_url: str
+    app: t.Any, client: t.Any, oauth: OAuthTestClient, idp_url: str
 ) -> None:
+    seen: list[t.Any] = []
+    app.extensions["proxy"].events.subscribe(seen.append)
     token = token_for(oauth, idp_url, "batch@example.com", "mcp:read")
     calls = [
         {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": n}}
@@ -232,6 +234,8 @@ def test_a_batch_needs_every_tools_scope(
     )
     assert response.status_code == 403
     assert 'scope="mcp:read mcp:write"' in response.headers["WWW-Authenticate"]
+    denied = [e.fields["tool"] for e in seen if e.name == "gateway.tool_denied"]
+    assert denied == ["count"]  # the call that lacks the scope, not the first
 
 
 def test_the_401_challenge_and_prm_keep_the_baseline_and_never_offline_access(
