@@ -29,6 +29,8 @@ from proxy.observability.audit import FlowConsole
 from proxy.observability.events import Events
 from proxy.resource_server.relay import backend_pool
 from proxy.resource_server.stream_slots import StreamSlots
+from proxy.resource_server.tool_policy import CatalogNames
+from proxy.resource_server.tool_policy import LivePolicy
 from proxy.store import Store
 from proxy.store import connection
 from proxy.upstream.factory import build_provider
@@ -110,6 +112,12 @@ def create_app(
         ),
         events=events,
     )
+    app_state.catalog_names = CatalogNames(client_catalog, settings)
+    if settings.tool_policy_source and settings.tool_policy:
+        # MCP_TOOL_POLICY: in memory, re-read when its file changes.
+        app_state.tool_policy = LivePolicy(
+            settings.tool_policy_source, settings.tool_policy, events=events
+        )
     request_context.init_app(app, settings)
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds

@@ -19,6 +19,8 @@ from proxy.observability.events import Events
 from proxy.observability.trace import TraceSink
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
+from proxy.resource_server.tool_policy import CatalogNames
+from proxy.resource_server.tool_policy import LivePolicy
 from proxy.store import Store
 from proxy.upstream.base import UpstreamProvider
 from proxy.upstream.readiness import UpstreamReadiness
@@ -49,6 +51,10 @@ class AppState:
     upstream_readiness: UpstreamReadiness = field(
         default_factory=lambda: UpstreamReadiness(None)
     )
+    #: MCP_TOOL_POLICY, as in force now (None: no tool policy).
+    tool_policy: LivePolicy | None = None
+    #: Which clients the tool policy counts as catalogued (set by create_app).
+    catalog_names: CatalogNames | None = None
 
 
 def state() -> AppState:

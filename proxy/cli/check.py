@@ -160,6 +160,7 @@ def run(
     if isinstance(provider, (OIDCProvider, GitHubProvider)):
         _check_credentials(provider, report)
     _check_setup(settings, provider, report)
+    _check_tool_rules(settings, report)
     _check_catalog(settings, report)
     _check_store(settings, report)
     return report
@@ -378,6 +379,39 @@ def _check_setup(
             "no_clients",
             "OAUTH_USE_DYNAMIC_REGISTRATION=false and no STATIC_CLIENTS_FILE: "
             "no MCP client can register or connect (ChatGPT needs registration)",
+        )
+
+
+def _check_tool_rules(settings: Settings, report: Report) -> None:
+    """MCP_TOOL_SCOPES and MCP_TOOL_POLICY loaded (a bad one failed as config)."""
+    tool_scopes, policy = settings.tool_scopes, settings.tool_policy
+    if tool_scopes is not None:
+        report.add(
+            OK,
+            "tool_scopes",
+            f"MCP_TOOL_SCOPES is valid: {len(tool_scopes.exact)} tools and "
+            f"{len(tool_scopes.globs)} globs need scopes; step-up can reach "
+            + " ".join(tool_scopes.scopes),
+        )
+    if policy is not None and settings.tool_policy_source is not None:
+        reread = (
+            " (re-read when the file changes)"
+            if settings.tool_policy_source.path
+            else ""
+        )
+        report.add(
+            OK,
+            "tool_policy",
+            f"MCP_TOOL_POLICY is valid{reread}: {len(policy.rules)} rules, first "
+            f"match wins, default {policy.default}; groups are read from "
+            + ", ".join(settings.tool_policy_claims),
+        )
+    if (tool_scopes is not None or policy is not None) and not settings.gateway:
+        report.add(
+            WARN,
+            "tool_rules_unused",
+            "MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply only in gateway mode: set "
+            "MCP_BACKEND_URL, or they decide nothing",
         )
 
 

@@ -23,10 +23,15 @@ from proxy.config.env import StaticClient
 from proxy.config.limits import Limits
 from proxy.config.redis_topology import check_cluster_fit
 from proxy.config.redis_topology import redis_options
+from proxy.config.tool_rules import RulesSource
+from proxy.config.tool_rules import read_policy
+from proxy.config.tool_rules import read_tool_scopes
 from proxy.keys.pinned import KeyMaterialError
 from proxy.keys.pinned import parse_signing_keys
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.oauth.resource_indicators import canonical_resource
+from proxy.oauth.tool_policy import ToolPolicy
+from proxy.oauth.tool_scopes import ToolScopes
 from proxy.store.connection import RedisOptions
 
 DEFAULT_UPSTREAM_SCOPES = "openid profile email offline_access"
@@ -91,6 +96,15 @@ class Settings:
     #: MCP_SESSION_TTL_SECONDS: how long an Mcp-Session-Id stays bound to its
     #: owner after its last use (proxy/resource_server/session_binding.py).
     mcp_session_ttl_seconds: int = 86400
+    #: MCP_TOOL_SCOPES: the scopes each tool needs, and the scope hierarchy.
+    tool_scopes: ToolScopes | None = None
+    #: MCP_TOOL_POLICY: where the tool policy comes from (a file is re-read
+    #: when it changes) and the policy it held at start-up.
+    tool_policy_source: RulesSource | None = None
+    tool_policy: ToolPolicy | None = None
+    #: TOOL_POLICY_CLAIMS: the upstream claims holding groups or roles, kept
+    #: in grants and access tokens for the policy's `groups` conditions.
+    tool_policy_claims: tuple[str, ...] = ("groups", "roles")
     # The upstream provider (proxy/upstream/): which kind, who may log in, and
     # which upstream claims are copied into access tokens.
     upstream_provider: str = "oidc"
@@ -128,6 +142,23 @@ class Settings:
     def issuer(self) -> str:
         """Our issuer: byte-identical in metadata, PRM, `iss` and tokens."""
         return self.public_url
+
+    @property
+    def offered_scopes(self) -> tuple[str, ...]:
+        """MCP_SCOPES plus every scope MCP_TOOL_SCOPES names: what may be granted.
+
+        MCP_SCOPES stays the baseline (the default grant and the 401
+        challenge); the tool scopes are reached by step-up.
+        """
+        extra = self.tool_scopes.scopes if self.tool_scopes else ()
+        return tuple(dict.fromkeys([*self.mcp_scopes, *extra]))
+
+    @property
+    def kept_claims(self) -> tuple[str, ...]:
+        """Upstream claims copied into grants and tokens: TOKEN_EXTRA_CLAIMS,
+        plus TOOL_POLICY_CLAIMS when a tool policy reads groups."""
+        policy = self.tool_policy_claims if self.tool_policy is not None else ()
+        return tuple(dict.fromkeys([*self.token_extra_claims, *policy]))
 
     @property
     def insecure_loopback(self) -> bool:
@@ -210,6 +241,7 @@ class Settings:
             signing_keys=_signing_keys(env),
             metrics_token=_metrics_token(env),
             **_gateway_settings(env),
+            **_tool_rules(env),
             **_log_settings(env),
         )
         if (
@@ -360,6 +392,32 @@ def _gateway_settings(env: EnvReader) -> dict[str, Any]:
             "MCP_SESSION_TTL_SECONDS", 86400, 60, 30 * 86400
         ),
     }
+
+
+def _tool_rules(env: EnvReader) -> dict[str, Any]:
+    """MCP_TOOL_SCOPES, MCP_TOOL_POLICY, TOOL_POLICY_CLAIMS (gateway mode)."""
+    scopes_source = RulesSource.of("MCP_TOOL_SCOPES", env.text("MCP_TOOL_SCOPES"))
+    policy_source = RulesSource.of("MCP_TOOL_POLICY", env.text("MCP_TOOL_POLICY"))
+    claims = tuple(env.items("TOOL_POLICY_CLAIMS")) or ("groups", "roles")
+    for claim in claims:
+        if not _CLAIM_NAME.fullmatch(claim) or claim in _reserved_claims():
+            raise ConfigError(
+                f"TOOL_POLICY_CLAIMS: {claim!r} cannot hold groups (not a claim "
+                "name, or one the proxy sets itself); e.g. TOOL_POLICY_CLAIMS=groups"
+            )
+    tool_scopes = read_tool_scopes(scopes_source) if scopes_source else None
+    return {
+        "tool_scopes": tool_scopes,
+        "tool_policy_source": policy_source,
+        "tool_policy": read_policy(policy_source) if policy_source else None,
+        "tool_policy_claims": claims,
+    }
+
+
+def _reserved_claims() -> frozenset[str]:
+    from proxy.oauth.access_tokens import RESERVED_CLAIMS
+
+    return RESERVED_CLAIMS
 
 
 PROVIDERS = ("oidc", "github", "google", "auth0", "okta", "keycloak", "entra")

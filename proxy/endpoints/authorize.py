@@ -27,6 +27,7 @@ from proxy.oauth.client_id_metadata import all_loopback
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
 from proxy.oauth.redirect_uris import is_loopback_uri
+from proxy.oauth.scope_hierarchy import ScopeHierarchy
 from proxy.observability.events import current_trace
 from proxy.observability.trace import new_trace_id
 from proxy.store.records import ClientRecord
@@ -45,6 +46,7 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 @bp.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize() -> BaseResponse:
     app = state()
+    tool_scopes = app.settings.tool_scopes
     # Every authorization attempt is one flow trace, from its first check on.
     trace_id = new_trace_id()
     current_trace.set(trace_id)
@@ -59,9 +61,11 @@ def authorize() -> BaseResponse:
     auth_request = authorization_request.validate(
         args,
         client,
-        offered_scopes=app.settings.mcp_scopes,
+        offered_scopes=app.settings.offered_scopes,
         resource=app.settings.resource,
         any_loopback_host=known is not None and known.quirks.loopback_any_host,
+        default_scopes=app.settings.mcp_scopes,
+        step_up_scopes=tool_scopes.scopes if tool_scopes else (),
     )
     app.events.emit(
         "authorize.received",
@@ -117,10 +121,36 @@ def _consent_given(
         auth_request.redirect_uri,
         fingerprint=consent_fingerprint(client),
     )
-    # CONSENT-7: a wider scope than was approved asks again.
-    if approved and scopes.is_subset(scopes.parse(auth_request.scope), approved):
+    # CONSENT-7: a wider scope than was approved asks again; an approved
+    # broader scope covers the narrower ones it implies (SCOPE-3).
+    if approved and not _hierarchy().missing(
+        approved, scopes.parse(auth_request.scope)
+    ):
         return "remembered"
     return None
+
+
+def _hierarchy() -> ScopeHierarchy:
+    tool_scopes = state().settings.tool_scopes
+    return tool_scopes.hierarchy if tool_scopes else ScopeHierarchy()
+
+
+def _already_approved(
+    auth_request: AuthorizationRequest, client: ClientRecord
+) -> list[str]:
+    """Scopes this browser approved before for this client: step-up's consent
+    shows only what is added (SEP-835)."""
+    app = state()
+    approved = remembered_consent.remembered_scope(
+        request,
+        app.settings,
+        app.keyring,
+        auth_request.client_id,
+        auth_request.redirect_uri,
+        fingerprint=consent_fingerprint(client),
+    )
+    covered = _hierarchy().expand(approved)
+    return [s for s in scopes.parse(auth_request.scope) if s in covered]
 
 
 def consent_page(
@@ -152,6 +182,7 @@ def consent_page(
     redirect_host = (
         urlsplit(auth_request.redirect_uri).hostname or auth_request.redirect_uri
     )
+    approved = _already_approved(auth_request, client)
     html = render_template(
         "consent.html",
         client_name=client.client_name,
@@ -166,7 +197,8 @@ def consent_page(
         loopback=is_loopback_uri(auth_request.redirect_uri),
         known_client=known.display_name if known else None,
         known_verified=verified,
-        scopes=scopes.parse(auth_request.scope),
+        scopes=[s for s in scopes.parse(auth_request.scope) if s not in approved],
+        approved_scopes=approved,
         resource=auth_request.resource,
         request_blob=blob,
         csrf_token=browser_binding.csrf_token(app.keyring, browser_id, blob),

@@ -23,6 +23,7 @@ from proxy.observability import metrics
 from proxy.resource_server import mcp_cors
 from proxy.resource_server import relay
 from proxy.resource_server import session_binding
+from proxy.resource_server import tool_access
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.identity_headers import identity_headers
 from proxy.resource_server.jsonrpc_errors import JsonRpcError
@@ -88,6 +89,10 @@ def forward() -> Response:
     relayed = None
     try:
         headers = _backend_headers(app, claims)
+        # Per-tool scopes and the tool policy: refused before the backend sees it.
+        access = tool_access.check_request(
+            app, claims, request.method, request.headers, body, headers
+        )
         relayed = relay.open_backend(
             t.cast(urllib3.PoolManager, app.backend),
             request.method,
@@ -117,7 +122,7 @@ def forward() -> Response:
     if slot is not None and not _is_stream(relayed):
         slot.release()  # a JSON answer, an error, 202: not a stream
         slot = None
-    return _streamed(relayed, slot)
+    return _streamed(relayed, slot, access)
 
 
 def _may_stream() -> bool:
@@ -159,7 +164,11 @@ def _backend_url(settings: Settings) -> str:
     return url
 
 
-def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
+def _streamed(
+    relayed: urllib3.BaseHTTPResponse,
+    slot: Slot | None,
+    access: tool_access.ToolAccess = tool_access.NOTHING,
+) -> Response:
     """The backend's response, relayed chunk by chunk as it arrives.
 
     A stream's head goes to the client at once, not with its first event; it
@@ -189,11 +198,9 @@ def _streamed(relayed: urllib3.BaseHTTPResponse, slot: Slot | None) -> Response:
         metrics.GATEWAY_OPEN_STREAMS.inc()
         stream = relay.Relay(relayed, on_finish=finished, flush_head=True)
         stop_watching.append(client_gone.watch(request.environ, stream.abort))
+    chunks, headers = access.response(stream.chunks(), relay.response_headers(relayed))
     response = Response(
-        stream.chunks(),
-        status=relayed.status,
-        headers=relay.response_headers(relayed),
-        direct_passthrough=True,
+        chunks, status=relayed.status, headers=headers, direct_passthrough=True
     )
     # Also when the body is never iterated (the client left at once).
     response.call_on_close(stream.finish)

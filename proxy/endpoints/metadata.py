@@ -52,7 +52,7 @@ def server_metadata() -> dict[str, t.Any]:
             "revocation_endpoint_auth_signing_alg_values_supported": list(
                 SIGNING_ALGORITHMS
             ),
-            "scopes_supported": [*settings.mcp_scopes, OFFLINE_ACCESS],
+            "scopes_supported": [*settings.offered_scopes, OFFLINE_ACCESS],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -10,6 +10,7 @@ from flask import Response
 from flask import jsonify
 
 from proxy.app_state import state
+from proxy.oauth.scopes import OFFLINE_ACCESS
 from proxy.web.cors import allow_cors
 
 bp = Blueprint("resource", __name__)
@@ -25,9 +26,11 @@ def resource_metadata() -> dict[str, t.Any]:
         "authorization_servers": [settings.issuer],
         "bearer_methods_supported": ["header"],
     }
-    if settings.mcp_scopes:
-        # PRM-5: the baseline scopes only, no offline_access.
-        document["scopes_supported"] = list(settings.mcp_scopes)
+    offered = [s for s in settings.offered_scopes if s != OFFLINE_ACCESS]
+    if offered:
+        # PRM-5: the scopes this MCP server defines (MCP_SCOPES and the tool
+        # scopes), never offline_access (SEP-2207: it belongs to the AS).
+        document["scopes_supported"] = offered
     return document
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import typing as t
 from dataclasses import dataclass
+from dataclasses import field
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -43,6 +44,9 @@ class AccessClaims:
     extra: dict[str, t.Any]
     #: The flow trace of the authorization this token descends from ("": none).
     trace_id: str = ""
+    #: Upstream claims copied into the token (groups, roles): the tool policy
+    #: reads them here, with no store round trip.
+    upstream_claims: dict[str, t.Any] = field(default_factory=dict)
 
 
 def mint_access_token(
@@ -127,6 +131,11 @@ def verify_access_token(
             jti=str(claims.get("jti", "")),
             extra={k: v for k, v in claims.items() if k in IDENTITY_CLAIMS},
             trace_id=str(claims.get("trace") or ""),
+            # What TOKEN_EXTRA_CLAIMS/TOOL_POLICY_CLAIMS copied from upstream
+            # (groups, roles): every claim we did not reserve.
+            upstream_claims={
+                k: v for k, v in claims.items() if k not in RESERVED_CLAIMS
+            },
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidTokenError(

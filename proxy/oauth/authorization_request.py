@@ -92,11 +92,16 @@ def validate(
     offered_scopes: tuple[str, ...],
     resource: str,
     any_loopback_host: bool = False,
+    default_scopes: tuple[str, ...] | None = None,
+    step_up_scopes: tuple[str, ...] = (),
 ) -> AuthorizationRequest:
     """Validate a request; raise an OAuthError, with a redirect only once it is safe.
 
     `any_loopback_host`: the client is catalogued as authorizing with another
     loopback host than it registered (Codex); see redirect_uris.matches.
+    `default_scopes`: granted when nothing offered is asked (None: all offered).
+    `step_up_scopes`: tool scopes a registration's `scope` does not limit
+    (decision J51).
     """
     redirect_uri = _trusted_redirect_uri(args, client, any_loopback_host)
     # From here on, errors go back to the client's redirect URI.
@@ -108,7 +113,9 @@ def validate(
             raise fail(InvalidRequestError, f"'{name}' is repeated.", "repeated")
     _check_response_type(args, client, fail)
     challenge = _code_challenge(args, fail)
-    scope = _granted_scope(args, client, offered_scopes, fail)
+    scope = _granted_scope(
+        args, client, offered_scopes, fail, default_scopes, step_up_scopes
+    )
     _check_resources(args, resource, fail)
     return AuthorizationRequest(
         client_id=client.client_id,
@@ -192,14 +199,21 @@ def _granted_scope(
     client: ClientRecord,
     offered_scopes: tuple[str, ...],
     fail: _Fail,
+    default_scopes: tuple[str, ...] | None = None,
+    step_up_scopes: tuple[str, ...] = (),
 ) -> str:
     """The scope to grant (decision J7): what was asked and is offered."""
     scope_text = single(args, "scope")
     if scope_text is not None and not scopes.is_well_formed(scope_text):
         raise fail(InvalidScopeError, "Malformed 'scope'.", "scope_format")
-    granted = scopes.grant(
-        scope_text or client_scope(client), offered_for(client, offered_scopes)
-    )
+    # J51: a registration's `scope` was chosen from the first challenge, so it
+    # never limits the tool scopes step-up asks for later (consent still does).
+    limited = offered_for(client, offered_scopes)
+    offered = tuple(dict.fromkeys([*limited, *step_up_scopes]))
+    default = None
+    if default_scopes is not None:
+        default = tuple(s for s in default_scopes if s in limited) or limited
+    granted = scopes.grant(scope_text or client_scope(client), offered, default)
     return scopes.format_scopes(granted)
 
 

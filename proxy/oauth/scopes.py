@@ -34,12 +34,22 @@ def format_scopes(scopes: list[str] | tuple[str, ...]) -> str:
     return " ".join(scopes)
 
 
-def grant(requested: str | None, offered: tuple[str, ...]) -> list[str]:
-    """The scopes to grant: requested ∩ offered (+offline_access), else the defaults."""
+def grant(
+    requested: str | None,
+    offered: tuple[str, ...],
+    default: tuple[str, ...] | None = None,
+) -> list[str]:
+    """The scopes to grant: requested ∩ offered (+offline_access), else the defaults.
+
+    `default` (MCP_SCOPES) is the baseline granted when nothing offered was
+    asked for; None means everything offered. Tool scopes are offered but not
+    defaults: they are reached by step-up.
+    """
     allowed = set(offered) | {OFFLINE_ACCESS}
     granted = [s for s in parse(requested) if s in allowed]
     if not [s for s in granted if s != OFFLINE_ACCESS]:
-        granted = list(offered) + [s for s in granted if s == OFFLINE_ACCESS]
+        baseline = list(offered if default is None else default)
+        granted = baseline + [s for s in granted if s == OFFLINE_ACCESS]
     return granted
 
 

@@ -63,6 +63,11 @@ NAMES: dict[str, str] = {
     "account.grant_revoked": "a user revoked an app's grant at /account",
     "account.signed_out": "a user signed out of /account",
     "account.refused": "an /account request was refused (reason: csrf, ...)",
+    "gateway.tool_denied": "a tool call was refused: the tool policy "
+    "(reason denied_by_rule, denied_by_default) or a missing tool scope "
+    "(insufficient_scope); tool, rule, client",
+    "gateway.policy_reloaded": "the tool policy file changed and was re-read "
+    "(outcome error: it was bad and the last good policy stays)",
     # Operators.
     "admin.action": "an operator acted through the admin CLI (action)",
     # Keys (python -m proxy keys, and workers adopting a changed secret).

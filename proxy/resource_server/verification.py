@@ -19,6 +19,7 @@ from proxy.oauth.errors import InsufficientScopeError
 from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import InvalidTokenError
 from proxy.oauth.errors import TooManyRequestsError
+from proxy.oauth.scope_hierarchy import ScopeHierarchy
 from proxy.observability.trace import enter_trace
 from proxy.resource_server.bearer import challenge
 from proxy.resource_server.bearer import token_from_header
@@ -82,7 +83,10 @@ def verify_request(
     if wait:
         raise TooManyRequestsError(wait, reason="grant_rate_limited")
     required = app.settings.required_scopes
-    if required and not scopes.is_subset(list(required), scopes.parse(claims.scope)):
+    tool_scopes = app.settings.tool_scopes
+    # SCOPE-3: a broader scope covers the narrower ones it implies.
+    hierarchy = tool_scopes.hierarchy if tool_scopes else ScopeHierarchy()
+    if required and hierarchy.missing(scopes.parse(claims.scope), required):
         error = InsufficientScopeError("The token lacks a required scope.")
         error.challenge = challenge(
             metadata, scope=" ".join(required), error="insufficient_scope"

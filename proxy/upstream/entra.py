@@ -68,6 +68,7 @@ def scope_resources(scopes: t.Iterable[str]) -> set[str]:
 
 class EntraProvider(OIDCProvider):
     name = "entra"
+    claims_from_userinfo = False
 
     def __init__(
         self, *, allowed_tenants: frozenset[str] = frozenset(), **options: t.Any

@@ -76,7 +76,7 @@ def build_provider(
         "timeout": settings.upstream_timeout_seconds,
         "session": session or pooled_session(),
         "subject_prefix": subject_prefix(settings),
-        "extra_claims": settings.token_extra_claims,
+        "extra_claims": settings.kept_claims,
         "policy": LoginPolicy(settings.allowed_emails, settings.allowed_email_domains),
     }
     kind = settings.upstream_provider

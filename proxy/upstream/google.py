@@ -27,6 +27,7 @@ GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 
 class GoogleProvider(OIDCProvider):
     name = "google"
+    claims_from_userinfo = False
 
     def __init__(self, *, hosted_domain: str | None = None, **options: t.Any) -> None:
         scopes = tuple(s for s in options.pop("scopes") if s != "offline_access")

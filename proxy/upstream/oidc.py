@@ -50,6 +50,10 @@ class OIDCProvider:
     """
 
     name = "oidc"
+    #: Whether kept claims missing from the ID token are looked up in userinfo
+    #: (Entra's userinfo is Graph's and never holds groups or roles; Google has
+    #: neither).
+    claims_from_userinfo = True
 
     def __init__(
         self,
@@ -166,6 +170,7 @@ class OIDCProvider:
         tokens = tokens_from(data, previous_refresh=None)
         if tokens.id_token:
             claims = self.verify_id_token(tokens.id_token, nonce=nonce)
+            claims = self.with_userinfo_claims(claims, tokens.access_token)
         else:
             claims = self.userinfo(tokens.access_token)
         self.check_claims(claims)
@@ -238,6 +243,26 @@ class OIDCProvider:
             ):
                 raise UpstreamError("invalid_response", "id_token nonce mismatch")
         return dict(claims)
+
+    def with_userinfo_claims(
+        self, claims: dict[str, t.Any], access_token: str
+    ) -> dict[str, t.Any]:
+        """Kept claims the ID token lacks, from userinfo (Okta and Keycloak put
+        `groups` in one or the other, depending on their configuration).
+
+        Only the kept names are taken, and only when userinfo names the same
+        `sub` (OIDC Core §5.3.2: it MUST be verified to match). An unreachable
+        userinfo fails the login: a missing group could let a deny rule pass.
+        """
+        wanted = [name for name in self.extra_claims if name not in claims]
+        if not (wanted and self.claims_from_userinfo):
+            return claims
+        if not self.metadata().get("userinfo_endpoint"):
+            return claims
+        info = self.userinfo(access_token)
+        if info.get("sub") != claims.get("sub"):
+            raise UpstreamError("invalid_response", "userinfo sub mismatch")
+        return {**claims, **{n: info[n] for n in wanted if n in info}}
 
     def userinfo(self, access_token: str) -> dict[str, t.Any]:
         endpoint = self.metadata().get("userinfo_endpoint")

@@ -1,0 +1,259 @@
+"""The gateway's tool checks: one call before relaying, one wrap of the response.
+
+:func:`check_request` runs after the token is verified and before the backend
+sees anything: the Mcp-Method/Mcp-Name headers against the body, the tool
+policy, then the per-tool scopes (policy first: stepping up for a tool the
+policy refuses would only lead to a second refusal). It returns a
+:class:`ToolAccess` saying how to treat the response: a `tools/list` answer
+loses the tools the caller may not call, whether it comes as JSON or as an
+SSE event, so models are not shown tools they cannot use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import typing as t
+import zlib
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+
+from proxy.oauth import mcp_messages
+from proxy.oauth.errors import InsufficientScopeError
+from proxy.oauth.mcp_messages import ToolDeniedError
+from proxy.resource_server.tool_policy import caller_of
+from proxy.resource_server.tool_scopes import check_tool_scopes
+from proxy.resource_server.verification import resource_metadata_url
+
+if t.TYPE_CHECKING:
+    from proxy.app_state import AppState
+    from proxy.oauth.access_tokens import AccessClaims
+
+log = logging.getLogger(__name__)
+
+#: A tools/list answer larger than this is not filtered but refused (fail closed).
+MAX_TOOLS_LIST_BYTES = 8 * 1024 * 1024
+
+Headers = list[tuple[str, str]]
+
+#: Content encodings a tools/list answer can be read in (identity is asked for).
+_DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolAccess:
+    """What the response needs: nothing, or its tools/list results filtered."""
+
+    list_ids: list[t.Any] = field(default_factory=list)
+    may_call: Callable[[str], bool] | None = None
+
+    @property
+    def filters(self) -> bool:
+        return self.may_call is not None and bool(self.list_ids)
+
+    def response(
+        self, chunks: Iterator[bytes], headers: Headers
+    ) -> tuple[Iterator[bytes], Headers]:
+        """The body and headers to send: unchanged unless tools/list is filtered."""
+        if not self.filters:
+            return chunks, headers
+        content_type = _header(headers, "content-type").split(";")[0].strip().lower()
+        encoding = _header(headers, "content-encoding").strip().lower()
+        kept = [
+            (name, value)
+            for name, value in headers
+            if name.lower() not in ("content-length", "content-encoding")
+        ]
+        events = content_type == "text/event-stream"
+        if encoding not in _DECODABLE:
+            why = f"content encoding {encoding!r}"
+            return self._refused(chunks, why, events=events), kept
+        body = _decoded(chunks, encoding)
+        if events:
+            return self._filtered_events(body), kept
+        if content_type == "application/json":
+            return self._filtered_json(body), kept
+        return body, kept  # an error page, a 202: no tools in it
+
+    def _filtered_json(self, body: Iterator[bytes]) -> Iterator[bytes]:
+        raw = b""
+        for chunk in body:
+            raw += chunk
+            if len(raw) > MAX_TOOLS_LIST_BYTES:
+                yield self._cannot_filter("too large")
+                return
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, RecursionError):
+            yield raw  # not JSON: no tool can be listed in it
+            return
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        changed = [self._filter(m) for m in messages]
+        yield _dumps(decoded) if any(changed) else raw
+
+    def _filtered_events(self, body: Iterator[bytes]) -> Iterator[bytes]:
+        """SSE (WHATWG HTML §9.2): events end at a blank line; each event is
+        passed on whole, rewritten only when its data is a tools/list result."""
+        pending = b""
+        for chunk in body:
+            pending += chunk.replace(b"\r\n", b"\n")
+            while b"\n\n" in pending:
+                event, pending = pending.split(b"\n\n", 1)
+                yield self._event(event) + b"\n\n"
+            if len(pending) > MAX_TOOLS_LIST_BYTES:
+                yield b"data: " + self._cannot_filter("event too large") + b"\n\n"
+                return
+        if pending:
+            yield self._event(pending)
+
+    def _event(self, event: bytes) -> bytes:
+        lines = event.split(b"\n")
+        data = [
+            line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")
+        ]
+        if not data:
+            return event
+        try:
+            message = json.loads(b"\n".join(data))
+        except (ValueError, RecursionError):
+            return event
+        if not self._filter(message):
+            return event
+        others = [line for line in lines if not line.startswith(b"data:")]
+        return b"\n".join([*others, b"data: " + _dumps(message)])
+
+    def _filter(self, message: object) -> bool:
+        return mcp_messages.filter_tools_result(
+            message, self.list_ids, t.cast(Callable[[str], bool], self.may_call)
+        )
+
+    def _refused(
+        self, chunks: Iterator[bytes], why: str, *, events: bool
+    ) -> Iterator[bytes]:
+        for _ in chunks:  # read to the end, so the connection can be reused
+            pass
+        error = self._cannot_filter(why)
+        yield b"data: " + error + b"\n\n" if events else error
+
+    def _cannot_filter(self, why: str) -> bytes:
+        """Fail closed: a tools/list answer we cannot read lists nothing."""
+        log.error("tools/list answer not filtered (%s): replaced by an error", why)
+        return _dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": self.list_ids[0],
+                "error": {"code": -32603, "message": "The tool list is unavailable."},
+            }
+        )
+
+
+NOTHING = ToolAccess()
+
+
+def check_request(
+    app: AppState,
+    claims: AccessClaims,
+    method: str,
+    headers: mcp_messages.HeaderLookup,
+    body: bytes,
+    backend_headers: dict[str, str],
+) -> ToolAccess:
+    """Refuse what the rules refuse (raising the error to answer); else say how
+    to treat the response. Cheap when no rule is configured."""
+    settings = app.settings
+    live = app.tool_policy
+    if method != "POST":
+        return NOTHING
+    if not (settings.tool_scopes or live) and (
+        headers.get(mcp_messages.MCP_METHOD_HEADER) is None
+        and headers.get(mcp_messages.MCP_NAME_HEADER) is None
+    ):
+        return NOTHING  # nothing to decide, no header to check against the body
+    messages = mcp_messages.parse_messages(body)
+    mcp_messages.check_headers(headers, messages)
+    calls = mcp_messages.tool_calls(messages)
+    list_ids = mcp_messages.tools_list_ids(messages)
+    may_call: Callable[[str], bool] | None = None
+    if live is not None and (calls or list_ids):
+        caller = caller_of(claims, settings, app.catalog_names)
+        policy = live.current()
+        for request_id, tool in calls:
+            decision = policy.decide(caller, tool)
+            if not decision.allowed:
+                _denied(app, claims, tool, decision.reason, rule=decision.rule)
+                raise ToolDeniedError(
+                    f"The tool policy does not allow calling '{_printable(tool)}'.",
+                    request_id=request_id,
+                    reason=decision.reason,
+                )
+        if list_ids:
+            may_call = policy.may_call(caller)
+    tool_scopes = settings.tool_scopes
+    if tool_scopes is not None and calls:
+        tools = [tool for _, tool in calls]
+        try:
+            check_tool_scopes(
+                tool_scopes, claims, tools, resource_metadata=resource_metadata_url(app)
+            )
+        except InsufficientScopeError:
+            granted = claims.scope.split()
+            lacking = next(tool for tool in tools if tool_scopes.missing(granted, tool))
+            _denied(app, claims, lacking, "insufficient_scope")
+            raise
+    # A tool whose scope the token lacks stays listed: step-up reaches it, and
+    # hiding it would leave the model no reason to ask. Only the policy hides.
+    if may_call is None or not list_ids:
+        return NOTHING
+    # Ask for an uncompressed answer: it is read and rewritten here.
+    for name in [n for n in backend_headers if n.lower() == "accept-encoding"]:
+        del backend_headers[name]
+    backend_headers["Accept-Encoding"] = "identity"
+    return ToolAccess(list_ids=list_ids, may_call=may_call)
+
+
+def _denied(
+    app: AppState, claims: AccessClaims, tool: str, reason: str, *, rule: int = 0
+) -> None:
+    app.events.emit(
+        "gateway.tool_denied",
+        outcome="refused",
+        reason=reason,
+        tool=_printable(tool),
+        rule=rule or None,
+        client_id=claims.client_id,
+        sub=claims.sub,
+    )
+
+
+def _printable(value: str) -> str:
+    return "".join(c for c in value[:128] if 0x20 <= ord(c) < 0x7F and c not in "'\"\\")
+
+
+def _header(headers: Headers, wanted: str) -> str:
+    for name, value in headers:
+        if name.lower() == wanted:
+            return value
+    return ""
+
+
+def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """The body without its Content-Encoding (gzip, deflate), chunk by chunk."""
+    if encoding in ("", "identity"):
+        yield from chunks
+        return
+    # 47: zlib detects gzip or zlib framing; deflate is zlib-framed (RFC 9110).
+    decompressor = zlib.decompressobj(15 if encoding == "deflate" else 47)
+    try:
+        for chunk in chunks:
+            yield decompressor.decompress(chunk)
+        yield decompressor.flush()
+    except zlib.error as exc:  # a corrupt body: what decoded so far, nothing more
+        log.warning("tools/list answer does not decompress: %s", exc)
+        for _ in chunks:
+            pass
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
