@@ -21,7 +21,8 @@ ARG EXTRAS=demo
 # Our wheel and one for every dependency, in /wheels. Each dependency ships a
 # manylinux wheel for CPython 3.11 (gevent, greenlet, hiredis, cryptography,
 # lupa): nothing is compiled, so neither stage needs a compiler.
-RUN pip wheel --wheel-dir /wheels ".[${EXTRAS}]"
+# (`${EXTRAS:+[$EXTRAS]}`: no brackets for EXTRAS="", which pip refuses as ".[]".)
+RUN pip wheel --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE}
 ARG EXTRAS=demo
@@ -36,7 +37,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # the build above.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels "mcp-oauth-proxy[${EXTRAS}]" \
+    pip install --no-index --find-links /wheels "mcp-oauth-proxy${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 10001 --user-group --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin proxy
 # An empty working directory: the app comes from site-packages, a .env here

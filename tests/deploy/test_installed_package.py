@@ -9,6 +9,7 @@ then resolves to the venv's site-packages, not to a checkout.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from packaging.utils import canonicalize_name
 
 from support.processes import ManagedProcess
 from support.processes import free_port
@@ -77,6 +79,97 @@ def test_the_wheel_is_what_runs_outside_the_checkout(venv: Path, outside: Path) 
     package, loader = imported_files(venv / "bin" / "python", outside_env(), outside)
     assert Path(package) == site_packages / "proxy" / "__init__.py"
     assert Path(loader) == site_packages / "mcp_oauth_proxy_gunicorn.py"
+
+
+#: Run in the venv: what an arbiter and a worker import (the gunicorn settings,
+#: which load the gevent worker class, then the app), mapped to distributions.
+IMPORTS_AUDIT = r"""
+import json, os, sys
+before = set(sys.modules)
+import mcp_oauth_proxy_gunicorn  # the arbiter: settings, worker class, logger
+from proxy import create_app
+create_app()  # the worker: the app and everything it imports
+import importlib.metadata as md
+owners = md.packages_distributions()
+ours = os.path.realpath(os.path.dirname(sys.modules["proxy"].__file__))
+found = {}
+for name in set(sys.modules) - before:
+    path = os.path.realpath(getattr(sys.modules[name], "__file__", None) or "")
+    top = name.partition(".")[0]
+    # Installed code only (not the standard library, not modules without a
+    # file), and not ours: the package, the loader, and what it loads by path.
+    if "-packages" + os.sep not in path:
+        continue
+    if top in ("proxy", "mcp_oauth_proxy_gunicorn") or path.startswith(ours + os.sep):
+        continue
+    found[top] = owners.get(top, [])
+print(json.dumps(found))
+"""
+
+#: Imported when present, behind `except ImportError` (so absent on a clean
+#: install, and harmless): redis-py's OpenTelemetry hooks, fakeredis' vector sets.
+OPTIONAL_IMPORTS = {"opentelemetry", "numpy", "jsonpath_ng"}
+
+#: Run in the venv: the distributions the installed wheel needs, transitively.
+DECLARED_CLOSURE = r"""
+import importlib.metadata as md, json
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+todo, seen = [("mcp-oauth-proxy", frozenset())], {}
+while todo:
+    name, extras = todo.pop()
+    key = canonicalize_name(name)
+    if extras <= seen.get(key, frozenset()) and key in seen:
+        continue
+    seen[key] = seen.get(key, frozenset()) | extras
+    for line in md.requires(name) or []:
+        req = Requirement(line)
+        wanted = [{"extra": e} for e in extras] or [{"extra": ""}]
+        if req.marker is None or any(req.marker.evaluate(w) for w in wanted):
+            todo.append((req.name, frozenset(req.extras)))
+print(json.dumps(sorted(seen)))
+"""
+
+
+def run_in(python: Path, code: str, env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [str(python), "-c", code],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_everything_the_proxy_imports_is_a_declared_dependency(
+    venv: Path, outside: Path
+) -> None:
+    """A clean `pip install` brings only what the wheel declares, transitively;
+    the venv here sees this machine's packages too, so an undeclared import
+    (gunicorn's gevent worker needs `packaging`, declared only under
+    gunicorn[gevent]) would pass every other test here and fail on a PaaS."""
+    env = outside_env(
+        PUBLIC_URL="http://127.0.0.1:9",
+        OAUTH_ISSUER="http://127.0.0.1:9",
+        OAUTH_CLIENT_ID="proxy-client",
+        OAUTH_CLIENT_SECRET="proxy-secret",
+        LOG_LEVEL="error",
+    )
+    python = venv / "bin" / "python"
+    owners = json.loads(run_in(python, IMPORTS_AUDIT, env, outside))
+    declared = set(json.loads(run_in(python, DECLARED_CLOSURE, env, outside)))
+    assert {"flask", "gevent", "redis"} <= set(owners)  # the audit sees imports
+    undeclared = {
+        module: distributions
+        for module, distributions in owners.items()
+        if module not in OPTIONAL_IMPORTS
+        and not declared & {canonicalize_name(d) for d in distributions}
+    }
+    assert undeclared == {}
 
 
 def test_procfile_command_serves_from_the_installed_package(
