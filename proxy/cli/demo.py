@@ -3,7 +3,9 @@
 With no OAUTH_ISSUER set, a local demo identity provider (oidc-provider-mock)
 is started on loopback and the proxy is pointed at it, so the first command in
 the README works on a fresh machine. The proxy itself runs under gunicorn
-with config/gunicorn.conf.py, exactly as the Procfile runs it.
+with the package's own settings (proxy/config/gunicorn_conf.py) and app
+(proxy.web.wsgi), as the Procfile runs it: nothing is read from a checkout,
+so an installed package runs from any directory.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dotenv import find_dotenv
 from dotenv import load_dotenv
 
 from proxy.oauth.redirect_uris import is_loopback_host
 
-ROOT = Path(__file__).resolve().parents[2]
+#: The gunicorn settings file inside this package (given to gunicorn by path:
+#: see its docstring for why gunicorn must not import it).
+GUNICORN_SETTINGS = Path(__file__).resolve().parents[1] / "config" / "gunicorn_conf.py"
+#: The app gunicorn serves (proxy/web/wsgi.py).
+WSGI_APP = "proxy.web.wsgi:app"
 
 
 DEMO_CLIENT_ID = "mcp-oauth-proxy-demo"
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] and argv[0] in TOOLS:
         tool = importlib.import_module(TOOLS[argv[0]])
-        load_dotenv()
+        load_dotenv(find_dotenv(usecwd=True))
         return int(tool.main(argv[1:], os.environ, sys.stdout))
     parser = argparse.ArgumentParser(prog="python -m proxy")
     parser.add_argument(
@@ -67,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
-    load_dotenv()
+    # The working directory's .env, installed or not (not one beside this file).
+    load_dotenv(find_dotenv(usecwd=True))
     if args.command == "check":
         from proxy.cli.check import main as check
 
@@ -190,11 +198,10 @@ def _gunicorn_command(env: dict[str, str], port: int, workers: int | None) -> li
     """The Procfile's command, bound to loopback (or HOST) and `port`."""
     host = env.get("HOST") or "127.0.0.1"
     command = [sys.executable, "-m", "gunicorn"]
-    command += ["-c", str(ROOT / "config" / "gunicorn.conf.py"), "--chdir", str(ROOT)]
-    command += ["--bind", f"{host}:{port}"]
+    command += ["-c", str(GUNICORN_SETTINGS), "--bind", f"{host}:{port}"]
     if workers:
         command += ["--workers", str(workers)]
-    return [*command, "wsgi:app"]
+    return [*command, WSGI_APP]
 
 
 def _announce(env: dict[str, str]) -> None:

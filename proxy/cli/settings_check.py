@@ -35,7 +35,9 @@ def main(environ: Mapping[str, str], err: t.TextIO) -> int:
 
 
 if __name__ == "__main__":
+    from dotenv import find_dotenv
     from dotenv import load_dotenv
 
-    load_dotenv()  # as wsgi.py does; the environment wins over .env
+    # As proxy/web/wsgi.py does; the environment wins over .env.
+    load_dotenv(find_dotenv(usecwd=True))
     sys.exit(main(os.environ, sys.stderr))
