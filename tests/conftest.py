@@ -7,6 +7,7 @@ The upstream is `oidc-provider-mock`, a real OIDC provider, in a thread.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import tempfile
 import time
 import typing as t
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import fakeredis
@@ -45,6 +47,21 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> None
         ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Collect what outlived the last test before pytest's final unraisable check.
+
+    Clients held until the end of the session (a daemon thread's, a module
+    cache's, a session fixture's app) are finalised here; redis-py closes
+    their sockets, but a socket whose connection object a cycle kept alive
+    is only closed by its own finaliser, which warns (ResourceWarning) and,
+    under ``filterwarnings = error``, fails the whole run after it passed.
+    A leak while a test runs is still caught by pytest, test by test.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _start_redis() -> Iterator[str]:
