@@ -90,9 +90,7 @@ def forward() -> Response:
     try:
         headers = _backend_headers(app, claims)
         # Per-tool scopes and the tool policy: refused before the backend sees it.
-        access = tool_access.check_request(
-            app, claims, request.method, request.headers, body, headers
-        )
+        access = tool_access.check_request(app, claims, request.method, body, headers)
         relayed = relay.open_backend(
             t.cast(urllib3.PoolManager, app.backend),
             request.method,
@@ -222,7 +220,11 @@ def _preflight() -> Response:
 def _jsonrpc_error(error: JsonRpcError) -> Response:
     """An MCP-level refusal, in the shape the MCP server itself would answer."""
     log.info("MCP request refused: %s", error.reason or error.code)
-    return Response(error.body(), status=error.status_code, mimetype="application/json")
+    response = Response(
+        error.body(), status=error.status_code, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _cors(response: Response) -> Response:

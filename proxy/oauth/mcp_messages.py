@@ -3,10 +3,10 @@
 MCP 2026-07-28 (Streamable HTTP): POST requests carry `Mcp-Method` and
 `Mcp-Name` (the method and, for `tools/call`, the tool name) so that
 intermediaries can route without parsing bodies; a header that disagrees with
-the body is a `HeaderMismatch` error (-32020). The body stays authoritative:
-the gateway decides on the body's tool, and refuses a request whose headers
-say otherwise, so a header cannot steer a policy. :func:`check_headers` is the
-one rule; the transport uses it too.
+the body is a `HeaderMismatch` error (-32020), refused by the gateway before
+anything reads either (proxy/resource_server/routing_headers.py, the one
+rule). The body stays authoritative: the policy decides on the body's tool,
+so a header cannot steer it.
 """
 
 from __future__ import annotations
@@ -16,62 +16,9 @@ import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
 
-from proxy.oauth.errors import OAuthError
-
-MCP_METHOD_HEADER = "Mcp-Method"
-MCP_NAME_HEADER = "Mcp-Name"
 TOOLS_CALL = "tools/call"
 TOOLS_LIST = "tools/list"
-#: MCP 2026-07-28: the JSON-RPC error code of a header that disagrees with the body.
-HEADER_MISMATCH = -32020
-
 Message = dict[str, t.Any]
-
-
-class HeaderLookup(t.Protocol):
-    """Request headers, case-insensitive (a dict in tests, werkzeug's Headers)."""
-
-    def get(self, key: str) -> str | None: ...
-
-
-#: JSON-RPC 2.0 §5.1: -32000 to -32099 are for the server to define; ours.
-TOOL_DENIED = -32003
-
-
-class JsonRpcError(OAuthError):
-    """A gateway refusal about one MCP message, answered with a JSON-RPC error
-    body (what MCP clients read) and `Cache-Control: no-store`."""
-
-    code: t.ClassVar[int] = -32600
-
-    def __init__(
-        self, description: str, *, request_id: t.Any = None, reason: str | None = None
-    ) -> None:
-        super().__init__(description, reason=reason)
-        self.request_id = request_id
-
-    def body(self) -> dict[str, t.Any]:
-        return {
-            "jsonrpc": "2.0",
-            "id": self.request_id,
-            "error": {"code": self.code, "message": self.description},
-        }
-
-
-class HeaderMismatchError(JsonRpcError):
-    """Mcp-Method or Mcp-Name disagrees with the JSON-RPC body (MCP 2026-07-28)."""
-
-    error = "header_mismatch"
-    status_code = 400
-    code = HEADER_MISMATCH
-
-
-class ToolDeniedError(JsonRpcError):
-    """The tool policy does not let this caller call this tool (decision J50)."""
-
-    error = "tool_denied"
-    status_code = 403
-    code = TOOL_DENIED
 
 
 def parse_messages(body: bytes) -> list[Message]:
@@ -120,34 +67,6 @@ def tools_list_ids(messages: Iterable[Message]) -> list[t.Any]:
         for m in messages
         if m.get("method") == TOOLS_LIST and m.get("id") is not None
     ]
-
-
-def check_headers(headers: HeaderLookup, messages: list[Message]) -> None:
-    """Raise HeaderMismatchError when Mcp-Method or Mcp-Name contradicts the body.
-
-    Absent headers are fine (clients of earlier revisions send none). In a
-    batch, a header must agree with every message it could describe.
-    """
-    method = headers.get(MCP_METHOD_HEADER)
-    name = headers.get(MCP_NAME_HEADER)
-    if method is None and name is None:
-        return
-    for message in messages:
-        if "method" not in message:
-            continue  # a response the client sends back (sampling, elicitation)
-        request_id = message.get("id")
-        if method is not None and method.strip() != message.get("method"):
-            raise HeaderMismatchError(
-                f"{MCP_METHOD_HEADER} does not match the body's method.",
-                request_id=request_id,
-                reason="header_mismatch",
-            )
-        if name is not None and name.strip() != name_of(message):
-            raise HeaderMismatchError(
-                f"{MCP_NAME_HEADER} does not match the body's name.",
-                request_id=request_id,
-                reason="header_mismatch",
-            )
 
 
 def filter_tools_result(

@@ -15,6 +15,8 @@ import typing as t
 INVALID_REQUEST = -32600
 #: MCP 2026-07-28 transports: a routing header disagrees with the body.
 HEADER_MISMATCH = -32020
+#: JSON-RPC 2.0 §5.1: -32000 to -32099 are the server's to define; ours.
+TOOL_DENIED = -32003
 
 
 class JsonRpcError(Exception):
@@ -62,3 +64,10 @@ class HeaderMismatchError(JsonRpcError):
 
     status_code = 400
     code = HEADER_MISMATCH
+
+
+class ToolDeniedError(JsonRpcError):
+    """The tool policy does not let this caller call this tool (decision J50)."""
+
+    status_code = 403
+    code = TOOL_DENIED

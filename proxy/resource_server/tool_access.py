@@ -1,7 +1,8 @@
 """The gateway's tool checks: one call before relaying, one wrap of the response.
 
 :func:`check_request` runs after the token is verified and before the backend
-sees anything: the Mcp-Method/Mcp-Name headers against the body, the tool
+sees anything (and after the gateway checked the Mcp-Method/Mcp-Name headers
+against the body, proxy/resource_server/routing_headers.py): the tool
 policy, then the per-tool scopes (policy first: stepping up for a tool the
 policy refuses would only lead to a second refusal). It returns a
 :class:`ToolAccess` saying how to treat the response: a `tools/list` answer
@@ -22,7 +23,7 @@ from dataclasses import field
 
 from proxy.oauth import mcp_messages
 from proxy.oauth.errors import InsufficientScopeError
-from proxy.oauth.mcp_messages import ToolDeniedError
+from proxy.resource_server.jsonrpc_errors import ToolDeniedError
 from proxy.resource_server.tool_policy import caller_of
 from proxy.resource_server.tool_scopes import check_tool_scopes
 from proxy.resource_server.verification import resource_metadata_url
@@ -156,7 +157,6 @@ def check_request(
     app: AppState,
     claims: AccessClaims,
     method: str,
-    headers: mcp_messages.HeaderLookup,
     body: bytes,
     backend_headers: dict[str, str],
 ) -> ToolAccess:
@@ -166,13 +166,9 @@ def check_request(
     live = app.tool_policy
     if method != "POST":
         return NOTHING
-    if not (settings.tool_scopes or live) and (
-        headers.get(mcp_messages.MCP_METHOD_HEADER) is None
-        and headers.get(mcp_messages.MCP_NAME_HEADER) is None
-    ):
-        return NOTHING  # nothing to decide, no header to check against the body
+    if not (settings.tool_scopes or live):
+        return NOTHING  # nothing to decide (the gateway checked the headers)
     messages = mcp_messages.parse_messages(body)
-    mcp_messages.check_headers(headers, messages)
     calls = mcp_messages.tool_calls(messages)
     list_ids = mcp_messages.tools_list_ids(messages)
     may_call: Callable[[str], bool] | None = None
