@@ -28,6 +28,7 @@ from proxy.cli.admin_context import USAGE
 from proxy.cli.admin_context import Admin
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
+from proxy.config.redis_topology import shared_store
 from proxy.config.settings import DEFAULT_KEY_PREFIX
 from proxy.config.settings import read_client_ttl
 from proxy.observability.audit import AuditLog
@@ -72,7 +73,7 @@ def main(
         static = {c.client_id: c for c in env.static_clients("STATIC_CLIENTS_FILE")}
         client_ttl = read_client_ttl(env)
         hub = events if events is not None else _audit(env)
-        url = None if redis_client is not None else env.text("REDIS_URL", required=True)
+        store_at = None if redis_client is not None else shared_store(env)
     except ConfigError as exc:
         out.write(f"{exc}\n")
         return USAGE
@@ -96,7 +97,7 @@ def main(
     if redis_client is not None:
         return run(redis_client)
     try:
-        own_client = connection.connect(url)
+        own_client = connection.connect(store_at)
     except ValueError as exc:  # a REDIS_URL redis-py cannot parse
         out.write(f"REDIS_URL: {exc}\n")
         return USAGE

@@ -20,6 +20,7 @@ import redis
 
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
+from proxy.config.redis_topology import shared_store
 from proxy.config.settings import DEFAULT_KEY_PREFIX
 from proxy.config.settings import access_token_ttl
 from proxy.keys.keyring import Keyring
@@ -63,7 +64,7 @@ def main(
         )
         return 0 if args.command == "list" else 2
     try:
-        url = env.text("REDIS_URL", required=redis_client is None)
+        store_at = None if redis_client is not None else shared_store(env)
         # Required even without REDIS_URL (a test's client): it seals the keys.
         secret = env.secret_key("PROXY_SECRET_KEY", shared_store=True)
         previous = env.previous_secret_keys("PROXY_SECRET_KEY_PREVIOUS", secret)
@@ -101,7 +102,7 @@ def main(
 
     if redis_client is not None:
         return run(redis_client)
-    with connection.connect(url) as own_client:
+    with connection.connect(store_at) as own_client:
         return run(own_client)
 
 

@@ -17,7 +17,7 @@ import redis
 
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
-from proxy.config.redis_topology import redis_options
+from proxy.config.redis_topology import shared_store
 from proxy.config.settings import DEFAULT_KEY_PREFIX
 from proxy.observability.trace import is_trace_id
 from proxy.store import connection
@@ -60,9 +60,7 @@ def main(
     if redis_client is not None:
         return _print(args, TraceRecords(redis_client, Keys(prefix)), out)
     try:
-        options = redis_options(env)
-        if not options.configured:
-            env.text("REDIS_URL", required=True)
+        options = shared_store(env)
     except ConfigError as exc:
         out.write(f"{exc}\n")
         return 2

@@ -211,3 +211,13 @@ def check_cluster_fit(prefix: str, options: RedisOptions) -> None:
         )
     if not CLUSTER_PIPELINES_RUN_SCRIPTS:
         raise ConfigError(CLUSTER_UNSUPPORTED)
+
+
+def shared_store(env: EnvReader) -> RedisOptions:
+    """The operator tools' store (``python -m proxy trace|admin|keys``): the
+    same REDIS_* settings as the service, and never the embedded store, which
+    would be an empty one of the tool's own."""
+    options = redis_options(env)
+    if not options.configured:
+        env.text("REDIS_URL", required=True)
+    return options
