@@ -12,9 +12,10 @@ redis-server is killed (SIGKILL) and started again EMPTY on the same port.
 Then:
 
 - no answer is a 5xx other than 503, at any point (503 while Redis is down);
-- the JWKS converges: sampled many times, with the worker that answered each
-  sample told apart (tests/resilience/workers.py), every worker publishes the
-  same document, whose key is the one stored in Redis;
+- the JWKS converges within JWKS_REREAD_SECONDS (1 s): sampled many times
+  from then on, with the worker that answered each sample told apart
+  (tests/resilience/workers.py), every worker publishes the same document,
+  whose key is the one stored in Redis;
 - a token issued after the restart verifies on every worker: many gateway
   calls, all 200, answered by both workers.
 
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from proxy.keys.signing_keys import JWKS_REREAD_SECONDS
 from support.processes import ManagedProcess
 from support.processes import start_redis
 
@@ -87,9 +89,9 @@ class Load:
     """Background threads: tool calls through the gateway and JWKS fetches."""
 
     stack: GatewayStack
-    session_id: str
     workers: list[int]
-    token: tuple[str, str] = ("old", "")
+    #: (label, access token, the MCP session that token opened)
+    token: tuple[str, str, str] = ("old", "", "")
     outcomes: list[Outcome] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     calls: Iterator[int] = field(default_factory=itertools.count)
@@ -101,10 +103,8 @@ class Load:
             self.outcomes.append(self.jwks())
 
     def tool_call(self) -> Outcome:
-        label, token = self.token
-        answer = _call(
-            self.stack, token, self.session_id, next(self.calls), self.workers
-        )
+        label, token, session_id = self.token
+        answer = _call(self.stack, token, session_id, next(self.calls), self.workers)
         if answer is None:
             return Outcome(time.monotonic(), "tool_call", label, 0)
         return Outcome(
@@ -223,7 +223,7 @@ def test_redis_restarted_empty_under_load(services: SharedServices) -> None:
         old_kids = _stored_kids(services.redis.url, prefix)
 
         new_redis: ManagedProcess | None = None
-        load = Load(stack, session_id, workers, token=("old", old["access_token"]))
+        load = Load(stack, workers, token=("old", old["access_token"], session_id))
         threads = [threading.Thread(target=load.run) for _ in range(LOAD_THREADS)]
         for thread in threads:
             thread.start()
@@ -233,15 +233,23 @@ def test_redis_restarted_empty_under_load(services: SharedServices) -> None:
             new_redis, restarted_at = _restart_empty(services)
             new, attempts = _issue(stack, "after@example.com")
             issued_at = time.monotonic()
-            load.token = ("new", new["access_token"])
+            # A session is bound to the user who opened it (J45), and the
+            # binding went with Redis: the new user opens their own.
+            new_session = _mcp_session(stack.mcp_url, new["access_token"])
+            load.token = ("new", new["access_token"], new_session)
             stored = _stored_kids(new_redis.url, prefix)
+            # The JWKS is re-read at most once a second per worker: sampled
+            # from then on, every worker must publish the stored key.
+            time.sleep(
+                max(0.0, restarted_at + JWKS_REREAD_SECONDS + 0.2 - time.monotonic())
+            )
 
             jwks = _sample(JWKS_SAMPLES, lambda: _jwks(stack, workers))
             numbers = itertools.count(10**6)
             calls = _sample(
                 CALLS_AFTER,
                 lambda: _call(
-                    stack, new["access_token"], session_id, next(numbers), workers
+                    stack, new["access_token"], new_session, next(numbers), workers
                 ),
             )
             time.sleep(1.0)  # the load runs on with the new token
