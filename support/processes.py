@@ -88,14 +88,18 @@ class ManagedProcess:
         return sum(_cpu_seconds_of(pid) for pid in self.pids())
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the whole group, SIGKILL what is left after ``grace``, then reap.
+        """SIGINT the whole group, SIGKILL what is left after ``grace``, then reap.
+
+        SIGINT, not SIGTERM: gunicorn's quick shutdown. A graceful one waits
+        for every open connection (a test's SSE stream, a keep-alive) for up
+        to its graceful timeout, seconds per stack for nothing to prove.
 
         The leader is left a zombie until the end (``WNOWAIT``) so its pid, and so
         the group id, cannot be reused by an unrelated process while we signal it.
         """
         if self.popen.returncode is not None:
             return
-        self._signal_group(signal.SIGTERM)
+        self._signal_group(signal.SIGINT)
         deadline = time.monotonic() + grace
         while not self._leader_exited() and time.monotonic() < deadline:
             time.sleep(0.05)
