@@ -113,14 +113,7 @@ def _consent_given(
         client, verified=verified, trusted=app.settings.trusted_clients
     ):
         return "trusted_client"
-    approved = remembered_consent.remembered_scope(
-        request,
-        app.settings,
-        app.keyring,
-        auth_request.client_id,
-        auth_request.redirect_uri,
-        fingerprint=consent_fingerprint(client),
-    )
+    approved = _remembered(auth_request, client)
     # CONSENT-7: a wider scope than was approved asks again; an approved
     # broader scope covers the narrower ones it implies (SCOPE-3).
     if approved and not _hierarchy().missing(
@@ -128,6 +121,19 @@ def _consent_given(
     ):
         return "remembered"
     return None
+
+
+def _remembered(auth_request: AuthorizationRequest, client: ClientRecord) -> list[str]:
+    """The scopes this browser approved before for this client and redirect URI."""
+    app = state()
+    return remembered_consent.remembered_scope(
+        request,
+        app.settings,
+        app.keyring,
+        auth_request.client_id,
+        auth_request.redirect_uri,
+        fingerprint=consent_fingerprint(client),
+    )
 
 
 def _hierarchy() -> ScopeHierarchy:
@@ -140,15 +146,7 @@ def _already_approved(
 ) -> list[str]:
     """Scopes this browser approved before for this client: step-up's consent
     shows only what is added (SEP-835)."""
-    app = state()
-    approved = remembered_consent.remembered_scope(
-        request,
-        app.settings,
-        app.keyring,
-        auth_request.client_id,
-        auth_request.redirect_uri,
-        fingerprint=consent_fingerprint(client),
-    )
+    approved = _remembered(auth_request, client)
     covered = _hierarchy().expand(approved)
     return [s for s in scopes.parse(auth_request.scope) if s in covered]
 
