@@ -29,6 +29,7 @@ from proxy.store.keys import READY_PROBE_TTL_SECONDS
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.keys import Keys
 from proxy.store.limits import Limiter
+from proxy.store.pipelines import execute_with_scripts
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import GrantSummary
@@ -234,18 +235,13 @@ class Store:
         missing from a listing; the grant itself is the SET, sent first.
         """
         key = self.keys.grant(grant.grant_id)
-        for attempt in range(2):
-            pipe = self.redis.pipeline(transaction=False)
+
+        def queue(pipe: t.Any) -> None:
+            # Sent twice after NOSCRIPT: the SET writes the same record again.
             pipe.set(key, grant.to_json(), ex=ttl)
             self.grant_index.queue_add(pipe, grant)
-            try:
-                pipe.execute()
-                return
-            except redis.exceptions.NoScriptError:
-                # The SET ran; sending it again writes the same record.
-                if attempt:
-                    raise
-                self.redis.script_load(self.grant_index.script.script)
+
+        execute_with_scripts(self.redis, queue, (scripts.INDEX_GRANT,))
 
     def grants_of_user(self, sub: str) -> list[GrantSummary]:
         """The user's live grants, newest first (dead index members are pruned)."""

@@ -13,6 +13,7 @@ import redis.exceptions
 
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
+from proxy.store.pipelines import execute_with_scripts
 
 if t.TYPE_CHECKING:
     from proxy.store.keys import Keys
@@ -147,17 +148,7 @@ class Limiter:
         self, queue: t.Callable[[t.Any], None], sources: t.Sequence[str] = ()
     ) -> list[t.Any]:
         """One pipeline; loaded and sent again if Redis lost a script."""
-        for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            queue(pipe)
-            try:
-                return list(pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                for source in (scripts.CHARGE_RATE, *sources):
-                    self._redis.script_load(source)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return execute_with_scripts(self._redis, queue, (scripts.CHARGE_RATE, *sources))
 
     def ip_bucket(self, endpoint: str, ip: str) -> str:
         return self._keys.rate(f"ip:{endpoint}", subject(ip))

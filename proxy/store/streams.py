@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import redis.exceptions
 
 from proxy.store import scripts
+from proxy.store.pipelines import execute_with_scripts
 
 if t.TYPE_CHECKING:
     import redis
@@ -52,21 +53,14 @@ class StreamLeases:
             by_grant.setdefault(grant_id, []).append(lease_id)
         if not by_grant:
             return
-        for attempt in range(2):
-            # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT
-            # EXISTS first, and a Redis Cluster pipeline does not load it at
-            # all. Each call names one grant's key: any node may run it.
-            pipe = self._redis.pipeline(transaction=False)
+
+        def queue(pipe: t.Any) -> None:
+            # Each call names one grant's key: any cluster node may run it.
             for grant_id, lease_ids in by_grant.items():
                 key = self._keys.streams(grant_id)
                 pipe.evalsha(self._renew.sha, 1, key, ms, *lease_ids)
-            try:
-                pipe.execute()
-                return
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                self._redis.script_load(scripts.RENEW_STREAMS)
+
+        execute_with_scripts(self._redis, queue, (scripts.RENEW_STREAMS,))
 
     def release(self, grant_id: str, lease_id: str) -> None:
         self._redis.zrem(self._keys.streams(grant_id), lease_id)
