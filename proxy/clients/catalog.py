@@ -205,6 +205,10 @@ class CatalogEntry:
         )
 
 
+#: How many distinct redirect-URI sets the catalog remembers its answer for.
+IDENTIFY_CACHE_SIZE = 4096
+
+
 class Catalog:
     """The clients of one catalog file, looked up by name, URL or redirect URIs."""
 
@@ -215,6 +219,9 @@ class Catalog:
         self.source = source
         self.updated = updated
         self._by_name = {entry.name: entry for entry in self.entries}
+        #: identify_redirect_uris() answers, remembered: every authorize and
+        #: consent asks it, and the catalog never changes once loaded.
+        self._by_redirect_uris: dict[tuple[str, ...], CatalogEntry | None] = {}
         self._pinned = {
             entry.pinned.url: entry.pinned for entry in self.entries if entry.pinned
         }
@@ -260,8 +267,14 @@ class Catalog:
         registration could be either, so it is neither.
         """
         uris = tuple(uris)
+        if uris in self._by_redirect_uris:
+            return self._by_redirect_uris[uris]
         found = [e for e in self.entries if e.fits_redirect_uris(uris)]
-        return found[0] if len(found) == 1 else None
+        entry = found[0] if len(found) == 1 else None
+        if len(self._by_redirect_uris) >= IDENTIFY_CACHE_SIZE:
+            self._by_redirect_uris.clear()  # registrations are many, a reset is rare
+        self._by_redirect_uris[uris] = entry
+        return entry
 
     def skips_consent(
         self, client: ClientRecord, *, verified: bool, trusted: Iterable[str]
