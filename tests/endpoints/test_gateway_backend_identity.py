@@ -245,3 +245,32 @@ def test_after_a_rotation_the_jwt_is_signed_with_the_new_key(
     verify_as_backend(client, token, backend_url)
     keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").get_json())
     assert jwt.decode(token, keys).header["kid"] == rotation.kid
+
+
+def test_the_readme_verification_with_pyjwt_accepts_it(
+    gateway: Gateway, backend_url: str
+) -> None:
+    """README "Verifying the caller": PyJWT, as a backend author would use it."""
+    pyjwt = pytest.importorskip("jwt", reason="PyJWT comes with the mcp package")
+    client = gateway(backend_identity=BackendIdentity.JWT)
+    _, body = OAuthTestClient(client).tokens()
+    token = seen_by_backend(client, body["access_token"])["x-mcp-identity"]
+    jwks = pyjwt.PyJWKSet.from_dict(client.get("/.well-known/jwks.json").get_json())
+    header = pyjwt.get_unverified_header(token)
+    assert header["typ"] == "mcp-identity+jwt"
+    key = next(k for k in jwks.keys if k.key_id == header["kid"])
+    claims = pyjwt.decode(
+        token,
+        key.key,
+        algorithms=["ES256"],
+        issuer=ISSUER,
+        audience=backend_url,
+        leeway=30,
+        options={"require": ["iss", "aud", "exp", "iat", "sub", "jti"]},
+    )
+    assert (
+        claims["sub"] == decode_access_token(client, body["access_token"]).claims["sub"]
+    )
+    # The same library, pointed at another audience, refuses it.
+    with pytest.raises(pyjwt.InvalidAudienceError):
+        pyjwt.decode(token, key.key, algorithms=["ES256"], audience=ISSUER + "/mcp")
