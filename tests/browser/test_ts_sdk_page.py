@@ -34,15 +34,15 @@ from tests.e2e.gateway_stack import scripted_tokens
 from tests.e2e.gateway_stack import shared_services
 
 from .conftest import serve
+from .test_consent_page import ACTION_TIMEOUT_MS
 from .test_consent_page import browser  # noqa: F401 - fixture
-from .test_consent_page import new_context  # noqa: F401 - fixture
-from .test_consent_page import page  # noqa: F401 - fixture
 from .test_consent_page import pytestmark  # noqa: F401 - skip without Chromium
 from .test_consent_page import record_requests
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
+    from playwright.sync_api import Browser
     from playwright.sync_api import Page
 
 TS_PAGE = Path(__file__).with_name("ts_page")
@@ -88,6 +88,20 @@ def gateway() -> Iterator[GatewayStack]:
         yield stack
 
 
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:  # noqa: F811 - the imported fixture
+    """A tab whose requests are not routed: Playwright answers CORS preflights
+    itself once a route is set (the other browser tests' loopback-only route),
+    and the gateway's own preflight answer is what this test is about. The
+    page loads nothing but loopback URLs."""
+    context = browser.new_context()
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
 class PageSite:
     """The web page's own origin: `/` (the page) and `/bundle.js` (the SDK)."""
 
@@ -120,7 +134,7 @@ class PageSite:
 def test_sdk_in_a_page_calls_a_tool_through_the_gateway_cross_origin(
     bundle: bytes,
     gateway: GatewayStack,
-    page: Page,  # noqa: F811 - the imported fixture
+    page: Page,
 ) -> None:
     """CORS: the SDK, bundled for the browser and served from another origin,
     passes the MCP path's preflight and gets the tool's result into the page."""
@@ -141,6 +155,8 @@ def test_sdk_in_a_page_calls_a_tool_through_the_gateway_cross_origin(
     assert result["origin"] == f"http://localhost:{port}"
     assert urlsplit(gateway.mcp_url).hostname == "127.0.0.1"
     assert any(url == gateway.mcp_url for url in seen)
+    # Every request the page made stayed on the machine.
+    assert all(urlsplit(url).hostname in ("localhost", "127.0.0.1") for url in seen)
     assert {"echo", "whoami", "count"} <= set(result["tools"])
     assert result["isError"] is False
     assert result["echo"] == TEXT
