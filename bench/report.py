@@ -149,12 +149,25 @@ def _memory_verdicts(memory: Doc) -> list[Doc]:
 def _gateway_verdicts(gateway: Doc) -> list[Doc]:
     if "added_p50_ms" not in gateway:
         return []
+    guarded = gateway.get("guarded", {})
     return [
         _verdict(
             "gateway added latency p50 (ms)",
             gateway["added_p50_ms"],
             TARGETS["gateway_added_p50_ms_max"],
             higher_is_better=False,
+        ),
+        *(
+            [
+                _verdict(
+                    "gateway added p50, policy + scopes + identity JWT (ms)",
+                    guarded["added_p50_ms"],
+                    TARGETS["gateway_added_p50_ms_max"],
+                    higher_is_better=False,
+                )
+            ]
+            if "added_p50_ms" in guarded
+            else []
         ),
         {
             "target": "SSE passes through unbuffered",
@@ -414,6 +427,8 @@ def _client_kind_table(doc: Doc) -> list[str]:
 def _gateway_lines(gateway: Doc) -> list[str]:
     if not gateway:
         return []
+    guarded = gateway.get("guarded", {})
+    identity = gateway.get("identity_jwt_us", {})
     return [
         "",
         f"Gateway (sequential tools/call, {gateway.get('calls')} each): direct "
@@ -422,6 +437,16 @@ def _gateway_lines(gateway: Doc) -> list[str]:
         f"{_f(gateway.get('gateway_p50_ms'), 2)}/"
         f"{_f(gateway.get('gateway_p99_ms'), 2)} ms, added "
         f"{_f(gateway.get('added_p50_ms'), 2)}/{_f(gateway.get('added_p99_ms'), 2)}"
+        " ms",
+        f"  identity per request, in-process: headers "
+        f"{_f(identity.get('headers_p50_us'), 1)}/"
+        f"{_f(identity.get('headers_p99_us'), 1)} us, signed JWT "
+        f"{_f(identity.get('jwt_p50_us'), 1)}/"
+        f"{_f(identity.get('jwt_p99_us'), 1)} us (p50/p99)",
+        f"  with tool policy + tool scopes + MCP_BACKEND_IDENTITY=jwt: via gateway "
+        f"{_f(guarded.get('gateway_p50_ms'), 2)}/"
+        f"{_f(guarded.get('gateway_p99_ms'), 2)} ms, added "
+        f"{_f(guarded.get('added_p50_ms'), 2)}/{_f(guarded.get('added_p99_ms'), 2)}"
         " ms",
         f"  SSE event arrivals (ms): direct {gateway.get('sse_direct_arrivals_ms')}"
         f", gateway {gateway.get('sse_gateway_arrivals_ms')}; unbuffered: "

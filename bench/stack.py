@@ -8,6 +8,7 @@ attributed; every child's log is kept in the results directory.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Stack:
     #: The same proxy with audit, traces and metrics off: their cost is the gap.
     quiet: ManagedProcess
     floor: ManagedProcess
+    #: The same proxy with a tool policy, tool scopes and the signed backend
+    #: identity (MCP_BACKEND_IDENTITY=jwt): the gateway's cost with all of it on.
+    guarded: ManagedProcess
     settings: Settings
     env: dict[str, str]
     log_dir: Path
@@ -62,6 +66,7 @@ class Stack:
             self.proxy,
             self.quiet,
             self.floor,
+            self.guarded,
             *self.others,
         ]
 
@@ -116,12 +121,13 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
         )
         started.append(start_quiet(env, options.workers, log_dir))
         started.append(start_floor(redis.url, idp.url, options.workers, log_dir))
+        started.append(start_guarded(env, options.workers, log_dir))
     except BaseException:
         for proc in reversed(started):
             proc.stop()
         documents.close()
         raise
-    proxy, quiet, floor = started[3:]
+    proxy, quiet, floor, guarded = started[3:]
     return Stack(
         redis,
         idp,
@@ -129,6 +135,7 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
         proxy,
         quiet,
         floor,
+        guarded,
         settings=settings,
         env=env,
         log_dir=log_dir,
@@ -182,6 +189,53 @@ def start_quiet(
         "wsgi:app",
         {**proxy_env, **OBSERVABILITY_OFF},
         port=port,
+        workers=workers,
+        ready_path="/readyz",
+        log_dir=log_dir,
+        timeout=START_TIMEOUT,
+    )
+
+
+#: MCP_TOOL_SCOPES for `guarded`: echo and count need the flows' scope `mcp`.
+GUARDED_TOOL_SCOPES = {
+    "tools": {"echo": "mcp", "count": "mcp", "delete_*": "mcp:admin"},
+    "implies": {"mcp:admin": ["mcp"]},
+}
+#: MCP_TOOL_POLICY for `guarded`: echo is reached after every rule is tried.
+GUARDED_POLICY = {
+    "default": "allow",
+    "rules": [
+        {"effect": "deny", "tools": ["delete_*"], "catalogued": False},
+        {"effect": "allow", "tools": ["delete_*"], "groups": ["admins"]},
+        {"effect": "deny", "tools": ["delete_*"]},
+        {"effect": "deny", "tools": ["whoami"], "email_domains": ["evil.example"]},
+        {"effect": "deny", "tools": ["count"], "users": ["mallory@example.com"]},
+    ],
+}
+
+
+def start_guarded(
+    proxy_env: dict[str, str], workers: int, log_dir: Path
+) -> ManagedProcess:
+    """The proxy again (same settings, Redis, keys and PUBLIC_URL, so the same
+    tokens serve it), with a tool policy file, a tool scopes file and the
+    identity JWT for the backend: the gateway as a guarded deployment runs it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    policy = log_dir / "guarded-policy.json"
+    policy.write_text(json.dumps(GUARDED_POLICY))
+    scopes = log_dir / "guarded-tool-scopes.json"
+    scopes.write_text(json.dumps(GUARDED_TOOL_SCOPES))
+    env = {
+        **proxy_env,
+        "MCP_TOOL_POLICY": str(policy),
+        "MCP_TOOL_SCOPES": str(scopes),
+        "MCP_BACKEND_IDENTITY": "jwt",
+    }
+    return start_gunicorn(
+        "proxy-guarded",
+        "wsgi:app",
+        env,
+        port=free_port(),
         workers=workers,
         ready_path="/readyz",
         log_dir=log_dir,

@@ -55,6 +55,9 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     assert doc["memory"]["client"]["bytes_per_client"] > 0
     assert doc["memory"]["grant"]["bytes_per_grant"] > 0
     assert doc["gateway"]["calls"] > 0
+    # The guarded gateway (policy, tool scopes, identity JWT) answered too.
+    assert doc["gateway"]["guarded"]["calls"] == doc["gateway"]["calls"]
+    assert doc["gateway"]["guarded"]["added_p50_ms"] is not None
     assert doc["gateway"]["sse_gateway_arrivals_ms"]
     assert doc["targets"]
 

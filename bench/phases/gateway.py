@@ -1,8 +1,10 @@
 """Phase 4: the gateway's added latency and SSE streaming.
 
-Sequential `tools/call echo`, alternating directly to the backend and through
-the gateway with a token; then the `count` tool (5 progress notifications
-200 ms apart) both ways, with each SSE event's arrival time.
+Sequential `tools/call echo`, in turn directly to the backend, through the
+gateway, and through the guarded gateway (tool policy, tool scopes and
+MCP_BACKEND_IDENTITY=jwt: `Stack.guarded`), with one token; then the `count`
+tool (5 progress notifications 200 ms apart) directly and through the
+gateway, with each SSE event's arrival time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import time
 import typing as t
 
 import aiohttp
+
+from proxy import create_app
+from proxy.config.backend_identity import BackendIdentity
+from proxy.oauth.access_tokens import AccessClaims
+from proxy.resource_server.backend_identity import backend_identity
 
 from ..load import MCP_ACCEPT
 from ..load import MCP_ECHO_CALL
@@ -40,17 +47,19 @@ async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str,
     """Sequential tools/call, alternating direct and through the gateway."""
     direct_url = stack.backend.url
     gateway_url = stack.proxy.url + stack.settings.mcp_path
+    guarded_url = stack.guarded.url + stack.settings.mcp_path
     base = {"Accept": MCP_ACCEPT}
+    bearer = dict(base, Authorization=f"Bearer {token}")
     rec = Recorder()
     async with new_session(4) as session:
         direct = await mcp_open(session, Recorder(), direct_url, base)
-        via = await mcp_open(
-            session,
-            Recorder(),
-            gateway_url,
-            dict(base, Authorization=f"Bearer {token}"),
-        )
-        ways = [("direct", direct_url, direct), ("gateway", gateway_url, via)]
+        via = await mcp_open(session, Recorder(), gateway_url, bearer)
+        guarded = await mcp_open(session, Recorder(), guarded_url, bearer)
+        ways = [
+            ("direct", direct_url, direct),
+            ("gateway", gateway_url, via),
+            ("guarded", guarded_url, guarded),
+        ]
         for _ in range(5):  # warm-up
             await _echo_each_way(session, Recorder(), ways)
         for _ in range(options.gateway_calls):
@@ -58,9 +67,50 @@ async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str,
         sse_direct = await _sse_arrivals(session, direct_url, direct)
         sse_gateway = await _sse_arrivals(session, gateway_url, via)
     out = _added_latency(rec.latencies["direct"], rec.latencies["gateway"])
+    out["guarded"] = _added_latency(rec.latencies["direct"], rec.latencies["guarded"])
+    out["identity_jwt_us"] = identity_jwt_cost(stack, _SIGNINGS[options.quick])
     out["sse_direct_arrivals_ms"] = sse_direct
     out["sse_gateway_arrivals_ms"] = sse_gateway
     out["sse_unbuffered"] = _unbuffered(sse_direct, sse_gateway)
+    return out
+
+
+#: In-process identity JWTs timed (full run, --quick).
+_SIGNINGS = {False: 5000, True: 500}
+
+
+def identity_jwt_cost(stack: Stack, count: int) -> dict[str, float | None]:
+    """What MCP_BACKEND_IDENTITY adds per request, timed in this process: the
+    gateway's identity step with plain headers and with the signed JWT (ES256,
+    the stack's own signing key from its Redis), p50/p99 in microseconds."""
+    claims = AccessClaims(
+        sub="bench-user@example.com",
+        client_id="mcp_" + "c" * 22,
+        scope="mcp",
+        audience=stack.settings.resource,
+        grant_id="g" * 22,
+        expires_at=2**31,
+        issued_at=0,
+        jti="bench",
+        extra={"email": "bench-user@example.com", "email_verified": True},
+    )
+    out: dict[str, float | None] = {}
+    for mode in (BackendIdentity.HEADERS, BackendIdentity.JWT):
+        app = create_app(stack.settings.replace(backend_identity=mode))
+        state = app.extensions["proxy"]
+        now = int(time.time())
+        samples = []
+        with app.app_context():
+            for _ in range(50):  # warm-up: the key record read and opened
+                backend_identity(state, claims, now)
+            for _ in range(count):
+                start = time.perf_counter()
+                backend_identity(state, claims, now)
+                samples.append(time.perf_counter() - start)
+        for q in (50, 99):
+            value = percentile(samples, q)
+            key = f"{mode}_p{q}_us"
+            out[key] = None if value is None else round(value * 1e6, 1)
     return out
 
 

@@ -33,12 +33,17 @@ def echo(text: str) -> str:
 
 @server.tool()
 def whoami(ctx: Context) -> dict[str, str | None]:
-    """The user the gateway vouched for, and whether a bearer token leaked through."""
+    """The user the gateway vouched for, and whether a bearer token leaked through.
+
+    ``identity`` is the gateway's signed identity JWT (MCP_BACKEND_IDENTITY=jwt
+    or both), returned unverified so a test can verify it as a backend would.
+    """
     headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
     return {
         "user": headers.get("x-forwarded-user"),
         "email": headers.get("x-forwarded-email"),
         "authorization": headers.get("authorization"),
+        "identity": headers.get("x-mcp-identity"),
     }
 
 

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from joserfc.jwk import ECKey
 
+from proxy.config.backend_identity import BackendIdentity
+from proxy.config.backend_identity import read_backend_identity
 from proxy.config.client_documents import ClientDocuments
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
@@ -90,6 +92,10 @@ class Settings:
     forward_user_header: str = "X-Forwarded-User"
     forward_email_header: str = "X-Forwarded-Email"
     forward_upstream_token: bool = False
+    #: MCP_BACKEND_IDENTITY: plain headers, a signed JWT (X-MCP-Identity), or
+    #: both; MCP_BACKEND_AUDIENCE: that JWT's `aud` (None: MCP_BACKEND_URL).
+    backend_identity: BackendIdentity = BackendIdentity.HEADERS
+    backend_audience: str | None = None
     backend_connect_timeout_seconds: float = 5.0
     backend_read_timeout_seconds: float = 300.0
     max_mcp_body_bytes: int = 10 * 1024 * 1024
@@ -241,6 +247,7 @@ class Settings:
             signing_keys=_signing_keys(env),
             metrics_token=_metrics_token(env),
             **_gateway_settings(env),
+            **read_backend_identity(env, resource=resource),
             **_tool_rules(env),
             **_log_settings(env),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import typing as t
 
 import urllib3
@@ -24,8 +25,8 @@ from proxy.resource_server import mcp_cors
 from proxy.resource_server import relay
 from proxy.resource_server import session_binding
 from proxy.resource_server import tool_access
+from proxy.resource_server.backend_identity import backend_identity
 from proxy.resource_server.identity_headers import identity_header_names
-from proxy.resource_server.identity_headers import identity_headers
 from proxy.resource_server.jsonrpc_errors import JsonRpcError
 from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.stream_slots import Slot
@@ -143,7 +144,7 @@ def _backend_headers(app: AppState, claims: AccessClaims) -> dict[str, str]:
     settings = app.settings
     headers = relay.backend_request_headers(
         request.headers.items(),
-        identity_headers(settings, claims),
+        backend_identity(app, claims, int(time.time())),
         request.remote_addr,
         own=identity_header_names(settings),
     )

@@ -176,6 +176,19 @@ class SigningKeys:
             return self._signer(self._read(missing=True))
         return self._signer(self._adopt(read, stored))
 
+    def current(self) -> ECKey:
+        """The key that signs now, in the view the JWKS serves (re-read at most
+        every ``JWKS_REREAD_SECONDS``), with no Redis read of its own.
+
+        For the gateway's 60-second identity JWTs (J62): the key is one this
+        worker's JWKS published within the last second, so a backend finds it
+        there. Never creates the record (the caller verified an access token,
+        so it exists); no signer is a 503.
+        """
+        if self._pinned:
+            return self._signer(self._pinned_view())
+        return self._signer(self._fresh(JWKS_REREAD_SECONDS, create=False))
+
     def jwks(self) -> dict[str, t.Any]:
         """The published keys, re-read at most every ``JWKS_REREAD_SECONDS``."""
         phase = self._phase(self._fresh(JWKS_REREAD_SECONDS))

@@ -12,6 +12,8 @@ if t.TYPE_CHECKING:
 
 CLIENT_ID_HEADER = "X-Forwarded-Client-Id"
 SCOPE_HEADER = "X-Forwarded-Scope"
+#: The signed identity JWT (MCP_BACKEND_IDENTITY=jwt|both; decision J60).
+IDENTITY_JWT_HEADER = "X-MCP-Identity"
 
 
 def identity_header_names(settings: Settings) -> frozenset[str]:
@@ -19,13 +21,15 @@ def identity_header_names(settings: Settings) -> frozenset[str]:
 
     A client's own copy of any of them is dropped before relaying, whether or
     not this request's identity fills it (a user without a verified email
-    must not be able to send one).
+    must not be able to send one), and so is one of the identity JWT's
+    header, whatever MCP_BACKEND_IDENTITY says.
     """
     names = {
         settings.forward_user_header,
         settings.forward_email_header,
         CLIENT_ID_HEADER,
         SCOPE_HEADER,
+        IDENTITY_JWT_HEADER,
     }
     return frozenset(name.lower() for name in names)
 

@@ -497,3 +497,35 @@ def test_active_from_the_record_read_with_the_grant(real_redis: redis.Redis) -> 
     created = stale.active_from(None).kid
     assert created not in (old_kid, new_kid)
     assert other.active().kid == created
+
+
+# -- current(): the gateway's identity JWTs (J62) ----------------------------------
+def test_current_signs_with_the_active_key_without_a_read_per_call(
+    redis_client: redis.Redis,
+) -> None:
+    store = CountingStore(redis_client, f"t-{uuid.uuid4().hex[:8]}:")
+    clock = Clock()
+    keys = SigningKeys(store, Keyring(SECRET_KEY), clock=clock)
+    active = keys.active().kid
+    reads = store.reads
+    assert {keys.current().kid for _ in range(20)} == {active}
+    assert store.reads == reads
+    # Once the JWKS interval has passed, it reads the record again.
+    clock.now += JWKS_REREAD_SECONDS
+    keys.current()
+    assert store.reads - reads >= 1
+
+
+def test_current_never_creates_the_record(store: Store) -> None:
+    """No key stored means no access token of ours verified either: 503."""
+    with pytest.raises(SigningKeysUnusableError):
+        _worker(store).current()
+    assert store.load_signing_keys() is None
+
+
+def test_current_is_the_first_pinned_key(store: Store) -> None:
+    first = ECKey.generate_key("P-256", parameters={"kid": "pin-1"}, private=True)
+    second = ECKey.generate_key("P-256", parameters={"kid": "pin-2"}, private=True)
+    keys = SigningKeys(store, Keyring(SECRET_KEY), (first, second))
+    assert keys.current().kid == "pin-1"
+    assert store.load_signing_keys() is None

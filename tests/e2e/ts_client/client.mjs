@@ -7,11 +7,18 @@
 // authorize URL; redirectToAuthorization plays the user's browser with fetch,
 // manual redirects and a cookie jar (consent page, then the IdP login, then the
 // proxy's callback), then transport.finishAuth(code) redeems the code. Then it
-// lists tools, calls echo and whoami, and prints one JSON object on stdout.
+// lists tools, calls echo and whoami, calls count with a progress token (the
+// progress notifications stream as SSE events while the tool runs, each
+// stamped with its arrival time), and prints one JSON object on stdout with
+// the protocol revision negotiated and the ones this SDK version knows.
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+import {
+  LATEST_PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from "@modelcontextprotocol/sdk/types.js";
 import { randomBytes } from "node:crypto";
 
 const [mcpUrl, user, text] = process.argv.slice(2);
@@ -183,13 +190,14 @@ const transportFor = () =>
   new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
 
 let firstAttempt = "connected";
+let transport = transportFor();
 try {
-  await client.connect(transportFor());
+  await client.connect(transport);
 } catch (error) {
   if (!(error instanceof UnauthorizedError)) throw error;
   firstAttempt = "unauthorized";
   if (!provider.login) throw new Error("the SDK did not start the browser flow");
-  const transport = transportFor();
+  transport = transportFor();
   await transport.finishAuth(provider.login.code);
   await client.connect(transport);
 }
@@ -197,6 +205,18 @@ try {
 const tools = await client.listTools();
 const echoed = await client.callTool({ name: "echo", arguments: { text } });
 const who = await client.callTool({ name: "whoami", arguments: {} });
+const progress = [];
+const countStarted = Date.now();
+const counted = await client.callTool(
+  { name: "count", arguments: { to: 3, delay_seconds: 0.3 } },
+  undefined,
+  {
+    onprogress: (p) =>
+      progress.push({ progress: p.progress, total: p.total, atMs: Date.now() - countStarted }),
+  },
+);
+const countDoneMs = Date.now() - countStarted;
+const protocolVersion = transport.protocolVersion ?? null;
 await client.close();
 
 console.log(
@@ -206,6 +226,12 @@ console.log(
     echo: echoed.content?.[0]?.text ?? null,
     echoIsError: Boolean(echoed.isError),
     whoami: who.structuredContent ?? null,
+    count: counted.content?.[0]?.text ?? null,
+    progress,
+    countDoneMs,
+    protocolVersion,
+    sdkLatest: LATEST_PROTOCOL_VERSION,
+    sdkSupported: SUPPORTED_PROTOCOL_VERSIONS,
     clientId: provider.savedClient?.client_id ?? null,
     authorizeUrls: provider.authorizeUrls,
     consented: provider.login?.consented ?? false,
