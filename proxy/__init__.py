@@ -27,10 +27,9 @@ from proxy.observability import trace
 from proxy.observability.audit import AuditLog
 from proxy.observability.audit import FlowConsole
 from proxy.observability.events import Events
-from proxy.resource_server.relay import backend_pool
+from proxy.resource_server.routes import build_routes
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.tool_policy import CatalogNames
-from proxy.resource_server.tool_policy import LivePolicy
 from proxy.store import Store
 from proxy.store import connection
 from proxy.upstream.factory import build_provider
@@ -102,7 +101,7 @@ def create_app(
         clients=ClientRegistry(store, settings, documents=documents),
         catalog=client_catalog,
         client_assertions=ClientAssertions(settings, store, ClientKeys(documents)),
-        backend=backend_pool(settings) if settings.gateway else None,
+        routes=build_routes(settings, events),
         streams=StreamSlots(store.streams, settings.limits)
         if settings.gateway
         else None,
@@ -113,11 +112,6 @@ def create_app(
         events=events,
     )
     app_state.catalog_names = CatalogNames(client_catalog, settings)
-    if settings.tool_policy_source and settings.tool_policy:
-        # MCP_TOOL_POLICY: in memory, re-read when its file changes.
-        app_state.tool_policy = LivePolicy(
-            settings.tool_policy_source, settings.tool_policy, events=events
-        )
     request_context.init_app(app, settings)
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
@@ -131,5 +125,5 @@ def create_app(
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     if settings.gateway:
-        app.register_blueprint(gateway.create_blueprint(settings))
+        app.register_blueprint(gateway.create_blueprint(app_state.routes))
     return app

@@ -6,7 +6,6 @@ import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 
-import urllib3
 from flask import current_app
 
 from proxy.clients.authentication import ClientAssertions
@@ -17,10 +16,10 @@ from proxy.keys.keyring import Keyring
 from proxy.keys.signing_keys import SigningKeys
 from proxy.observability.events import Events
 from proxy.observability.trace import TraceSink
+from proxy.resource_server.routes import McpRoute
 from proxy.resource_server.stream_slots import StreamSlots
 from proxy.resource_server.token_cache import VerifiedTokens
 from proxy.resource_server.tool_policy import CatalogNames
-from proxy.resource_server.tool_policy import LivePolicy
 from proxy.store import Store
 from proxy.upstream.base import UpstreamProvider
 from proxy.upstream.readiness import UpstreamReadiness
@@ -38,8 +37,8 @@ class AppState:
     catalog: Catalog
     #: Verifies private_key_jwt client assertions (keys, spent jti values).
     client_assertions: ClientAssertions
-    #: Pooled connections to the MCP backend (gateway mode only).
-    backend: urllib3.PoolManager | None = None
+    #: The MCP servers fronted: each its pool and tool policy (create_app).
+    routes: tuple[McpRoute, ...] = ()
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     #: The gateway's caps on open streams (gateway mode only).
     streams: StreamSlots | None = None
@@ -51,10 +50,13 @@ class AppState:
     upstream_readiness: UpstreamReadiness = field(
         default_factory=lambda: UpstreamReadiness(None)
     )
-    #: MCP_TOOL_POLICY, as in force now (None: no tool policy).
-    tool_policy: LivePolicy | None = None
     #: Which clients the tool policy counts as catalogued (set by create_app).
     catalog_names: CatalogNames | None = None
+
+    @property
+    def default_route(self) -> McpRoute:
+        """The first server's route (the only one without MCP_SERVERS)."""
+        return self.routes[0]
 
 
 def state() -> AppState:

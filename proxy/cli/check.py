@@ -10,6 +10,7 @@ the settings do not load, else 0.
 
 from __future__ import annotations
 
+import socket
 import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ def run(
         _check_credentials(provider, report)
     _check_setup(settings, provider, report)
     _check_tool_rules(settings, report)
+    _check_servers(settings, report)
     _check_catalog(settings, report)
     _check_store(settings, report)
     return report
@@ -413,6 +415,48 @@ def _check_tool_rules(settings: Settings, report: Report) -> None:
             "MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply only in gateway mode: set "
             "MCP_BACKEND_URL, or they decide nothing",
         )
+
+
+#: Seconds `check` waits for a backend to accept a connection.
+BACKEND_CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+def _check_servers(settings: Settings, report: Report) -> None:
+    """Each MCP server fronted: path, backend, audience, scopes, policy file;
+    a backend that accepts no connection is a warning (it may start later)."""
+    for server in settings.servers:
+        policy = server.tool_policy_source
+        policy_file = policy.path if policy and policy.path else "none"
+        if policy and not policy.path:
+            policy_file = "inline"
+        report.add(
+            OK,
+            "mcp_server",
+            f"{server.path} -> {server.backend_url or '(forward-auth only)'}: "
+            f"audience {server.audience}, scopes "
+            f"{' '.join(server.offered_scopes) or '(none)'}, "
+            f"tool policy {policy_file}",
+        )
+        if server.backend_url and not _reachable(server.backend_url):
+            report.add(
+                WARN,
+                "backend_unreachable",
+                f"{server.path}: the backend {server.backend_url} accepts no "
+                "connection; start it, or fix its URL",
+            )
+
+
+def _reachable(url: str) -> bool:
+    """True if the backend's host accepts a TCP connection (no request sent)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "", port), timeout=BACKEND_CONNECT_TIMEOUT_SECONDS
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _check_catalog(settings: Settings, report: Report) -> None:
@@ -689,6 +733,9 @@ def instructions(settings: Settings) -> str:
             f"  Scopes: {scopes}",
         ]
     mcp_url = settings.resource
+    if len(settings.servers) > 1:
+        # MCP_SERVERS: one connector per server, each with its own URL.
+        mcp_url = "one of " + ", ".join(s.audience for s in settings.servers)
     lines += [
         "",
         "In ChatGPT (Settings > Connectors > Create, developer mode):",

@@ -23,6 +23,9 @@ from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.env import StaticClient
 from proxy.config.limits import Limits
+from proxy.config.mcp_servers import VARIABLE as MCP_SERVERS
+from proxy.config.mcp_servers import McpServer
+from proxy.config.mcp_servers import read_mcp_servers
 from proxy.config.redis_topology import check_cluster_fit
 from proxy.config.redis_topology import redis_options
 from proxy.config.tool_rules import RulesSource
@@ -32,6 +35,7 @@ from proxy.keys.pinned import KeyMaterialError
 from proxy.keys.pinned import parse_signing_keys
 from proxy.oauth.redirect_uris import is_loopback_host
 from proxy.oauth.resource_indicators import canonical_resource
+from proxy.oauth.resource_indicators import matches_resource
 from proxy.oauth.tool_policy import ToolPolicy
 from proxy.oauth.tool_scopes import ToolScopes
 from proxy.store.connection import RedisOptions
@@ -108,6 +112,9 @@ class Settings:
     #: when it changes) and the policy it held at start-up.
     tool_policy_source: RulesSource | None = None
     tool_policy: ToolPolicy | None = None
+    #: MCP_SERVERS: several MCP servers, each its own resource (empty: the
+    #: one server the fields above describe; see :attr:`servers`).
+    mcp_servers: tuple[McpServer, ...] = ()
     #: TOOL_POLICY_CLAIMS: the upstream claims holding groups or roles, kept
     #: in grants and access tokens for the policy's `groups` conditions.
     tool_policy_claims: tuple[str, ...] = ("groups", "roles")
@@ -150,20 +157,54 @@ class Settings:
         return self.public_url
 
     @property
+    def servers(self) -> tuple[McpServer, ...]:
+        """The protected MCP servers: MCP_SERVERS, else the single one that
+        MCP_PATH, OAUTH_AUDIENCE, MCP_SCOPES, MCP_TOOL_* and MCP_BACKEND_URL
+        describe (exactly the proxy before MCP_SERVERS existed)."""
+        if self.mcp_servers:
+            return self.mcp_servers
+        return (
+            McpServer(
+                path=self.mcp_path,
+                audience=self.resource,
+                scopes=self.mcp_scopes,
+                backend_url=self.backend_url,
+                backend_audience=self.backend_audience,
+                tool_scopes=self.tool_scopes,
+                tool_policy_source=self.tool_policy_source,
+                tool_policy=self.tool_policy,
+            ),
+        )
+
+    @property
+    def default_server(self) -> McpServer:
+        """The first server: forward-auth's when no path names another."""
+        return self.servers[0]
+
+    def server_for_resource(self, resource: str) -> McpServer | None:
+        """The server whose audience `resource` names (RFC 8707), or None."""
+        for server in self.servers:
+            if matches_resource(resource, server.audience):
+                return server
+        return None
+
+    @property
     def offered_scopes(self) -> tuple[str, ...]:
         """MCP_SCOPES plus every scope MCP_TOOL_SCOPES names: what may be granted.
 
         MCP_SCOPES stays the baseline (the default grant and the 401
-        challenge); the tool scopes are reached by step-up.
+        challenge); the tool scopes are reached by step-up. With MCP_SERVERS,
+        every server's (the authorization server metadata lists them all).
         """
-        extra = self.tool_scopes.scopes if self.tool_scopes else ()
-        return tuple(dict.fromkeys([*self.mcp_scopes, *extra]))
+        offered = [s for server in self.servers for s in server.offered_scopes]
+        return tuple(dict.fromkeys(offered))
 
     @property
     def kept_claims(self) -> tuple[str, ...]:
         """Upstream claims copied into grants and tokens: TOKEN_EXTRA_CLAIMS,
         plus TOOL_POLICY_CLAIMS when a tool policy reads groups."""
-        policy = self.tool_policy_claims if self.tool_policy is not None else ()
+        policies = any(s.tool_policy is not None for s in self.servers)
+        policy = self.tool_policy_claims if policies else ()
         return tuple(dict.fromkeys([*self.token_extra_claims, *policy]))
 
     @property
@@ -181,7 +222,7 @@ class Settings:
 
     @property
     def gateway(self) -> bool:
-        return self.backend_url is not None
+        return any(s.backend_url is not None for s in self.servers)
 
     def origin_allowed(self, origin: str) -> bool:
         """PRM-15: our own origin, loopback origins, and MCP_ALLOWED_ORIGINS."""
@@ -204,8 +245,12 @@ class Settings:
         """Read and check every setting; raise ConfigError on the first bad one."""
         env = EnvReader(environ)
         public_url = env.url("PUBLIC_URL", required=True)
-        mcp_path = _mcp_path(env)
-        resource = _resource(env, public_url + mcp_path)
+        servers = _mcp_servers(env, public_url)
+        if servers:
+            mcp_path, resource = servers[0].path, servers[0].audience
+        else:
+            mcp_path = _mcp_path(env)
+            resource = _resource(env, public_url + mcp_path)
         upstream_audience = _upstream_audience(environ)
         store = redis_options(env)
         redis_url = store.url
@@ -250,7 +295,9 @@ class Settings:
             **read_backend_identity(env, resource=resource),
             **_tool_rules(env),
             **_log_settings(env),
+            mcp_servers=servers,
         )
+        _check_backend_audiences(settings)
         if (
             settings.refresh_token_max_lifetime_seconds
             < settings.refresh_token_ttl_seconds
@@ -294,6 +341,48 @@ def _metrics_token(env: EnvReader) -> str | None:
             "e.g. METRICS_TOKEN=$(openssl rand -hex 32)"
         )
     return token
+
+
+#: What MCP_SERVERS says per server; set globally too, one would be ignored.
+_PER_SERVER = {
+    "MCP_PATH": "path",
+    "OAUTH_AUDIENCE": "audience",
+    "MCP_BACKEND_URL": "backend",
+    "MCP_BACKEND_AUDIENCE": "backend_audience",
+    "MCP_TOOL_SCOPES": "tool_scopes",
+    "MCP_TOOL_POLICY": "tool_policy",
+}
+
+
+def _mcp_servers(env: EnvReader, public_url: str) -> tuple[McpServer, ...]:
+    """MCP_SERVERS, or () for the single server of MCP_PATH and the rest."""
+    value = env.text(MCP_SERVERS)
+    if not value:
+        return ()
+    for name, key in _PER_SERVER.items():
+        if env.text(name):
+            raise ConfigError(
+                f"{MCP_SERVERS} is set, so {name} would be ignored: give each "
+                f"server its own '{key}' in {MCP_SERVERS} and unset {name}"
+            )
+    return read_mcp_servers(
+        value,
+        public_url=public_url,
+        default_scopes=tuple(env.text("MCP_SCOPES", "mcp").split()),
+    )
+
+
+def _check_backend_audiences(settings: Settings) -> None:
+    """J61 for every server: no identity JWT audience is a token audience."""
+    audiences = {s.audience.rstrip("/") for s in settings.servers}
+    for server in settings.mcp_servers:
+        backend = server.backend_audience or server.backend_url or ""
+        if backend.rstrip("/") in audiences:
+            raise ConfigError(
+                f"{MCP_SERVERS}: server {server.path!r}: its backend_audience (or "
+                "backend) must not be a protected resource's audience; name the "
+                "backend, e.g. its internal URL"
+            )
 
 
 def _mcp_path(env: EnvReader) -> str:

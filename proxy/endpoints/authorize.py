@@ -23,6 +23,7 @@ from proxy.keys.keyring import random_token
 from proxy.oauth import authorization_request
 from proxy.oauth import scopes
 from proxy.oauth.authorization_request import AuthorizationRequest
+from proxy.oauth.authorization_request import ResourceOffer
 from proxy.oauth.client_id_metadata import all_loopback
 from proxy.oauth.errors import NO_STORE
 from proxy.oauth.errors import PAGE_HEADERS
@@ -35,6 +36,7 @@ from proxy.web.rate_limits import limit_requests
 
 if t.TYPE_CHECKING:
     from proxy.clients.catalog import CatalogEntry
+    from proxy.config.settings import Settings
     from proxy.store.records import ClientRecord
 
 bp = Blueprint("authorize", __name__)
@@ -46,7 +48,6 @@ CONSENT_FORM_MAX_AGE_SECONDS = 600
 @bp.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize() -> BaseResponse:
     app = state()
-    tool_scopes = app.settings.tool_scopes
     # Every authorization attempt is one flow trace, from its first check on.
     trace_id = new_trace_id()
     current_trace.set(trace_id)
@@ -61,11 +62,8 @@ def authorize() -> BaseResponse:
     auth_request = authorization_request.validate(
         args,
         client,
-        offered_scopes=app.settings.offered_scopes,
-        resource=app.settings.resource,
+        offers=resource_offers(app.settings),
         any_loopback_host=known is not None and known.quirks.loopback_any_host,
-        default_scopes=app.settings.mcp_scopes,
-        step_up_scopes=tool_scopes.scopes if tool_scopes else (),
     )
     app.events.emit(
         "authorize.received",
@@ -116,11 +114,24 @@ def _consent_given(
     approved = _remembered(auth_request, client)
     # CONSENT-7: a wider scope than was approved asks again; an approved
     # broader scope covers the narrower ones it implies (SCOPE-3).
-    if approved and not _hierarchy().missing(
+    if approved and not _hierarchy(auth_request.resource).missing(
         approved, scopes.parse(auth_request.scope)
     ):
         return "remembered"
     return None
+
+
+def resource_offers(settings: Settings) -> tuple[ResourceOffer, ...]:
+    """One offer per MCP server: its audience and the scopes it grants."""
+    return tuple(
+        ResourceOffer(
+            resource=server.audience,
+            offered_scopes=server.offered_scopes,
+            default_scopes=server.scopes,
+            step_up_scopes=server.tool_scopes.scopes if server.tool_scopes else (),
+        )
+        for server in settings.servers
+    )
 
 
 def _remembered(auth_request: AuthorizationRequest, client: ClientRecord) -> list[str]:
@@ -132,12 +143,17 @@ def _remembered(auth_request: AuthorizationRequest, client: ClientRecord) -> lis
         app.keyring,
         auth_request.client_id,
         auth_request.redirect_uri,
-        fingerprint=consent_fingerprint(client),
+        fingerprint=remembered_consent.resource_fingerprint(
+            consent_fingerprint(client),
+            auth_request.resource,
+            several_servers=len(app.settings.servers) > 1,
+        ),
     )
 
 
-def _hierarchy() -> ScopeHierarchy:
-    tool_scopes = state().settings.tool_scopes
+def _hierarchy(resource: str) -> ScopeHierarchy:
+    server = state().settings.server_for_resource(resource)
+    tool_scopes = server.tool_scopes if server else None
     return tool_scopes.hierarchy if tool_scopes else ScopeHierarchy()
 
 
@@ -147,7 +163,7 @@ def _already_approved(
     """Scopes this browser approved before for this client: step-up's consent
     shows only what is added (SEP-835)."""
     approved = _remembered(auth_request, client)
-    covered = _hierarchy().expand(approved)
+    covered = _hierarchy(auth_request.resource).expand(approved)
     return [s for s in scopes.parse(auth_request.scope) if s in covered]
 
 

@@ -94,7 +94,11 @@ def answer_consent() -> BaseResponse:
         auth_request.client_id,
         auth_request.redirect_uri,
         auth_request.scope,
-        fingerprint=consent_fingerprint(client),
+        fingerprint=remembered_consent.resource_fingerprint(
+            consent_fingerprint(client),
+            auth_request.resource,
+            several_servers=len(app.settings.servers) > 1,
+        ),
     )
     response.headers.update(NO_STORE)
     return response

@@ -1,14 +1,19 @@
-"""GET/POST/DELETE MCP_PATH: the gateway in front of an MCP server (Streamable HTTP).
+"""GET/POST/DELETE MCP_PATH: the gateway in front of MCP servers (Streamable HTTP).
 
 Every request needs one of our access tokens (see
 ``proxy.resource_server.verification``). What is relayed, and how, is
 ``proxy.resource_server.relay``: the client's token is never forwarded, the
 backend gets the verified identity in headers, and responses (JSON or
 `text/event-stream`) stream back chunk by chunk as they arrive.
+
+With MCP_SERVERS each server's path is its own URL rule: its route (backend
+pool, tool rules) is bound to the rule, and only a token whose `aud` is that
+server's audience passes (decision J57).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -36,8 +41,9 @@ from proxy.web import client_gone
 
 if t.TYPE_CHECKING:
     from proxy.app_state import AppState
-    from proxy.config.settings import Settings
+    from proxy.config.mcp_servers import McpServer
     from proxy.oauth.access_tokens import AccessClaims
+    from proxy.resource_server.routes import McpRoute
     from proxy.store.limits import Rider
 
 log = logging.getLogger(__name__)
@@ -45,16 +51,23 @@ log = logging.getLogger(__name__)
 METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 
 
-def create_blueprint(settings: Settings) -> Blueprint:
-    """The gateway's blueprint, mounted at the configured MCP_PATH."""
+def create_blueprint(routes: t.Sequence[McpRoute]) -> Blueprint:
+    """The gateway's blueprint: one rule per server with a backend, each
+    mounted at its path (MCP_PATH, or each MCP_SERVERS `path`)."""
     bp = Blueprint("gateway", __name__)
-    bp.add_url_rule(settings.mcp_path, "forward", forward, methods=METHODS)
+    for index, route in enumerate(r for r in routes if r.backend is not None):
+        bp.add_url_rule(
+            route.server.path,
+            "forward" if index == 0 else f"forward_{index}",
+            functools.partial(forward, route),
+            methods=METHODS,
+        )
     bp.after_request(_cors)
     bp.register_error_handler(JsonRpcError, _jsonrpc_error)
     return bp
 
 
-def forward() -> Response:
+def forward(route: McpRoute) -> Response:
     app = state()
     origin = request.headers.get("Origin")
     # MCP Streamable HTTP: servers MUST validate Origin (DNS rebinding; PRM-15).
@@ -74,7 +87,7 @@ def forward() -> Response:
     wanted = streams.request() if _may_stream() else None
     riders: list[Rider] = [r for r in (lookup, wanted) if r is not None]
     try:
-        claims = verify_request(app, request, riders=riders)
+        claims = verify_request(app, request, route.server, riders=riders)
         owner = session_binding.owner_of(claims)
         if lookup is not None:
             lookup.check(owner)
@@ -89,13 +102,15 @@ def forward() -> Response:
         raise
     relayed = None
     try:
-        headers = _backend_headers(app, claims)
+        headers = _backend_headers(app, route, claims)
         # Per-tool scopes and the tool policy: refused before the backend sees it.
-        access = tool_access.check_request(app, claims, request.method, body, headers)
+        access = tool_access.check_request(
+            app, route, claims, request.method, body, headers
+        )
         relayed = relay.open_backend(
-            t.cast(urllib3.PoolManager, app.backend),
+            t.cast(urllib3.PoolManager, route.backend),
             request.method,
-            _backend_url(app.settings),
+            _backend_url(route.server),
             body=body,
             headers=headers,
         )
@@ -139,12 +154,14 @@ def _is_stream(relayed: urllib3.BaseHTTPResponse) -> bool:
     return content_type.split(";")[0].strip().lower() == "text/event-stream"
 
 
-def _backend_headers(app: AppState, claims: AccessClaims) -> dict[str, str]:
+def _backend_headers(
+    app: AppState, route: McpRoute, claims: AccessClaims
+) -> dict[str, str]:
     """What the backend is told: the verified identity, never the client's token."""
     settings = app.settings
     headers = relay.backend_request_headers(
         request.headers.items(),
-        backend_identity(app, claims, int(time.time())),
+        backend_identity(app, route.server, claims, int(time.time())),
         request.remote_addr,
         own=identity_header_names(settings),
     )
@@ -155,9 +172,9 @@ def _backend_headers(app: AppState, claims: AccessClaims) -> dict[str, str]:
     return headers
 
 
-def _backend_url(settings: Settings) -> str:
-    """MCP_BACKEND_URL with this request's query string."""
-    url = t.cast(str, settings.backend_url)
+def _backend_url(server: McpServer) -> str:
+    """The server's backend URL with this request's query string."""
+    url = t.cast(str, server.backend_url)
     if request.query_string:
         url += ("&" if "?" in url else "?") + request.query_string.decode("latin-1")
     return url

@@ -26,6 +26,7 @@ from proxy.oauth.errors import InvalidRequestError
 from proxy.oauth.errors import InvalidTokenError
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.resource_server.verification import verify_for_any_server
 from proxy.web.rate_limits import limit_requests
 
 bp = Blueprint("introspect", __name__)
@@ -95,12 +96,7 @@ def _describe(token: str) -> dict[str, t.Any]:
             "exp": grant.expires_at,
         }
     try:
-        claims = app.signing_keys.verify(
-            token,
-            issuer=settings.issuer,
-            audience=settings.resource,
-            now=int(time.time()),
-        )
+        claims = verify_for_any_server(app, token, int(time.time()))
     except InvalidTokenError:
         return INACTIVE
     if not app.store.grant_exists(claims.grant_id):

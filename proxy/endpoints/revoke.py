@@ -20,6 +20,7 @@ from proxy.oauth.errors import InvalidTokenError
 from proxy.oauth.errors import UnsupportedTokenTypeError
 from proxy.oauth.opaque_tokens import split_opaque
 from proxy.oauth.params import single
+from proxy.resource_server.verification import verify_for_any_server
 from proxy.web.cors import allow_cors
 from proxy.web.rate_limits import limit_requests
 
@@ -85,12 +86,7 @@ def _grant_of(token: str, client_id: str) -> str | None:
         _check_owner(grant.client_id, client_id)
         return grant.grant_id
     try:
-        claims = app.signing_keys.verify(
-            token,
-            issuer=app.settings.issuer,
-            audience=app.settings.resource,
-            now=int(time.time()),
-        )
+        claims = verify_for_any_server(app, token, int(time.time()))
     except InvalidTokenError:
         return None
     _check_owner(claims.client_id, client_id)

@@ -21,6 +21,16 @@ if t.TYPE_CHECKING:
 MAX_REMEMBERED_CONSENTS = 20
 
 
+def resource_fingerprint(
+    fingerprint: str, resource: str, *, several_servers: bool
+) -> str:
+    """What a remembered consent depends on: the client's fingerprint and,
+    with several MCP servers, the server: approving one approves no other."""
+    if several_servers:
+        return f"{fingerprint}\n{resource}"
+    return fingerprint
+
+
 def _consent_entry(client_id: str, redirect_uri: str, fingerprint: str = "") -> str:
     """The entry's name. `fingerprint`: what a URL client's consent depends on.
 

@@ -45,6 +45,20 @@ _SINGLE = (
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceOffer:
+    """One protected resource a request may name, and the scopes it offers."""
+
+    #: Its canonical RFC 8707 identifier: the `aud` of its tokens.
+    resource: str
+    #: Everything that may be granted for it (its scopes and tool scopes).
+    offered_scopes: tuple[str, ...]
+    #: Granted when nothing offered is asked (None: all offered).
+    default_scopes: tuple[str, ...] | None = None
+    #: Tool scopes a registration's `scope` does not limit (decision J51).
+    step_up_scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
     """Everything the client asked for, bound server-side from here on (AUTHZ-17)."""
 
@@ -89,19 +103,16 @@ def validate(
     args: MultiDict[str, str],
     client: ClientRecord,
     *,
-    offered_scopes: tuple[str, ...],
-    resource: str,
+    offers: t.Sequence[ResourceOffer],
     any_loopback_host: bool = False,
-    default_scopes: tuple[str, ...] | None = None,
-    step_up_scopes: tuple[str, ...] = (),
 ) -> AuthorizationRequest:
     """Validate a request; raise an OAuthError, with a redirect only once it is safe.
 
-    `any_loopback_host`: the client is catalogued as authorizing with another
-    loopback host than it registered (Codex); see redirect_uris.matches.
-    `default_scopes`: granted when nothing offered is asked (None: all offered).
-    `step_up_scopes`: tool scopes a registration's `scope` does not limit
-    (decision J51).
+    `offers`: the protected resources (one per MCP server); the request's
+    `resource` picks one (decision J56), whose scopes are then what may be
+    granted. `any_loopback_host`: the client is catalogued as authorizing
+    with another loopback host than it registered (Codex); see
+    redirect_uris.matches.
     """
     redirect_uri = _trusted_redirect_uri(args, client, any_loopback_host)
     # From here on, errors go back to the client's redirect URI.
@@ -113,17 +124,22 @@ def validate(
             raise fail(InvalidRequestError, f"'{name}' is repeated.", "repeated")
     _check_response_type(args, client, fail)
     challenge = _code_challenge(args, fail)
+    offer = select_resource(args.getlist("resource"), offers, fail)
     scope = _granted_scope(
-        args, client, offered_scopes, fail, default_scopes, step_up_scopes
+        args,
+        client,
+        offer.offered_scopes,
+        fail,
+        offer.default_scopes,
+        offer.step_up_scopes,
     )
-    _check_resources(args, resource, fail)
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
         state=state,
         code_challenge=challenge,
         scope=scope,
-        resource=resource,
+        resource=offer.resource,
     )
 
 
@@ -217,17 +233,44 @@ def _granted_scope(
     return scopes.format_scopes(granted)
 
 
-def _check_resources(args: MultiDict[str, str], resource: str, fail: _Fail) -> None:
-    # RFC 8707 §2: resource may repeat; each must name our protected resource.
-    for value in args.getlist("resource"):
+def select_resource(
+    values: t.Sequence[str], offers: t.Sequence[ResourceOffer], fail: _Fail
+) -> ResourceOffer:
+    """The one protected resource the request is for (decision J56).
+
+    Every `resource` must name an offered resource; all of them the same one,
+    since a token carries one audience. None named: the only resource, or
+    `invalid_target` when there are several (guessing would grant a token
+    for a server the client did not ask for).
+    """
+    chosen: ResourceOffer | None = None
+    # RFC 8707 §2: resource may repeat; each must name a protected resource.
+    for value in values:
         if not value:
             continue
         if canonical_resource(value) is None:
             raise fail(
                 InvalidTargetError, "'resource' must be an absolute URI.", "res_form"
             )
-        if not matches_resource(value, resource):
+        offer = next((o for o in offers if matches_resource(value, o.resource)), None)
+        if offer is None:
             raise fail(InvalidTargetError, "Unknown 'resource'.", "res_unknown")
+        if chosen is not None and offer is not chosen:
+            raise fail(
+                InvalidTargetError,
+                "Name one MCP server in 'resource': a token has one audience.",
+                "res_several",
+            )
+        chosen = offer
+    if chosen is not None:
+        return chosen
+    if len(offers) == 1:
+        return offers[0]
+    raise fail(
+        InvalidTargetError,
+        "Name the MCP server in 'resource' (RFC 8707): this server fronts several.",
+        "res_missing",
+    )
 
 
 def offered_for(client: ClientRecord, offered: tuple[str, ...]) -> tuple[str, ...]:

@@ -17,17 +17,20 @@ from proxy.resource_server.identity_headers import identity_headers
 
 if t.TYPE_CHECKING:
     from proxy.app_state import AppState
-    from proxy.config.settings import Settings
+    from proxy.config.mcp_servers import McpServer
     from proxy.oauth.access_tokens import AccessClaims
 
 
-def backend_audience(settings: Settings) -> str:
-    """The identity JWT's ``aud``: MCP_BACKEND_AUDIENCE, else MCP_BACKEND_URL."""
-    return settings.backend_audience or t.cast(str, settings.backend_url)
+def backend_audience(server: McpServer) -> str:
+    """The identity JWT's ``aud``: the server's backend audience
+    (MCP_BACKEND_AUDIENCE), else its backend URL: each backend its own."""
+    return server.backend_audience or t.cast(str, server.backend_url)
 
 
-def backend_identity(app: AppState, claims: AccessClaims, now: int) -> dict[str, str]:
-    """The identity headers this request's backend receives."""
+def backend_identity(
+    app: AppState, server: McpServer, claims: AccessClaims, now: int
+) -> dict[str, str]:
+    """The identity headers the backend of `server` receives."""
     settings = app.settings
     mode = settings.backend_identity
     headers = identity_headers(settings, claims) if mode.sends_headers else {}
@@ -36,7 +39,7 @@ def backend_identity(app: AppState, claims: AccessClaims, now: int) -> dict[str,
             app.signing_keys.current(),
             claims,
             issuer=settings.issuer,
-            audience=backend_audience(settings),
+            audience=backend_audience(server),
             now=now,
         )
     return headers

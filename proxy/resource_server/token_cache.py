@@ -18,7 +18,9 @@ class VerifiedTokens:
     """Access tokens whose signature and claims this app already checked.
 
     Only the result of a pure check is kept (a token string always verifies
-    the same way against the same keys, issuer and audience); expiry is
+    the same way against the same keys, issuer and audience), keyed by the
+    audience asked as well as the token: a token verified for one MCP server
+    is never a hit at another (J57). Expiry is
     re-checked on every hit, and revocation always asks the store. The cache
     is emptied when the key set changes (``SigningKeys.generation()``), so a
     key dropped from Redis stops a cached token too. One per app, bounded,
@@ -27,20 +29,24 @@ class VerifiedTokens:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._claims: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._claims: OrderedDict[tuple[str, str], AccessClaims] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0
         self._called: OrderedDict[str, None] = OrderedDict()
 
-    def verify(self, app: AppState, token: str, now: int) -> AccessClaims:
+    def verify(
+        self, app: AppState, token: str, now: int, *, audience: str
+    ) -> AccessClaims:
+        """The token's claims if its `aud` is `audience` (cached or checked now)."""
         generation = app.signing_keys.generation()
+        key = (audience, token)
         with self._lock:
             if generation != self._generation:
                 self._claims.clear()
                 self._generation = generation
-            cached = self._claims.get(token)
+            cached = self._claims.get(key)
             if cached is not None:
-                self._claims.move_to_end(token)
+                self._claims.move_to_end(key)
         if cached is not None:
             if cached.expires_at + CLOCK_SKEW_SECONDS < now:
                 raise InvalidTokenError("The access token expired.", reason="expired")
@@ -48,13 +54,13 @@ class VerifiedTokens:
         claims = app.signing_keys.verify(
             token,
             issuer=app.settings.issuer,
-            audience=app.settings.resource,
+            audience=audience,
             now=now,
         )
         with self._lock:
             if generation != self._generation:
                 return claims  # the keys changed meanwhile: do not cache
-            self._claims[token] = claims
+            self._claims[key] = claims
             while len(self._claims) > self._size:
                 self._claims.popitem(last=False)
         return claims

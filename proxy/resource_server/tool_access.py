@@ -31,6 +31,7 @@ from proxy.resource_server.verification import resource_metadata_url
 if t.TYPE_CHECKING:
     from proxy.app_state import AppState
     from proxy.oauth.access_tokens import AccessClaims
+    from proxy.resource_server.routes import McpRoute
 
 log = logging.getLogger(__name__)
 
@@ -155,18 +156,20 @@ NOTHING = ToolAccess()
 
 def check_request(
     app: AppState,
+    route: McpRoute,
     claims: AccessClaims,
     method: str,
     body: bytes,
     backend_headers: dict[str, str],
 ) -> ToolAccess:
     """Refuse what the rules refuse (raising the error to answer); else say how
-    to treat the response. Cheap when no rule is configured."""
+    to treat the response. Cheap when no rule is configured. The rules are
+    the route's own: each MCP server has its tool scopes and policy."""
     settings = app.settings
-    live = app.tool_policy
+    live = route.tool_policy
     if method != "POST":
         return NOTHING
-    if not (settings.tool_scopes or live):
+    if not (route.server.tool_scopes or live):
         return NOTHING  # nothing to decide (the gateway checked the headers)
     messages = mcp_messages.parse_messages(body)
     calls = mcp_messages.tool_calls(messages)
@@ -186,12 +189,15 @@ def check_request(
                 )
         if list_ids:
             may_call = policy.may_call(caller)
-    tool_scopes = settings.tool_scopes
+    tool_scopes = route.server.tool_scopes
     if tool_scopes is not None and calls:
         tools = [tool for _, tool in calls]
         try:
             check_tool_scopes(
-                tool_scopes, claims, tools, resource_metadata=resource_metadata_url(app)
+                tool_scopes,
+                claims,
+                tools,
+                resource_metadata=resource_metadata_url(app, route.server),
             )
         except InsufficientScopeError:
             granted = claims.scope.split()

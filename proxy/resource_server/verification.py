@@ -2,16 +2,16 @@
 
 Shared by the gateway (`/mcp`) and the forward-auth endpoint. Checks, in
 order: a bearer token in the Authorization header (never the query, PRM-14;
-never two methods, PRM-12), our signature, `typ`, `iss`, `aud` = the resource,
-`exp`, that the grant is still alive in the store (revocation takes effect on
-the next request), and the required scopes.
+never two methods, PRM-12), our signature, `typ`, `iss`, `aud` = the resource
+of the server asked (with MCP_SERVERS, each its own: a token for one is
+refused by the others, J57), `exp`, that the grant is still alive in the store
+(revocation takes effect on the next request), and the required scopes.
 """
 
 from __future__ import annotations
 
 import time
 import typing as t
-from urllib.parse import urlsplit
 
 from proxy.oauth import scopes
 from proxy.oauth.access_tokens import AccessClaims
@@ -30,30 +30,55 @@ if t.TYPE_CHECKING:
     from flask import Request
 
     from proxy.app_state import AppState
+    from proxy.config.mcp_servers import McpServer
     from proxy.store.limits import Rider
 
 
-def resource_metadata_url(app: AppState) -> str:
-    """The path-inserted PRM URL of the resource (RFC 9728 §3.1)."""
-    path = urlsplit(app.settings.resource).path
-    return app.settings.url("/.well-known/oauth-protected-resource" + path)
+def resource_metadata_url(app: AppState, server: McpServer) -> str:
+    """The path-inserted PRM URL of the server's resource (RFC 9728 §3.1)."""
+    return app.settings.url(server.metadata_path)
 
 
-def challenge_scope(app: AppState) -> str | None:
-    needed = app.settings.required_scopes or app.settings.mcp_scopes
+def challenge_scope(app: AppState, server: McpServer) -> str | None:
+    needed = app.settings.required_scopes or server.scopes
     return " ".join(needed) or None
 
 
+def verify_for_any_server(app: AppState, token: str, now: int) -> AccessClaims:
+    """The claims of one of our access tokens for any server we front.
+
+    For revocation and introspection, which take a token from its client or
+    a resource server whichever MCP server it is for; InvalidTokenError if no
+    server's audience is its `aud`.
+    """
+    error: InvalidTokenError | None = None
+    for server in app.settings.servers:
+        try:
+            return app.signing_keys.verify(
+                token, issuer=app.settings.issuer, audience=server.audience, now=now
+            )
+        except InvalidTokenError as exc:
+            if exc.reason != "aud_mismatch":
+                raise  # bad signature, expired: no other audience helps
+            error = exc
+    raise t.cast(InvalidTokenError, error)
+
+
 def verify_request(
-    app: AppState, request: Request, *, riders: Sequence[Rider] = ()
+    app: AppState,
+    request: Request,
+    server: McpServer,
+    *,
+    riders: Sequence[Rider] = (),
 ) -> AccessClaims:
-    """The verified claims of the request's access token, or an InvalidTokenError.
+    """The verified claims of the request's access token for `server`, or an
+    InvalidTokenError.
 
     ``riders`` are reads the caller needs from Redis too: they ride in the
     round trip that checks the grant (the gateway's session owners).
     """
-    metadata = resource_metadata_url(app)
-    scope = challenge_scope(app)
+    metadata = resource_metadata_url(app, server)
+    scope = challenge_scope(app, server)
     header_token = token_from_header(request.headers.get("Authorization"))
     if header_token and request.mimetype == "application/x-www-form-urlencoded":
         if "access_token" in request.form:
@@ -64,7 +89,9 @@ def verify_request(
         error.challenge = challenge(metadata, scope=scope)
         raise error
     try:
-        claims = app.verified_tokens.verify(app, header_token, int(time.time()))
+        claims = app.verified_tokens.verify(
+            app, header_token, int(time.time()), audience=server.audience
+        )
         enter_trace(claims.trace_id)
         # Revocation is never cached: the store is asked on every request,
         # in the same round trip as the grant's rate bucket.
@@ -83,7 +110,7 @@ def verify_request(
     if wait:
         raise TooManyRequestsError(wait, reason="grant_rate_limited")
     required = app.settings.required_scopes
-    tool_scopes = app.settings.tool_scopes
+    tool_scopes = server.tool_scopes
     # SCOPE-3: a broader scope covers the narrower ones it implies.
     hierarchy = tool_scopes.hierarchy if tool_scopes else ScopeHierarchy()
     if required and hierarchy.missing(scopes.parse(claims.scope), required):
