@@ -3,7 +3,8 @@
 Each MCP server has its own document at its path-inserted URL (RFC 9728
 §3.1): `/.well-known/oauth-protected-resource/github/mcp` for the resource
 `https://proxy/github/mcp`, naming its own audience and scopes. The bare URL
-answers for the first server (the only one without MCP_SERVERS).
+answers for a server whose audience has no path, else for the first (the
+only one without MCP_SERVERS).
 """
 
 from __future__ import annotations
@@ -48,17 +49,12 @@ def resource_metadata(server: McpServer | None = None) -> dict[str, t.Any]:
 @bp.get("/.well-known/oauth-protected-resource/<path:resource_path>")
 def show_resource_metadata(resource_path: str = "") -> Response:
     settings = state().settings
-    server: McpServer | None = settings.default_server
-    if resource_path:
-        wanted = resource_path.strip("/")
-        server = next(
-            (
-                s
-                for s in settings.servers
-                if urlsplit(s.audience).path.strip("/") == wanted
-            ),
-            None,
-        )
+    wanted = resource_path.strip("/")
+    server = next(
+        (s for s in settings.servers if urlsplit(s.audience).path.strip("/") == wanted),
+        # The bare URL: a server whose audience has no path, else the first.
+        None if wanted else settings.default_server,
+    )
     if server is None:
         response = jsonify({"error": "not_found"})
         response.status_code = 404

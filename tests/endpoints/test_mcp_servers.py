@@ -394,3 +394,17 @@ def test_forward_auth_checks_the_token_against_the_forwarded_server(
             headers["X-Forwarded-Uri"] = forwarded_uri
         response = client.get("/oauth2/forward-auth", headers=headers)
         assert response.status_code == (200 if ok else 401)
+
+
+def test_the_bare_metadata_url_is_a_pathless_audiences(
+    two_servers: Settings, store_client: t.Any
+) -> None:
+    github, crm = two_servers.mcp_servers
+    pathless = McpServer(
+        path=crm.path, audience="https://crm.example.com", scopes=crm.scopes
+    )
+    app = create_app(
+        two_servers.replace(mcp_servers=(github, pathless)), redis_client=store_client
+    )
+    document = app.test_client().get("/.well-known/oauth-protected-resource")
+    assert document.get_json()["resource"] == "https://crm.example.com"
