@@ -75,7 +75,8 @@ def forward(route: McpRoute) -> Response:
         return _json({"error": "forbidden_origin"}, 403)
     if request.method == "OPTIONS":
         return _preflight()
-    presented = request.headers.get(session_binding.SESSION_HEADER)
+    scoped = _session_scope(app, route)
+    presented = scoped(request.headers.get(session_binding.SESSION_HEADER))
     lookup = None
     if presented is not None:
         ttl = app.settings.mcp_session_ttl_seconds
@@ -118,7 +119,7 @@ def forward(route: McpRoute) -> Response:
             app.store.sessions,
             method=request.method,
             presented=presented,
-            answered=relayed.headers.get(session_binding.SESSION_HEADER),
+            answered=scoped(relayed.headers.get(session_binding.SESSION_HEADER)),
             status=relayed.status,
             owner=owner,
             ttl_seconds=app.settings.mcp_session_ttl_seconds,
@@ -137,6 +138,18 @@ def forward(route: McpRoute) -> Response:
         slot.release()  # a JSON answer, an error, 202: not a stream
         slot = None
     return _streamed(relayed, slot, access)
+
+
+def _session_scope(
+    app: AppState, route: McpRoute
+) -> t.Callable[[str | None], str | None]:
+    """How a session id is bound: as is with one server; with several,
+    prefixed with the server's path, so two backends that hand out the same
+    id never share (or refuse) each other's binding."""
+    if len(app.routes) == 1:
+        return lambda session_id: session_id
+    path = route.server.path
+    return lambda session_id: None if session_id is None else f"{path}\n{session_id}"
 
 
 def _may_stream() -> bool:

@@ -140,7 +140,8 @@ class Keys:
         """``mcpsession:{session_hash}`` STRING: who owns one MCP session id.
 
         session_hash is the first 32 hex digits of the SHA-256 of the backend's
-        ``Mcp-Session-Id`` (no raw session id in key names); the value is the
+        ``Mcp-Session-Id`` (no raw session id in key names; with MCP_SERVERS,
+        of the server's path, a newline and the id); the value is the
         owner's hash (SHA-256 of client id and subject, 32 hex digits). TTL:
         MCP_SESSION_TTL_SECONDS, slid by every request that presents the id.
         Written (SET NX EX) by the gateway when a backend response names a new

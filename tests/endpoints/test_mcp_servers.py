@@ -51,7 +51,11 @@ def backend_reply(name: str) -> t.Callable[[Request], Response]:
             "id": message["id"],
             "result": {"content": [{"type": "text", "text": json.dumps(seen)}]},
         }
-        return Response(json.dumps(body), mimetype="application/json")
+        response = Response(json.dumps(body), mimetype="application/json")
+        if message["method"] == "initialize":
+            # Both backends hand out the same session id.
+            response.headers["Mcp-Session-Id"] = "session-1"
+        return response
 
     return reply
 
@@ -119,10 +123,14 @@ def app(two_servers: Settings, store_client: t.Any) -> t.Any:
 
 
 def token_response(
-    oauth: OAuthTestClient, resource: str | None, scope: str, **token_form: str
+    oauth: OAuthTestClient,
+    resource: str | None,
+    scope: str,
+    user: str = "alice@example.com",
+    **token_form: str,
 ) -> dict[str, t.Any]:
     client_id = oauth.register()["client_id"]
-    flow = oauth.login(client_id, scope=scope, resource=resource)
+    flow = oauth.login(client_id, user, scope=scope, resource=resource)
     response = oauth.token(flow, **token_form)
     assert response.status_code == 200, response.get_data(as_text=True)
     return {**response.get_json(), "client_id": client_id}
@@ -138,8 +146,16 @@ def crm_token(oauth: OAuthTestClient) -> str:
     return t.cast(str, token_response(oauth, CRM, "crm")["access_token"])
 
 
-def call(client: t.Any, path: str, token: str | None, tool: str = "whoami") -> t.Any:
+def call(
+    client: t.Any,
+    path: str,
+    token: str | None,
+    tool: str = "whoami",
+    session: str | None = None,
+) -> t.Any:
     headers = {"Accept": "application/json, text/event-stream"}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     message = {
@@ -408,3 +424,25 @@ def test_the_bare_metadata_url_is_a_pathless_audiences(
     )
     document = app.test_client().get("/.well-known/oauth-protected-resource")
     assert document.get_json()["resource"] == "https://crm.example.com"
+
+
+def test_the_same_session_id_from_two_backends_is_bound_per_server(
+    client: t.Any, oauth: OAuthTestClient
+) -> None:
+    alice = token_response(oauth, GITHUB, "github")["access_token"]
+    bob = token_response(oauth, CRM, "crm", user="bob@example.com")["access_token"]
+    headers = {"Accept": "application/json, text/event-stream"}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    for path, token in (("/github/mcp", alice), ("/crm/mcp", bob)):
+        bearer = {**headers, "Authorization": f"Bearer {token}"}
+        opened = client.post(path, json=initialize, headers=bearer)
+        assert opened.status_code == 200, opened.get_data(as_text=True)
+        assert opened.headers["Mcp-Session-Id"] == "session-1"
+    # Each binding is its own: each user keeps theirs, and neither reaches
+    # the other's through the other server.
+    assert call(client, "/github/mcp", alice, session="session-1").status_code == 200
+    assert call(client, "/crm/mcp", bob, session="session-1").status_code == 200
+    bob_at_github = token_response(oauth, GITHUB, "github", user="bob@example.com")
+    token = bob_at_github["access_token"]
+    hijack = call(client, "/github/mcp", token, session="session-1")
+    assert hijack.status_code == 404
