@@ -385,36 +385,37 @@ def _check_setup(
 
 
 def _check_tool_rules(settings: Settings, report: Report) -> None:
-    """MCP_TOOL_SCOPES and MCP_TOOL_POLICY loaded (a bad one failed as config)."""
-    tool_scopes, policy = settings.tool_scopes, settings.tool_policy
-    if tool_scopes is not None:
-        report.add(
-            OK,
-            "tool_scopes",
-            f"MCP_TOOL_SCOPES is valid: {len(tool_scopes.exact)} tools and "
-            f"{len(tool_scopes.globs)} globs need scopes; step-up can reach "
-            + " ".join(tool_scopes.scopes),
-        )
-    if policy is not None and settings.tool_policy_source is not None:
-        reread = (
-            " (re-read when the file changes)"
-            if settings.tool_policy_source.path
-            else ""
-        )
-        report.add(
-            OK,
-            "tool_policy",
-            f"MCP_TOOL_POLICY is valid{reread}: {len(policy.rules)} rules, first "
-            f"match wins, default {policy.default}; groups are read from "
-            + ", ".join(settings.tool_policy_claims),
-        )
-    if (tool_scopes is not None or policy is not None) and not settings.gateway:
-        report.add(
-            WARN,
-            "tool_rules_unused",
-            "MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply only in gateway mode: set "
-            "MCP_BACKEND_URL, or they decide nothing",
-        )
+    """Each server's tool scopes and policy loaded (a bad one failed as config)."""
+    for server in settings.servers:
+        several = bool(settings.mcp_servers)
+        scopes_name = f"{server.path} tool_scopes" if several else "MCP_TOOL_SCOPES"
+        policy_name = f"{server.path} tool_policy" if several else "MCP_TOOL_POLICY"
+        tool_scopes, policy = server.tool_scopes, server.tool_policy
+        if tool_scopes is not None:
+            report.add(
+                OK,
+                "tool_scopes",
+                f"{scopes_name} is valid: {len(tool_scopes.exact)} tools and "
+                f"{len(tool_scopes.globs)} globs need scopes; step-up can reach "
+                + " ".join(tool_scopes.scopes),
+            )
+        source = server.tool_policy_source
+        if policy is not None and source is not None:
+            reread = " (re-read when the file changes)" if source.path else ""
+            report.add(
+                OK,
+                "tool_policy",
+                f"{policy_name} is valid{reread}: {len(policy.rules)} rules, first "
+                f"match wins, default {policy.default}; groups are read from "
+                + ", ".join(settings.tool_policy_claims),
+            )
+        if (tool_scopes is not None or policy is not None) and not settings.gateway:
+            report.add(
+                WARN,
+                "tool_rules_unused",
+                "MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply only in gateway mode: set "
+                "MCP_BACKEND_URL, or they decide nothing",
+            )
 
 
 #: Seconds `check` waits for a backend to accept a connection.

@@ -63,3 +63,26 @@ def test_the_instructions_name_every_server_url() -> None:
     text = check.instructions(settings)
     assert f"{PUBLIC}/github/mcp" in text
     assert f"{PUBLIC}/crm/mcp" in text
+
+
+def test_each_servers_tool_rules_are_reported_under_its_path(
+    tmp_path: t.Any,
+) -> None:
+    servers = [
+        {
+            "path": "/github/mcp",
+            "backend": "http://10.0.0.1/mcp",
+            "tool_scopes": {"tools": {"delete_*": "github:write"}},
+        },
+        {
+            "path": "/crm/mcp",
+            "backend": "http://10.0.0.2/mcp",
+            "tool_policy": {"default": "deny"},
+        },
+    ]
+    settings = Settings.from_env({**BASE, "MCP_SERVERS": json.dumps(servers)})
+    report = check.Report()
+    check._check_tool_rules(settings, report)
+    messages = {f.code: f.message for f in report.findings}
+    assert messages["tool_scopes"].startswith("/github/mcp tool_scopes is valid")
+    assert messages["tool_policy"].startswith("/crm/mcp tool_policy is valid:")
