@@ -48,7 +48,9 @@ def test_sealed_session_opens_until_it_expires() -> None:
 def test_session_cannot_be_read_or_altered() -> None:
     value = account_session.seal_session(KEYRING, _session())
     assert "alice" not in value
-    for i in (0, len(value) // 2, len(value) - 1):
+    # Not the last character: in unpadded base64 its low bits may be padding,
+    # which decoders ignore, so changing it can leave the bytes as they were.
+    for i in (0, len(value) // 2, len(value) - 2):
         altered = value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1 :]
         assert account_session.open_session(KEYRING, altered, NOW) is None
     other = Keyring(bytes(32))
