@@ -52,7 +52,7 @@ def check_forwarded_call(
         raise UnnamedToolError(exc.message, reason=exc.reason) from exc
     if sent.method != TOOLS_CALL:
         return  # not a tool call, or a client that sends no headers
-    tool = decode_header_value(sent.name) if sent.name is not None else None
+    tool = _named_tool(sent.name)
     if not tool:
         raise UnnamedToolError(
             "A tools/call request must name its tool in a well-formed "
@@ -60,3 +60,16 @@ def check_forwarded_call(
             reason="missing_name" if sent.name is None else "malformed_name",
         )
     tool_access.check_calls(app, route, claims, [(None, tool)], where=WHERE)
+
+
+def _named_tool(header: str | None) -> str | None:
+    """The tool `Mcp-Name` names; None when it names none for certain.
+
+    A plain value with a comma is two headers a WSGI server joined (MCP tool
+    names are letters, digits, `_`, `-`, `.`): which one the backend reads
+    is unknown, so neither is checked. A name that needs a comma travels in
+    the `=?base64?…?=` form, decoded by the gateway's own rule.
+    """
+    if header is None or "," in header:
+        return None
+    return decode_header_value(header)

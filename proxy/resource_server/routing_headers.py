@@ -45,6 +45,7 @@ def read_routing_headers(headers: Iterable[tuple[str, str]]) -> RoutingHeaders:
 
     Two copies are refused, not resolved: first-copy and last-copy readers
     (this proxy, an intermediary, the backend) would disagree on the tool.
+    Under WSGI two copies arrive joined by a comma, which no method has.
     The gateway and forward-auth both read them here, so both apply one rule.
     """
     method_header: str | None = None
@@ -61,6 +62,11 @@ def read_routing_headers(headers: Iterable[tuple[str, str]]) -> RoutingHeaders:
             method_header = value
         else:
             name_header = value
+    if method_header is not None and "," in method_header:
+        # No method has a comma: a WSGI server (gunicorn) joined two copies.
+        raise HeaderMismatchError(
+            "Mcp-Method header appears more than once", reason="duplicate_header"
+        )
     return RoutingHeaders(method=method_header, name=name_header)
 
 
