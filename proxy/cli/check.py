@@ -410,12 +410,23 @@ def _check_tool_rules(settings: Settings, report: Report) -> None:
                 + ", ".join(settings.tool_policy_claims),
             )
         if (tool_scopes is not None or policy is not None) and not settings.gateway:
-            report.add(
-                WARN,
-                "tool_rules_unused",
-                "MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply only in gateway mode: set "
-                "MCP_BACKEND_URL, or they decide nothing",
-            )
+            _warn_forward_auth_rules(report)
+
+
+def _warn_forward_auth_rules(report: Report) -> None:
+    """Forward-auth mode (no backend; MCP_SERVERS always has one) never sees
+    the body: its tool rules bind only requests that name their tool in
+    Mcp-Method/Mcp-Name (decision J65)."""
+    report.add(
+        WARN,
+        "tool_rules_need_headers",
+        "MCP_BACKEND_URL is not set, so MCP_TOOL_SCOPES/MCP_TOOL_POLICY apply "
+        "at /oauth2/forward-auth, which never sees the request body: only "
+        "requests naming their tool in Mcp-Method/Mcp-Name headers (MCP "
+        "2026-07-28 clients) are checked; 2025-11-25 clients send none and "
+        "pass on their token alone, and tools/list is never filtered. For "
+        "rules that hold for every client, use gateway mode (MCP_BACKEND_URL)",
+    )
 
 
 #: Seconds `check` waits for a backend to accept a connection.

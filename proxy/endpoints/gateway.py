@@ -33,6 +33,7 @@ from proxy.resource_server import tool_access
 from proxy.resource_server.backend_identity import backend_identity
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.jsonrpc_errors import JsonRpcError
+from proxy.resource_server.jsonrpc_errors import error_response
 from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.stream_slots import Slot
 from proxy.resource_server.stream_slots import StreamSlots
@@ -251,11 +252,7 @@ def _preflight() -> Response:
 def _jsonrpc_error(error: JsonRpcError) -> Response:
     """An MCP-level refusal, in the shape the MCP server itself would answer."""
     log.info("MCP request refused: %s", error.reason or error.code)
-    response = Response(
-        error.body(), status=error.status_code, mimetype="application/json"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return error_response(error)
 
 
 def _cors(response: Response) -> Response:

@@ -65,7 +65,8 @@ NAMES: dict[str, str] = {
     "account.refused": "an /account request was refused (reason: csrf, ...)",
     "gateway.tool_denied": "a tool call was refused: the tool policy "
     "(reason denied_by_rule, denied_by_default) or a missing tool scope "
-    "(insufficient_scope); tool, rule, client",
+    "(insufficient_scope); tool, rule, client; where=forward_auth when "
+    "forward-auth refused it (from Mcp-Name)",
     "gateway.policy_reloaded": "the tool policy file changed and was re-read "
     "(outcome error: it was bad and the last good policy stays)",
     # Operators.

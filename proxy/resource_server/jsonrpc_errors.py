@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import typing as t
 
+from flask import Response
+
 #: JSON-RPC 2.0 §5.1.
 INVALID_REQUEST = -32600
 #: MCP 2026-07-28 transports: a routing header disagrees with the body.
@@ -71,3 +73,25 @@ class ToolDeniedError(JsonRpcError):
 
     status_code = 403
     code = TOOL_DENIED
+
+
+class UnnamedToolError(JsonRpcError):
+    """Forward-auth: `Mcp-Method: tools/call` with no usable `Mcp-Name` (missing,
+    sent twice, empty, or a malformed `=?base64?…?=`) while tool rules apply.
+
+    The tool cannot be known (forward-auth never sees the body), so the call
+    is refused: HeaderMismatch's code, but HTTP 403, since nginx's
+    `auth_request` accepts only 2xx, 401 and 403 from us (decision J65).
+    """
+
+    status_code = 403
+    code = HEADER_MISMATCH
+
+
+def error_response(error: JsonRpcError) -> Response:
+    """The refusal as an HTTP response: its JSON-RPC body, never cached."""
+    response = Response(
+        error.body(), status=error.status_code, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -16,6 +16,7 @@ import json
 import re
 import typing as t
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
 
@@ -27,15 +28,32 @@ NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "u
 _BASE64_VALUE = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
 
 
-def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> None:
-    """Raise HeaderMismatchError unless the routing headers agree with ``body``."""
+@dataclass(frozen=True, slots=True)
+class RoutingHeaders:
+    """A request's `Mcp-Method` and `Mcp-Name`, as sent (None: absent)."""
+
+    method: str | None = None
+    name: str | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.method is not None or self.name is not None
+
+
+def read_routing_headers(headers: Iterable[tuple[str, str]]) -> RoutingHeaders:
+    """The routing headers of a request; HeaderMismatchError if one is sent twice.
+
+    Two copies are refused, not resolved: first-copy and last-copy readers
+    (this proxy, an intermediary, the backend) would disagree on the tool.
+    Under WSGI two copies arrive joined by a comma, which no method has.
+    The gateway and forward-auth both read them here, so both apply one rule.
+    """
     method_header: str | None = None
     name_header: str | None = None
     for name, value in headers:
         key = name.lower()
         if key not in (METHOD_HEADER, NAME_HEADER):
             continue
-        # Two copies: first-copy and last-copy readers would disagree.
         if (method_header if key == METHOD_HEADER else name_header) is not None:
             raise HeaderMismatchError(
                 f"{name} header appears more than once", reason="duplicate_header"
@@ -44,7 +62,19 @@ def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> No
             method_header = value
         else:
             name_header = value
-    if method_header is None and name_header is None:
+    if method_header is not None and "," in method_header:
+        # No method has a comma: a WSGI server (gunicorn) joined two copies.
+        raise HeaderMismatchError(
+            "Mcp-Method header appears more than once", reason="duplicate_header"
+        )
+    return RoutingHeaders(method=method_header, name=name_header)
+
+
+def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> None:
+    """Raise HeaderMismatchError unless the routing headers agree with ``body``."""
+    sent = read_routing_headers(headers)
+    method_header, name_header = sent.method, sent.name
+    if not sent.sent:
         return
     message = _message(body)
     if message is None:

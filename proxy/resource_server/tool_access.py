@@ -7,7 +7,9 @@ policy, then the per-tool scopes (policy first: stepping up for a tool the
 policy refuses would only lead to a second refusal). It returns a
 :class:`ToolAccess` saying how to treat the response: a `tools/list` answer
 loses the tools the caller may not call, whether it comes as JSON or as an
-SSE event, so models are not shown tools they cannot use.
+SSE event, so models are not shown tools they cannot use. The decision on
+the calls themselves is :func:`check_calls`, which forward-auth applies too,
+to the tool a request's `Mcp-Name` header names (decision J65).
 """
 
 from __future__ import annotations
@@ -154,6 +156,11 @@ class ToolAccess:
 NOTHING = ToolAccess()
 
 
+def has_rules(route: McpRoute) -> bool:
+    """True when the route's server has tool scopes or a tool policy."""
+    return route.server.tool_scopes is not None or route.tool_policy is not None
+
+
 def check_request(
     app: AppState,
     route: McpRoute,
@@ -165,32 +172,62 @@ def check_request(
     """Refuse what the rules refuse (raising the error to answer); else say how
     to treat the response. Cheap when no rule is configured. The rules are
     the route's own: each MCP server has its tool scopes and policy."""
-    settings = app.settings
-    live = route.tool_policy
     if method != "POST":
         return NOTHING
-    if not (route.server.tool_scopes or live):
+    if not has_rules(route):
         return NOTHING  # nothing to decide (the gateway checked the headers)
     messages = mcp_messages.parse_messages(body)
-    calls = mcp_messages.tool_calls(messages)
     list_ids = mcp_messages.tools_list_ids(messages)
-    may_call: Callable[[str], bool] | None = None
-    if live is not None and (calls or list_ids):
-        caller = caller_of(claims, settings, app.catalog_names)
+    check_calls(app, route, claims, mcp_messages.tool_calls(messages))
+    live = route.tool_policy
+    # A tool whose scope the token lacks stays listed: step-up reaches it, and
+    # hiding it would leave the model no reason to ask. Only the policy hides.
+    if live is None or not list_ids:
+        return NOTHING
+    caller = caller_of(claims, app.settings, app.catalog_names)
+    may_call = live.current().may_call(caller)
+    # Ask for an uncompressed answer: it is read and rewritten here.
+    for name in [n for n in backend_headers if n.lower() == "accept-encoding"]:
+        del backend_headers[name]
+    backend_headers["Accept-Encoding"] = "identity"
+    return ToolAccess(list_ids=list_ids, may_call=may_call)
+
+
+def check_calls(
+    app: AppState,
+    route: McpRoute,
+    claims: AccessClaims,
+    calls: t.Sequence[tuple[t.Any, str]],
+    *,
+    where: str | None = None,
+) -> None:
+    """The tool policy, then the per-tool scopes, for these (id, tool) calls.
+
+    The one decision the gateway (tools read from the body) and forward-auth
+    (the tool its `Mcp-Name` header names) share; raises ToolDeniedError or
+    InsufficientScopeError (with the step-up challenge), after the
+    `gateway.tool_denied` event. ``where`` names a caller other than the
+    gateway in that event.
+    """
+    if not calls:
+        return
+    live = route.tool_policy
+    if live is not None:
+        caller = caller_of(claims, app.settings, app.catalog_names)
         policy = live.current()
         for request_id, tool in calls:
             decision = policy.decide(caller, tool)
             if not decision.allowed:
-                _denied(app, claims, tool, decision.reason, rule=decision.rule)
+                _denied(
+                    app, claims, tool, decision.reason, rule=decision.rule, where=where
+                )
                 raise ToolDeniedError(
                     f"The tool policy does not allow calling '{_printable(tool)}'.",
                     request_id=request_id,
                     reason=decision.reason,
                 )
-        if list_ids:
-            may_call = policy.may_call(caller)
     tool_scopes = route.server.tool_scopes
-    if tool_scopes is not None and calls:
+    if tool_scopes is not None:
         tools = [tool for _, tool in calls]
         try:
             check_tool_scopes(
@@ -202,21 +239,18 @@ def check_request(
         except InsufficientScopeError:
             granted = claims.scope.split()
             lacking = next(tool for tool in tools if tool_scopes.missing(granted, tool))
-            _denied(app, claims, lacking, "insufficient_scope")
+            _denied(app, claims, lacking, "insufficient_scope", where=where)
             raise
-    # A tool whose scope the token lacks stays listed: step-up reaches it, and
-    # hiding it would leave the model no reason to ask. Only the policy hides.
-    if may_call is None or not list_ids:
-        return NOTHING
-    # Ask for an uncompressed answer: it is read and rewritten here.
-    for name in [n for n in backend_headers if n.lower() == "accept-encoding"]:
-        del backend_headers[name]
-    backend_headers["Accept-Encoding"] = "identity"
-    return ToolAccess(list_ids=list_ids, may_call=may_call)
 
 
 def _denied(
-    app: AppState, claims: AccessClaims, tool: str, reason: str, *, rule: int = 0
+    app: AppState,
+    claims: AccessClaims,
+    tool: str,
+    reason: str,
+    *,
+    rule: int = 0,
+    where: str | None = None,
 ) -> None:
     app.events.emit(
         "gateway.tool_denied",
@@ -226,6 +260,7 @@ def _denied(
         rule=rule or None,
         client_id=claims.client_id,
         sub=claims.sub,
+        where=where,
     )
 
 

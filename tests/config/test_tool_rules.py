@@ -126,4 +126,29 @@ def test_check_reports_valid_rules(httpserver: t.Any, tmp_path: t.Any) -> None:
     assert "mcp:read mcp:write" in findings["tool_scopes"].message
     assert findings["tool_policy"].level == check.OK
     assert "re-read when the file changes" in findings["tool_policy"].message
-    assert findings["tool_rules_unused"].level == check.WARN  # no MCP_BACKEND_URL
+    # No MCP_BACKEND_URL: forward-auth, which sees only the routing headers.
+    assert findings["tool_rules_need_headers"].level == check.WARN
+    assert "2025-11-25 clients" in findings["tool_rules_need_headers"].message
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [(None, True), ("http://10.0.0.1/mcp", False)],
+)
+def test_check_warns_that_forward_auth_rules_need_the_routing_headers(
+    backend: str | None, warned: bool
+) -> None:
+    """Forward-auth sees no body: its rules bind only clients that send
+    Mcp-Method/Mcp-Name (J65); the gateway reads the body and needs no warning."""
+    env = {"MCP_TOOL_SCOPES": json.dumps(SCOPES)}
+    if backend is not None:
+        env["MCP_BACKEND_URL"] = backend
+    report = check.Report()
+    check._check_tool_rules(settings(**env), report)
+    findings = {f.code: f for f in report.findings}
+    assert ("tool_rules_need_headers" in findings) is warned
+    if warned:
+        message = findings["tool_rules_need_headers"].message
+        assert findings["tool_rules_need_headers"].level == check.WARN
+        assert "tools/list is never filtered" in message
+        assert "gateway mode" in message

@@ -10,6 +10,7 @@ from proxy.resource_server.jsonrpc_errors import HEADER_MISMATCH
 from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
 from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.routing_headers import decode_header_value
+from proxy.resource_server.routing_headers import read_routing_headers
 
 
 def _body(method: str, **params: object) -> bytes:
@@ -98,3 +99,19 @@ def test_mismatch_keeps_the_request_id() -> None:
 )
 def test_decode_header_value(value: str, decoded: str | None) -> None:
     assert decode_header_value(value) == decoded
+
+
+def test_a_method_header_with_a_comma_is_two_copies_joined() -> None:
+    """gunicorn joins a repeated header with ','; no MCP method has one."""
+    joined = [("Mcp-Method", "tools/call,tools/list")]
+    with pytest.raises(HeaderMismatchError) as caught:
+        read_routing_headers(joined)
+    assert caught.value.reason == "duplicate_header"
+    with pytest.raises(HeaderMismatchError):
+        check_routing_headers(joined, _body("tools/call", name="echo"))
+
+
+def test_read_routing_headers_says_what_was_sent() -> None:
+    sent = read_routing_headers([("MCP-METHOD", "tools/call"), ("mcp-name", "e")])
+    assert (sent.method, sent.name, sent.sent) == ("tools/call", "e", True)
+    assert not read_routing_headers([("Accept", "*/*")]).sent
