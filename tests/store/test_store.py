@@ -110,9 +110,7 @@ def _rotate(store: Store, grant_id: str = "g" * 22, **override: t.Any) -> Rotate
     return store.rotate_refresh(grant_id, **args)
 
 
-def _redeemed_grant(
-    store: Store, grant_id: str = "g" * 22, **override: t.Any
-) -> Grant:
+def _redeemed_grant(store: Store, grant_id: str = "g" * 22, **override: t.Any) -> Grant:
     store.create_grant(_grant(grant_id, **override), ttl=CODE_TTL)
     assert _redeem(store, grant_id) is RedeemResult.OK
     grant = store.load_grant(grant_id)
@@ -559,9 +557,7 @@ def test_a_conflicting_rotation_writes_no_claims(store: Store) -> None:
     """J65: the claims change only with a rotation that wins its generation."""
     _redeemed_grant(store)
     assert _rotate(store) is RotateResult.OK
-    stale = _rotate(
-        store, expected_gen=1, new_hash="r3" * 32, claims={"groups": ["x"]}
-    )
+    stale = _rotate(store, expected_gen=1, new_hash="r3" * 32, claims={"groups": ["x"]})
     assert stale is RotateResult.CONFLICT
     grant = store.load_grant("g" * 22)
     assert grant is not None
