@@ -5,8 +5,9 @@ policy), so a refresh re-reads them whenever the IdP's refresh answer lets us
 (OIDC Core §12.2: an ID token, or userinfo where the login took groups from
 it) and the new access token carries what the IdP says now. The login's rules
 are applied again to what comes back; a user they refuse, or an answer naming
-another user, ends the grant (decision J65). When the IdP says nothing new,
-the stored claims stand, and the email allow-lists are still asked of them.
+another user, ends the grant (decisions J65, J66). When the IdP says nothing
+new, the stored claims stand, and the email allow-lists are still asked of
+them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if t.TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: Upstream failures that end the grant, with the `grant.revoked` reason.
+#: Upstream failures that end the grant, with the `grant.revoked` reason (J66).
 #: Anything else (the IdP unreachable, rate limited, misconfigured) is a 503
 #: or a 500 that destroys nothing.
 ENDS_THE_GRANT = {

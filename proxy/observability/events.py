@@ -53,7 +53,7 @@ NAMES: dict[str, str] = {
     "refresh.claims_changed": "a refresh re-read the user upstream and the "
     "token claims changed (claims: their names only, J65)",
     "grant.revoked": "a grant ended (reason: reuse, revocation, admin, account, "
-    "an identity a refresh re-read and the login rules refuse, J65)",
+    "an identity a refresh re-read and the login rules refuse, J66)",
     "token.revoked": "a token was revoked at /oauth2/revoke",
     "upstream.refresh_failed": "refreshing the upstream token failed (reason)",
     # Limits and the resource server.

@@ -26,7 +26,7 @@ class UpstreamError(Exception):
     never a reason to end a user's grant), ``issuer_mismatch`` (the discovery
     document names another issuer than OAUTH_ISSUER: a configuration error),
     ``subject_changed`` (a refresh answer names another user than the grant's:
-    end the grant, J65), ``rejected`` (any other refusal).
+    end the grant, J66), ``rejected`` (any other refusal).
     """
 
     def __init__(

@@ -448,7 +448,7 @@ class OIDCProvider:
             ) from exc
         if response.status_code != 200:
             # A rate limit or a timeout is "not now": at refresh, an
-            # invalid_response would end the grant (J65).
+            # invalid_response would end the grant (J66).
             status = response.status_code
             kind = (
                 "unavailable"
