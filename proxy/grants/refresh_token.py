@@ -321,7 +321,8 @@ class RefreshTokenGrant(TokenGrant):
         now: int,
         attempts: int,
     ) -> dict[str, t.Any]:
-        """Refresh upstream, then swap the current token for a new one, atomically."""
+        """Refresh upstream and re-read the user from its answer (J65), then swap
+        the current token for a new one, with any new claims, atomically."""
         app = self.app
         upstream_sealed, renewed = self._refresh_upstream(grant)
         # J65: the groups the IdP reports now, not the login's; or the stored

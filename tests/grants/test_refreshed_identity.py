@@ -21,6 +21,7 @@ from tests.conftest import RESOURCE
 from tests.conftest import SECRET_KEY
 from tests.endpoints._helpers import assert_json_error
 from tests.oauth_client import OAuthTestClient
+from tests.redis_round_trips import RoundTrips
 from tests.upstream.standins import OIDCStandIn
 from tests.upstream.standins import access_claims
 from tests.upstream.standins import come_back
@@ -202,6 +203,29 @@ def test_a_tightened_allow_list_ends_a_grant_the_idp_says_nothing_new_about(
     assert strict.grant_of(body) is None
     assert strict.revoked() == ["identity_refused"]
     assert idp.userinfo_requests == []
+
+
+def test_new_claims_cost_no_extra_round_trip_on_real_redis(
+    base_settings: Settings,
+    real_redis: t.Any,
+    idp: OIDCStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claims ride in ROTATE_REFRESH: a refresh that changes them makes
+    as many round trips to a real redis-server as one that does not."""
+    run = Run(base_settings, real_redis)
+    counter = RoundTrips(monkeypatch)
+    client_id, body = run.login(idp, USER)
+    warm = run.oauth.refresh(client_id, body["refresh_token"]).get_json()
+    same, kept = counter.of(lambda: run.oauth.refresh(client_id, warm["refresh_token"]))
+    idp.users["u1"] = {**USER, "groups": []}
+    changed, new = counter.of(
+        lambda: run.oauth.refresh(client_id, kept.get_json()["refresh_token"])
+    )
+    assert new.status_code == 200
+    assert access_claims(new.get_json()["access_token"])["groups"] == []
+    assert run.grant_of(body).claims["groups"] == []
+    assert changed == same
 
 
 def test_changed_names_lists_names_never_values() -> None:
