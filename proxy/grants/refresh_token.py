@@ -22,6 +22,7 @@ from proxy.grants.base import _client_in_use
 from proxy.grants.base import _document_of
 from proxy.grants.base import _refresh_ttl
 from proxy.grants.base import grant_fields
+from proxy.grants.refreshed_identity import refreshed_claims
 from proxy.grants.token_response import seal_upstream
 from proxy.grants.token_response import token_response
 from proxy.keys.keyring import SealError
@@ -320,9 +321,13 @@ class RefreshTokenGrant(TokenGrant):
         now: int,
         attempts: int,
     ) -> dict[str, t.Any]:
-        """Refresh upstream, then swap the current token for a new one, atomically."""
+        """Refresh upstream and re-read the user from its answer (J66), then swap
+        the current token for a new one, with any new claims, atomically."""
         app = self.app
-        upstream_sealed = self._refresh_upstream(grant)
+        upstream_sealed, renewed = self._refresh_upstream(grant)
+        # J66: the groups the IdP reports now, not the login's; or the stored
+        # claims, if the login rules still admit them.
+        claims = refreshed_claims(app, grant, renewed)
         if upstream_sealed is not None:
             # The grace window starts when the new pair exists, not when this
             # request began: a slow IdP must not eat a concurrent request's grace.
@@ -333,7 +338,7 @@ class RefreshTokenGrant(TokenGrant):
             app,
             signing_key=self.signing_key(),
             sub=grant.sub,
-            claims=grant.claims,
+            claims=grant.claims if claims is None else claims,
             client_id=grant.client_id,
             scope=scope or grant.scope,
             resource=grant.resource,
@@ -351,6 +356,7 @@ class RefreshTokenGrant(TokenGrant):
             ttl=_refresh_ttl(app, grant, now),
             upstream=upstream_sealed,
             client=_client_in_use(app, grant.client_id),
+            claims=claims,
         )
         if result is RotateResult.OK:
             app.events.emit(
@@ -368,8 +374,11 @@ class RefreshTokenGrant(TokenGrant):
             "Invalid refresh token.", reason=f"rotate_{result.value.lower()}"
         )
 
-    def _refresh_upstream(self, grant: Grant) -> str | None:
-        """The grant's upstream tokens refreshed and sealed; None to keep them.
+    def _refresh_upstream(
+        self, grant: Grant
+    ) -> tuple[str | None, UpstreamTokens | None]:
+        """The grant's upstream tokens sealed (None to keep them), and the
+        IdP's refresh answer (None when there was no upstream refresh).
 
         Only the IdP's invalid_grant means the user's upstream grant is dead,
         and ends ours; anything else (rate limit, outage, misconfiguration) is
@@ -393,7 +402,7 @@ class RefreshTokenGrant(TokenGrant):
         if not upstream.refresh_token:
             # Nothing to refresh upstream; under an old key, the rotation
             # stores the tokens resealed under the current one.
-            return opened.resealed
+            return opened.resealed, None
         try:
             renewed = app.upstream.refresh(upstream)
         except UpstreamError as exc:
@@ -422,7 +431,7 @@ class RefreshTokenGrant(TokenGrant):
                 ) from exc
             log.warning("upstream refresh failed: %s", exc.cause)
             raise error_for(exc) from exc
-        return seal_upstream(app, renewed, context)
+        return seal_upstream(app, renewed, context), renewed
 
     def _seal_pending(
         self, grant: Grant, secret: str, refresh_token: str, scope: str

@@ -50,7 +50,10 @@ NAMES: dict[str, str] = {
     "client_auth.failed": "client authentication failed (reason)",
     "refresh.rotated": "a refresh token was rotated",
     "refresh.reuse_detected": "a rotated-out refresh token came back",
-    "grant.revoked": "a grant ended (reason: reuse, revocation, admin, account)",
+    "refresh.claims_changed": "a refresh re-read the user upstream and the "
+    "token claims changed (claims: their names only, J66)",
+    "grant.revoked": "a grant ended (reason: reuse, revocation, admin, account, "
+    "an identity a refresh re-read and the login rules refuse, J67)",
     "token.revoked": "a token was revoked at /oauth2/revoke",
     "upstream.refresh_failed": "refreshing the upstream token failed (reason)",
     # Limits and the resource server.

@@ -34,6 +34,7 @@ from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
 from proxy.store.records import GrantSummary
 from proxy.store.records import Transaction
+from proxy.store.records import claims_json
 from proxy.store.sessions import SessionOwners
 from proxy.store.streams import StreamLeases
 from proxy.store.traces import TraceRecords
@@ -457,11 +458,19 @@ class Store:
         ttl: int,
         upstream: str | None,
         client: ClientInUse | None = None,
+        claims: dict[str, t.Any] | None = None,
     ) -> RotateResult:
         """Rotate (ROTATE_REFRESH); with `client`, slide its TTL in the same
-        round trip (the caller holds the lease: it presented the current token)."""
+        round trip (the caller holds the lease: it presented the current token).
+
+        `claims`, when given, replaces the grant's identity claims in the same
+        script (J66): the groups a refresh re-read upstream and the refresh
+        token that carries them are stored together or not at all. None keeps
+        the stored claims.
+        """
         keys = [self.keys.grant(grant_id)]
-        args = (expected_gen, new_hash, now, pending, ttl, upstream or "")
+        encoded = "" if claims is None else claims_json(claims)
+        args = (expected_gen, new_hash, now, pending, ttl, upstream or "", encoded)
         result = self._replicated_script(self._rotate_refresh, keys, args, client)
         return RotateResult(_text(result))
 

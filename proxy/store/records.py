@@ -76,6 +76,15 @@ class Transaction:
         return cls(**data)
 
 
+def claims_json(claims: dict[str, t.Any]) -> str:
+    """A grant's identity claims as stored: a JSON string inside the record.
+
+    Opaque to Lua: cjson would turn ``[]`` (an emptied ``groups``) into ``{}``
+    and round big integers, so the scripts only ever swap the whole string.
+    """
+    return json.dumps(claims, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """One authorization, from one-time code to last refresh: a JSON string.
@@ -118,8 +127,7 @@ class Grant:
             "v": RECORD_VERSION,
             "client_id": self.client_id,
             "sub": self.sub,
-            # Opaque to Lua: cjson would turn [] into {} and round big integers.
-            "claims": json.dumps(self.claims, separators=(",", ":")),
+            "claims": claims_json(self.claims),
             "scope": self.scope,
             "resource": self.resource,
             "redirect_uri": self.redirect_uri,

@@ -62,6 +62,8 @@ ROTATE_REFRESH = """
 -- ARGV[4] = the new refresh token, sealed under the presented token's secret
 -- ARGV[5] = TTL of the grant (seconds)
 -- ARGV[6] = new sealed upstream tokens, or "" to keep them
+-- ARGV[7] = the identity claims the upstream refresh re-read (a JSON string,
+--   opaque here), or "" / absent to keep the stored ones (J66)
 -- Returns: "OK", "NOT_FOUND" (revoked, expired, or its code never redeemed),
 --   "CONFLICT" (another request rotated first: re-read and answer from the
 --   grace window).
@@ -99,6 +101,9 @@ g.lease_until = nil
 g.lease_holder = nil
 if ARGV[6] ~= '' then
   g.upstream = ARGV[6]
+end
+if ARGV[7] and ARGV[7] ~= '' then
+  g.claims = ARGV[7]
 end
 redis.call('SET', KEYS[1], cjson.encode(g), 'EX', ARGV[5])
 return 'OK'

@@ -25,7 +25,8 @@ class UpstreamError(Exception):
     ``invalid_client`` (the IdP refused OUR credentials: an operator problem,
     never a reason to end a user's grant), ``issuer_mismatch`` (the discovery
     document names another issuer than OAUTH_ISSUER: a configuration error),
-    ``rejected`` (any other refusal).
+    ``subject_changed`` (a refresh answer names another user than the grant's:
+    end the grant, J67), ``rejected`` (any other refusal).
     """
 
     def __init__(
@@ -163,6 +164,18 @@ class UpstreamProvider(t.Protocol):
 
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
         """Renew the upstream tokens; raise UpstreamError("invalid_grant") if dead."""
+        ...
+
+    def refreshed_identity(
+        self, tokens: UpstreamTokens, *, subject: str
+    ) -> Identity | None:
+        """The identity the renewed `tokens` vouch for, through the login's rules.
+
+        None when the provider has nothing new to say (no ID token on refresh,
+        no cheap userinfo): the grant keeps the claims it has. Raises
+        UpstreamError ``subject_changed`` if it is not `subject`'s, or as
+        ``exchange_code`` does when the login rules now refuse the user (J66).
+        """
         ...
 
     def issuer_matches(self, iss: str) -> bool:

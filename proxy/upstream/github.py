@@ -151,6 +151,19 @@ class GitHubProvider:
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
         return refresh_with(self._token_request, tokens)
 
+    def refreshed_identity(
+        self, tokens: UpstreamTokens, *, subject: str
+    ) -> Identity | None:
+        """None: a GitHub refresh answer carries no identity (J66).
+
+        Re-reading it would be two to four REST calls per refresh (``/user``,
+        ``/user/emails``, each org's membership), every one of which can be
+        rate limited, and GitHub's 403s do not tell a limit from a refusal.
+        The grant keeps the claims of its login; the email allow-lists are
+        still asked again of those at every refresh.
+        """
+        return None
+
     def probe_client(self) -> str:
         """Redeem a made-up code; return GitHub's error code (``check`` reads it)."""
         try:

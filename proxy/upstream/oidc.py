@@ -182,6 +182,43 @@ class OIDCProvider:
     def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
         return refresh_with(self._token_request, tokens)
 
+    def refreshed_identity(
+        self, tokens: UpstreamTokens, *, subject: str
+    ) -> Identity | None:
+        """The user as a refresh answer vouches for them, through the login's rules.
+
+        With an ID token (OIDC Core §12.2), its claims, with userinfo's for
+        kept claims it lacks, as at login. Without one, userinfo alone, but
+        only when kept claims (groups, roles, TOKEN_EXTRA_CLAIMS) are wanted
+        and this provider's userinfo can hold them: a refresh then costs one
+        more GET, and only where it can change what a token says. Otherwise
+        None: the IdP told us nothing new, and the stored claims stand (J66).
+
+        Raises ``subject_changed`` when the answer names another user (the
+        grant must end), ``access_denied`` when the login rules now refuse
+        them, ``invalid_response`` for an ID token that does not verify.
+        """
+        if tokens.id_token:
+            claims = self.verify_refreshed_id_token(tokens.id_token)
+            claims = self.with_userinfo_claims(claims, tokens.access_token)
+        elif (
+            self.extra_claims
+            and self.claims_from_userinfo
+            and self.metadata().get("userinfo_endpoint")
+        ):
+            claims = self.userinfo(tokens.access_token)
+        else:
+            return None
+        identity = self.identity_from_claims(claims)
+        if not equal(identity.subject, subject):
+            raise UpstreamError(
+                "subject_changed", "the refreshed identity names another subject"
+            )
+        self.check_claims(claims)
+        if self.policy is not None:
+            self.policy(identity)
+        return identity
+
     # -- identity -------------------------------------------------------------
     def subject_of(self, claims: dict[str, t.Any]) -> str:
         """The provider's stable user id (before the namespace prefix)."""
@@ -218,6 +255,32 @@ class OIDCProvider:
 
     def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, t.Any]:
         """OIDC Core §3.1.3.7: signature, iss, aud, azp, exp, nonce."""
+        claims = self._verified_claims(id_token)
+        if "nonce" in claims or nonce:
+            if not isinstance(claims.get("nonce"), str) or not equal(
+                claims["nonce"], nonce
+            ):
+                raise UpstreamError("invalid_response", "id_token nonce mismatch")
+        return claims
+
+    def verify_refreshed_id_token(self, id_token: str) -> dict[str, t.Any]:
+        """OIDC Core §12.2: the login's checks but the nonce (J66).
+
+        A refresh answer's ID token need not carry a nonce, and one that does
+        repeats the login's, which is not kept; a replayed login ID token gains
+        nothing here, since it arrives over the TLS answer to our own refresh
+        request. That it names the same user is :meth:`refreshed_identity`'s
+        check, on the subject the grant was created for. An ``azp``, if
+        present, must name us even with one audience (§3.1.3.7 (5) says
+        SHOULD; the login path keeps its older, multi-audience-only check).
+        """
+        claims = self._verified_claims(id_token)
+        if "azp" in claims and claims["azp"] != self.client_id:
+            raise UpstreamError("invalid_response", "id_token azp mismatch")
+        return claims
+
+    def _verified_claims(self, id_token: str) -> dict[str, t.Any]:
+        """Signature against the IdP's JWKS, iss, aud, azp and exp."""
         try:
             decoded = jwt.decode(
                 id_token, self._keyset_for(id_token), algorithms=ID_TOKEN_ALGORITHMS
@@ -237,11 +300,6 @@ class OIDCProvider:
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp + 60 < now:
             raise UpstreamError("invalid_response", "id_token expired")
-        if "nonce" in claims or nonce:
-            if not isinstance(claims.get("nonce"), str) or not equal(
-                claims["nonce"], nonce
-            ):
-                raise UpstreamError("invalid_response", "id_token nonce mismatch")
         return dict(claims)
 
     def with_userinfo_claims(
@@ -389,7 +447,14 @@ class OIDCProvider:
                 "unavailable", f"{url}: {exc.__class__.__name__}", endpoint=endpoint
             ) from exc
         if response.status_code != 200:
-            kind = "unavailable" if response.status_code >= 500 else "invalid_response"
+            # A rate limit or a timeout is "not now": at refresh, an
+            # invalid_response would end the grant (J67).
+            status = response.status_code
+            kind = (
+                "unavailable"
+                if status >= 500 or status in (408, 429)
+                else "invalid_response"
+            )
             raise UpstreamError(
                 kind, f"{url} answered {response.status_code}", endpoint=endpoint
             )

@@ -110,8 +110,8 @@ def _rotate(store: Store, grant_id: str = "g" * 22, **override: t.Any) -> Rotate
     return store.rotate_refresh(grant_id, **args)
 
 
-def _redeemed_grant(store: Store, grant_id: str = "g" * 22) -> Grant:
-    store.create_grant(_grant(grant_id), ttl=CODE_TTL)
+def _redeemed_grant(store: Store, grant_id: str = "g" * 22, **override: t.Any) -> Grant:
+    store.create_grant(_grant(grant_id, **override), ttl=CODE_TTL)
     assert _redeem(store, grant_id) is RedeemResult.OK
     grant = store.load_grant(grant_id)
     assert grant is not None
@@ -529,6 +529,46 @@ def test_rotate_keeps_upstream_when_none_given(store: Store) -> None:
     grant = store.load_grant("g" * 22)
     assert grant is not None
     assert grant.upstream == "sealed-upstream"
+
+
+def test_rotate_keeps_the_claims_when_none_given(store: Store) -> None:
+    """J66: a refresh that re-read no identity leaves the login's claims."""
+    _redeemed_grant(store)
+    assert _rotate(store, claims=None) is RotateResult.OK
+    grant = store.load_grant("g" * 22)
+    assert grant is not None
+    assert grant.claims == {"email": "alice@example.com"}
+
+
+def test_rotate_stores_the_refreshed_claims_with_the_new_token(store: Store) -> None:
+    """J66: the new claims land in the same script as the new refresh token;
+    an emptied list stays a list (the record holds them as a JSON string)."""
+    _redeemed_grant(store, claims={"email": "a@example.com", "groups": ["admins"]})
+    new = {"email": "a@example.com", "groups": [], "n": 2**60 + 1}
+    assert _rotate(store, claims=new) is RotateResult.OK
+    grant = store.load_grant("g" * 22)
+    assert grant is not None
+    assert grant.claims == new
+    assert grant.rt_hash == "r2" * 32
+    assert grant.gen == 2
+
+
+def test_a_conflicting_rotation_writes_no_claims(store: Store) -> None:
+    """J66: the claims change only with a rotation that wins its generation."""
+    _redeemed_grant(store)
+    assert _rotate(store) is RotateResult.OK
+    stale = _rotate(store, expected_gen=1, new_hash="r3" * 32, claims={"groups": ["x"]})
+    assert stale is RotateResult.CONFLICT
+    grant = store.load_grant("g" * 22)
+    assert grant is not None
+    assert grant.claims == {"email": "alice@example.com"}
+
+
+def test_rotating_a_revoked_grant_writes_no_claims(store: Store) -> None:
+    _redeemed_grant(store)
+    store.revoke_grant("g" * 22)
+    assert _rotate(store, claims={"groups": []}) is RotateResult.NOT_FOUND
+    assert store.redis.exists(store.keys.grant("g" * 22)) == 0
 
 
 def test_rotate_releases_the_lease(store: Store) -> None:

@@ -71,12 +71,20 @@ class OIDCStandIn:
     signing_kid: str = "k1"
     codes: dict[str, Code] = field(default_factory=dict)
     refresh_tokens: dict[str, dict[str, t.Any]] = field(default_factory=dict)
+    #: The login's claims by upstream access token (for userinfo).
+    access_tokens: dict[str, dict[str, t.Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     jwks_requests: int = 0
     #: Forced answer of the token endpoint for refresh: (status, body).
     refresh_answer: tuple[int, dict[str, t.Any]] | None = None
     #: Forced answer of the token endpoint for every request: (status, body).
     token_answer: tuple[int, dict[str, t.Any]] | None = None
+    #: Whether a refresh answer carries a new ID token (OIDC Core §12.2), made
+    #: from the user's claims as they are now (`users`, else the login's).
+    id_token_on_refresh: bool = False
+    #: The user's claims now, by sub: what userinfo and refreshed ID tokens say.
+    users: dict[str, dict[str, t.Any]] = field(default_factory=dict)
+    userinfo_requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.base = self.server.url_for(self.path).rstrip("/")
@@ -106,6 +114,7 @@ class OIDCStandIn:
         srv.expect_request(self.path + "/token", method="POST").respond_with_handler(
             self._token
         )
+        srv.expect_request(self.path + "/userinfo").respond_with_handler(self._userinfo)
 
     # -- what the user does at the IdP ---------------------------------------
     def login(
@@ -161,6 +170,9 @@ class OIDCStandIn:
             if record is None:
                 return json_response({"error": "invalid_grant"}, 400)
             body = {"access_token": secrets.token_urlsafe(), "expires_in": 3600}
+            self.access_tokens[body["access_token"]] = record
+            if self.id_token_on_refresh:
+                body["id_token"] = self.id_token(self.now(record))
             if self.rotate_refresh:
                 del self.refresh_tokens[form["refresh_token"]]
                 body["refresh_token"] = self._new_refresh(record)
@@ -176,9 +188,23 @@ class OIDCStandIn:
             "expires_in": 3600,
             "id_token": self.id_token(code.claims, code.params.get("nonce")),
         }
+        self.access_tokens[body["access_token"]] = code.claims
         if code.refresh:
             body["refresh_token"] = self._new_refresh(code.claims)
         return json_response(body)
+
+    def now(self, login_claims: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The user's claims now: `users[sub]` if the test changed them."""
+        return self.users.get(login_claims.get("sub", ""), login_claims)
+
+    def _userinfo(self, request: Request) -> Response:
+        header = request.headers.get("Authorization", "")
+        self.userinfo_requests.append(header)
+        record = self.access_tokens.get(header.removeprefix("Bearer "))
+        if record is None:
+            return json_response({"error": "invalid_token"}, 401)
+        claims = self.now(record)
+        return json_response({k: v for k, v in claims.items() if k != "nonce"})
 
     def _new_refresh(self, claims: dict[str, t.Any]) -> str:
         token = secrets.token_urlsafe()
