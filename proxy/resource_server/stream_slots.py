@@ -10,7 +10,12 @@ Retry-After, before it reaches the backend.
 A slot is taken by a :class:`SlotRequest` riding in the gateway's grant check
 (no round trip of its own) and given back by :meth:`Slot.release`, which the
 gateway calls whenever the stream ends (backend end, client gone, error, read
-or idle timeout). A worker that dies without
+or idle timeout). The worker's count is given back at once; the Redis lease
+is ended by a background sender, or by the grant's next slot request in this
+worker if that comes first (in its pipeline, before its own acquire), so
+that no response waits on that round trip (a tool call answered as a
+one-event stream used to finish only after it) and a busy worker ends many
+leases in one pipeline. A worker that dies without
 releasing keeps nothing forever: the per-worker count dies with it, and the
 per-grant slot is a Redis lease (proxy/store/streams.py) that this module
 renews while the stream is open and that otherwise ends by itself.
@@ -71,6 +76,13 @@ class StreamSlots:
         self._open: dict[str, Slot] = {}
         self._lock = threading.Lock()
         self._renewer_pid = 0
+        #: Leases released here and not yet ended in Redis (the sender's queue).
+        self._releasing: list[tuple[str, str]] = []
+        self._releaser_pid = 0
+        self._wake = threading.Event()
+        #: False: nothing sends queued releases but the grant's next acquire
+        #: and :meth:`send_releases` (tests that count round trips).
+        self.background_releases = True
 
     @property
     def open_count(self) -> int:
@@ -100,11 +112,46 @@ class StreamSlots:
     def release(self, slot: Slot) -> None:
         if not self._forget(slot) or not slot.leased:
             return
+        with self._lock:
+            self._releasing.append((slot.grant_id, slot.lease_id))
+            if not self.background_releases:
+                return
+            start = self._releaser_pid != os.getpid()
+            self._releaser_pid = os.getpid()
+        if start:  # first use, or a forked worker: a thread does not survive fork
+            threading.Thread(
+                target=_send_releases,
+                args=(weakref.ref(self), self._wake),
+                name="stream-releases",
+                daemon=True,
+            ).start()
+        self._wake.set()
+
+    def _take_releases(self, grant_id: str) -> list[str]:
+        """The queued releases of `grant_id`, taken off the sender's queue."""
+        with self._lock:
+            if not self._releasing:
+                return []
+            taken = [lease for grant, lease in self._releasing if grant == grant_id]
+            if taken:
+                self._releasing = [r for r in self._releasing if r[0] != grant_id]
+            return taken
+
+    def send_releases(self) -> int:
+        """End the leases released since the last call, in one round trip;
+        how many. The background sender calls it; so can tests and shutdown."""
+        with self._lock:
+            batch, self._releasing = self._releasing, []
+        if not batch:
+            return 0
         try:
-            self._leases.release(slot.grant_id, slot.lease_id)
+            self._leases.release(batch)
         except redis.exceptions.RedisError as exc:
-            # No longer renewed: the lease ends by itself within its length.
-            log.warning("stream slot not released: %s", exc.__class__.__name__)
+            # No longer renewed: each lease ends by itself within its length.
+            log.warning(
+                "%d stream slots not released: %s", len(batch), type(exc).__name__
+            )
+        return len(batch)
 
     def _forget(self, slot: Slot) -> bool:
         with self._lock:
@@ -156,6 +203,7 @@ class SlotRequest:
         self._full = False
         self._taken = False
         self._settled = False
+        self._ending: list[str] | None = None
 
     def queue(self, pipe: t.Any, grant_id: str) -> bool:
         # Runs again if Redis lost the script: reserve once, queue each time.
@@ -165,12 +213,18 @@ class SlotRequest:
         if self._slot is None or not self._slot.leased:
             return False
         owner = self._owner
+        # This worker's releases for the grant not sent yet end first, in the
+        # same script: a client's next call never counts its last one. Kept
+        # for a second run (a script Redis lost ran nothing the first time).
+        if self._ending is None:
+            self._ending = owner._take_releases(grant_id)
         owner._leases.queue_acquire(
             pipe,
             grant_id,
             self._slot.lease_id,
             slots=owner._per_grant,
             ms=owner._lease_ms,
+            ending=self._ending,
         )
         return True
 
@@ -209,6 +263,23 @@ class SlotRequest:
             self._slot.release()
         else:
             self._owner._forget(self._slot)
+
+
+def _send_releases(ref: weakref.ref[StreamSlots], wake: threading.Event) -> None:
+    """Send released leases as they come; under gevent this greenlet runs as
+    soon as the request that released them waits on its socket. The reference
+    is weak so that an app dropped (tests) takes its sender along."""
+    while True:
+        wake.wait(timeout=5.0)
+        wake.clear()
+        slots = ref()
+        if slots is None:
+            return
+        try:
+            slots.send_releases()
+        except Exception:  # the sender must outlive any one failure
+            log.exception("stream slot release failed")
+        del slots
 
 
 def _renew_while_open(ref: weakref.ref[StreamSlots], interval: float) -> None:

@@ -263,13 +263,18 @@ return 1
 ACQUIRE_STREAM = """
 -- A lease on one of a grant's stream slots.
 -- KEYS[1] = streams:{grant_id} (ZSET: lease id -> end of lease, ms)
--- ARGV[1] = lease id, ARGV[2] = lease length (ms), ARGV[3] = slots per grant
+-- ARGV[1] = lease id, ARGV[2] = lease length (ms), ARGV[3] = slots per grant,
+--   ARGV[4..] = leases of this grant's ended streams, not yet released
 -- Returns: 1 when the lease was taken, 0 when every slot is held.
--- Edge cases: leases past their end (a killed worker's) are trimmed first;
---   the clock is Redis' own (TIME), the same for every worker.
+-- Edge cases: the ended leases and leases past their end (a killed worker's)
+--   are removed first; the clock is Redis' own (TIME), the same for every
+--   worker.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0

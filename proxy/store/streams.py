@@ -30,16 +30,24 @@ class StreamLeases:
         self._renew = client.register_script(scripts.RENEW_STREAMS)
 
     def queue_acquire(
-        self, pipe: t.Any, grant_id: str, lease_id: str, *, slots: int, ms: int
+        self,
+        pipe: t.Any,
+        grant_id: str,
+        lease_id: str,
+        *,
+        slots: int,
+        ms: int,
+        ending: t.Sequence[str] = (),
     ) -> None:
-        """:meth:`acquire` queued on another pipeline (its reply: 1 or 0).
+        """:meth:`acquire` queued on another pipeline (its reply: 1 or 0),
+        ending first the grant's leases in `ending` (streams that ended).
 
         EVALSHA by hand: a redis-py Script in a pipeline sends SCRIPT EXISTS
         first, one more round trip. The caller loads ``ACQUIRE_STREAM`` and
         retries if Redis lost it (``Limiter.charge_grant``).
         """
         key = self._keys.streams(grant_id)
-        pipe.evalsha(self._acquire.sha, 1, key, lease_id, ms, slots)
+        pipe.evalsha(self._acquire.sha, 1, key, lease_id, ms, slots, *ending)
 
     def acquire(self, grant_id: str, lease_id: str, *, slots: int, ms: int) -> bool:
         """Take one of the grant's ``slots`` for ``ms``; False when all are held."""
@@ -62,8 +70,12 @@ class StreamLeases:
 
         execute_with_scripts(self._redis, queue, (scripts.RENEW_STREAMS,))
 
-    def release(self, grant_id: str, lease_id: str) -> None:
-        self._redis.zrem(self._keys.streams(grant_id), lease_id)
+    def release(self, leases: Iterable[tuple[str, str]]) -> None:
+        """End (grant id, lease id) leases: one round trip for all of them."""
+        pipe = self._redis.pipeline(transaction=False)
+        for grant_id, lease_id in leases:
+            pipe.zrem(self._keys.streams(grant_id), lease_id)
+        pipe.execute()
 
     def held(self, grant_id: str) -> int:
         """Leases on the grant's slots, ended ones included until trimmed (tests)."""

@@ -10,6 +10,7 @@ tests/e2e/test_gateway_stream_caps.py.
 
 from __future__ import annotations
 
+import time
 import typing as t
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from proxy.config.limits import Limits
 from proxy.config.settings import Settings
 from proxy.resource_server.stream_slots import RETRY_AFTER_SECONDS
 from tests.oauth_client import OAuthTestClient
+from tests.redis_round_trips import RoundTrips
 
 from ._helpers import decode_access_token
 from .test_gateway import backend  # noqa: F401 - the module's demo backend
@@ -79,6 +81,8 @@ class Grant:
 
 
 def _held(app: t.Any, grant_id: str) -> int:
+    """The grant's leases in Redis, once the releases this worker queued are sent."""
+    app.extensions["proxy"].streams.send_releases()
     return t.cast(int, app.extensions["proxy"].store.streams.held(grant_id))
 
 
@@ -114,6 +118,50 @@ def test_stream_past_the_grant_cap_is_429_and_another_grant_still_streams(
     assert closing[-1].status_code == 200
     print(f"\nheld: alice {_held(app, alice.grant_id)}, bob {_held(app, bob.grant_id)}")
     assert _held(app, alice.grant_id) == 2
+
+
+def test_a_finished_stream_is_released_in_the_background(
+    gateway: Settings, store_client: t.Any
+) -> None:
+    """No response waits on the lease's release: the worker's sender ends it
+    in Redis shortly after, without anyone asking."""
+    app = _app(gateway, store_client, max_streams_per_grant=1)
+    client = app.test_client()
+    alice = Grant(client)
+    response = alice.open_stream(client)
+    assert response.status_code == 200
+    response.close()
+    store = app.extensions["proxy"].store.streams
+    deadline = time.monotonic() + 5
+    while store.held(alice.grant_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.held(alice.grant_id) == 0
+
+
+def test_the_next_call_ends_the_last_ones_lease_in_its_own_trip(
+    gateway: Settings, store_client: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot per grant, calls one after the other never see the last
+    call's lease, even when the sender has not run: the next acquire ends it
+    first, and the grant check still takes one round trip."""
+    app = _app(gateway, store_client, max_streams_per_grant=1)
+    slots = app.extensions["proxy"].streams
+    slots.background_releases = False  # only the next acquire ends them
+    client = app.test_client()
+    alice = Grant(client)
+    alice.open_stream(client).close()  # warm: scripts loaded
+    trips = RoundTrips(monkeypatch)
+    for _ in range(3):
+
+        def call() -> int:
+            response = alice.open_stream(client)
+            response.close()
+            return t.cast(int, response.status_code)
+
+        sends, status = trips.of(call)
+        assert (sends, status) == (1, 200)
+    assert slots.send_releases() == 1  # only the last call's is still queued
+    assert _held(app, alice.grant_id) == 0
 
 
 def test_closing_a_stream_frees_its_slot(
