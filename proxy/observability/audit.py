@@ -23,6 +23,8 @@ from proxy.observability.logging_setup import REDACTED
 from proxy.observability.logging_setup import SECRET_PARAMS
 from proxy.observability.logging_setup import configure_record_logger
 from proxy.observability.logging_setup import iso_timestamp
+from proxy.observability.logging_setup import owned_handler
+from proxy.observability.logging_setup import record_line
 
 if t.TYPE_CHECKING:
     from proxy.observability.events import Event
@@ -63,6 +65,15 @@ class AuditLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         fields = audit_record(event)
+        handler = owned_handler(self.logger)
+        if handler is not None:
+            # The line the record would become, without the LogRecord and the
+            # handler chain (a third of an event's cost); the same bytes.
+            ts = fields["at"]
+            handler.write_line(
+                record_line(fields, ts, "INFO", AUDIT_LOGGER, event.name)
+            )
+            return
         # makeRecord + handle, not logger.info: the caller's file and line
         # (a stack walk per event) say nothing here, the event name does.
         record = self.logger.makeRecord(

@@ -160,14 +160,22 @@ class RecordFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, t.Any] = getattr(record, "fields", None) or {}
-        body: dict[str, t.Any] = {
-            "ts": fields.get("at") or _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.msg,
-        }
-        body.update(fields)
-        return json.dumps(body, default=str, separators=(",", ":"))
+        ts = fields.get("at") or _timestamp(record)
+        return record_line(fields, ts, record.levelname, record.name, str(record.msg))
+
+
+def record_line(
+    fields: dict[str, t.Any], ts: str, level: str, logger: str, message: str
+) -> str:
+    """The JSON line :class:`RecordFormatter` writes for `fields`."""
+    body: dict[str, t.Any] = {
+        "ts": ts,
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    body.update(fields)
+    return json.dumps(body, default=str, separators=(",", ":"))
 
 
 def formatter(log_format: str) -> logging.Formatter:
@@ -187,6 +195,34 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: t.Any) -> None:
         pass
+
+    def write_line(self, line: str) -> None:
+        """What :meth:`emit` does with a formatted record, given the line."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                stream = self.stream
+                stream.write(line + self.terminator)
+                stream.flush()
+            except Exception:  # as logging does: a log line never fails a request
+                if logging.raiseExceptions:
+                    sys.stderr.write(f"--- logging error writing {line[:80]!r}\n")
+
+
+def owned_handler(logger: logging.Logger) -> StderrHandler | None:
+    """The logger's only handler when it is ours and nothing filters: a
+    caller may then write its line straight to it (the audit trail's fast
+    path); None when an operator added handlers or filters."""
+    handlers = logger.handlers
+    if len(handlers) != 1 or logger.filters:
+        return None
+    handler = handlers[0]
+    if not isinstance(handler, StderrHandler) or handler.filters:
+        return None
+    if not getattr(handler, _OWNED, False):
+        return None
+    if not isinstance(handler.formatter, RecordFormatter):
+        return None
+    return handler
 
 
 def _owned_handler(logger: logging.Logger) -> logging.Handler:

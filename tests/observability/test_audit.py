@@ -202,3 +202,65 @@ def test_a_full_flow_logs_every_step_and_no_secret(
         # The secret half of `<grant_id>.<secret>` alone must not leak either.
         tail = value.rsplit(".", 1)[-1]
         assert tail not in output, f"part of the {what} reached the logs"
+
+
+def test_the_direct_line_is_the_line_the_log_record_would_be(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fast path (our handler alone) writes the bytes the LogRecord path
+    writes; a filter on the logger sends events down the record path."""
+    from proxy.observability.audit import AuditLog
+    from proxy.observability.events import Event
+
+    sink = AuditLog()
+    context = RequestContext("rid-1", "192.0.2.1", "cursor")
+    event = Event(
+        name="consent.approved",
+        outcome="ok",
+        at=1_780_000_000.25,
+        fields={"client_id": "c1", "sub": "alice", "scope": "mcp"},
+        request=context,
+        trace_id="0123456789abcdef",
+    )
+    assert logging_setup.owned_handler(sink.logger) is not None
+    sink(event)
+    direct = capsys.readouterr().err
+
+    def keep(record: t.Any) -> bool:
+        return True
+
+    sink.logger.addFilter(keep)
+    try:
+        assert logging_setup.owned_handler(sink.logger) is None
+        sink(event)
+        through_record = capsys.readouterr().err
+    finally:
+        sink.logger.removeFilter(keep)
+    assert direct == through_record
+    assert json.loads(direct)["ts"] == "2026-05-28T20:26:40.250+00:00"
+
+
+def test_a_handler_an_operator_adds_receives_the_events() -> None:
+    """Audit events stay log records for whoever configures logging."""
+    import logging
+
+    from proxy.observability.audit import AuditLog
+
+    sink = AuditLog()
+    received: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            received.append(record)
+
+    extra = Collect()
+    sink.logger.addHandler(extra)
+    try:
+        events = Events()
+        events.subscribe(sink)
+        events.emit("token.revoked", client_id="c9")
+    finally:
+        sink.logger.removeHandler(extra)
+    (record,) = received
+    assert record.getMessage() == "token.revoked"
+    assert record.fields["client_id"] == "c9"  # type: ignore[attr-defined]
