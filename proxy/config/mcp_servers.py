@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from proxy.config.env import ConfigError
-from proxy.config.tool_rules import MAX_RULES_FILE_BYTES
 from proxy.config.tool_rules import RulesSource
+from proxy.config.tool_rules import decode_json
+from proxy.config.tool_rules import read_document
 from proxy.config.tool_rules import read_policy
 from proxy.config.tool_rules import read_tool_scopes
 from proxy.oauth.resource_indicators import canonical_resource
@@ -108,9 +108,10 @@ def read_mcp_servers(
     """The servers MCP_SERVERS describes; ConfigError on the first problem."""
     value = value.strip()
     if value.startswith(("[", "{")):
-        document, base = _json(value.encode(), VARIABLE), os.getcwd()
+        document, base = decode_json(value.encode(), VARIABLE), os.getcwd()
     else:
-        document, base = _file(value), os.path.dirname(os.path.abspath(value))
+        document = read_document(value, f"{VARIABLE}={value}")
+        base = os.path.dirname(os.path.abspath(value))
     if isinstance(document, dict) and set(document) == {"servers"}:
         document = document["servers"]
     if not isinstance(document, list) or not document:
@@ -147,32 +148,6 @@ def read_mcp_servers(
 
 def _metadata_path(server: McpServer) -> str:
     return server.metadata_path.rstrip("/")
-
-
-def _file(path: str) -> object:
-    try:
-        with open(path, "rb") as file:
-            raw = file.read(MAX_RULES_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(
-            f"{VARIABLE}={path}: cannot be read ({exc.strerror or exc}); give a "
-            ".toml or .json file, or the JSON list itself"
-        ) from None
-    if len(raw) > MAX_RULES_FILE_BYTES:
-        raise ConfigError(f"{VARIABLE}={path}: larger than {MAX_RULES_FILE_BYTES} B")
-    if path.endswith(".toml"):
-        try:
-            return tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{VARIABLE}={path}: not valid TOML ({exc})") from None
-    return _json(raw, f"{VARIABLE}={path}")
-
-
-def _json(raw: bytes, where: str) -> object:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
 
 
 def _server(

@@ -59,27 +59,33 @@ class RulesSource:
     def document(self) -> object:
         """The decoded document; ConfigError naming the variable otherwise."""
         if self.inline is not None:
-            return _decode_json(self.inline.encode(), self.where)
-        path = t.cast(str, self.path)
+            return decode_json(self.inline.encode(), self.where)
+        return read_document(t.cast(str, self.path), self.where)
+
+
+def read_document(path: str, where: str) -> object:
+    """A .toml or .json file of settings, decoded; ConfigError naming `where`
+    (the variable, and the path) otherwise. Read no further than
+    MAX_RULES_FILE_BYTES."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_RULES_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: cannot be read ({exc.strerror or exc}); give a "
+            ".toml or .json file, or the JSON itself"
+        ) from None
+    if len(raw) > MAX_RULES_FILE_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_RULES_FILE_BYTES} bytes")
+    if path.endswith(".toml"):
         try:
-            with open(path, "rb") as file:
-                raw = file.read(MAX_RULES_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(
-                f"{self.where}: cannot be read ({exc.strerror or exc}); give a "
-                ".toml or .json file, or the JSON itself"
-            ) from None
-        if len(raw) > MAX_RULES_FILE_BYTES:
-            raise ConfigError(f"{self.where}: larger than {MAX_RULES_FILE_BYTES} bytes")
-        if path.endswith(".toml"):
-            try:
-                return tomllib.loads(raw.decode("utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{self.where}: not valid TOML ({exc})") from None
-        return _decode_json(raw, self.where)
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    return decode_json(raw, where)
 
 
-def _decode_json(raw: bytes, where: str) -> object:
+def decode_json(raw: bytes, where: str) -> object:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
