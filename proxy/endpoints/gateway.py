@@ -42,7 +42,6 @@ from proxy.web import client_gone
 
 if t.TYPE_CHECKING:
     from proxy.app_state import AppState
-    from proxy.config.mcp_servers import McpServer
     from proxy.oauth.access_tokens import AccessClaims
     from proxy.resource_server.routes import McpRoute
     from proxy.store.limits import Rider
@@ -110,9 +109,9 @@ def forward(route: McpRoute) -> Response:
             app, route, claims, request.method, body, headers
         )
         relayed = relay.open_backend(
-            t.cast(urllib3.PoolManager, route.backend),
+            t.cast(urllib3.HTTPConnectionPool, route.backend),
             request.method,
-            _backend_url(route.server),
+            _backend_target(route),
             body=body,
             headers=headers,
         )
@@ -186,12 +185,14 @@ def _backend_headers(
     return headers
 
 
-def _backend_url(server: McpServer) -> str:
-    """The server's backend URL with this request's query string."""
-    url = t.cast(str, server.backend_url)
+def _backend_target(route: McpRoute) -> str:
+    """The backend URL's path and query, with this request's query string."""
+    target = route.backend_target
     if request.query_string:
-        url += ("&" if "?" in url else "?") + request.query_string.decode("latin-1")
-    return url
+        target += ("&" if "?" in target else "?") + request.query_string.decode(
+            "latin-1"
+        )
+    return target
 
 
 def _streamed(

@@ -22,6 +22,7 @@ imported it (a process without the app has no request).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -109,8 +110,21 @@ def request_id() -> str | None:
 
 def iso_timestamp(seconds: float) -> str:
     """``2026-05-01T12:00:00.123+00:00``: UTC, so lines from every host and
-    container sort together, and no local-time-zone lookup per line."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat("T", "milliseconds")
+    container sort together, and no local-time-zone lookup per line.
+
+    The text up to the second is formatted once per second (a datetime per
+    line was a fifth of an audit event's cost, profiled under gunicorn).
+    """
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1e6)  # as datetime rounds (half even)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_second_text(whole)}.{micros // 1000:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(whole_seconds: int) -> str:
+    return datetime.fromtimestamp(whole_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _timestamp(record: logging.LogRecord) -> str:

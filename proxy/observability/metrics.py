@@ -236,9 +236,14 @@ def observe_upstream(endpoint: str, outcome: str, seconds: float) -> None:
 
 def observe_backend(status: str, seconds: float) -> None:
     """One request relayed to the MCP backend: its status code, or why none."""
-    label = status if _STATUS.match(status) or status in ("timeout",) else "unreachable"
-    GATEWAY_BACKEND.labels(status=label).inc()
+    _backend_series(status).inc()
     GATEWAY_BACKEND_LATENCY.observe(seconds)
+
+
+@functools.lru_cache(maxsize=_CHILDREN_CACHE_SIZE)
+def _backend_series(status: str) -> t.Any:
+    label = status if _STATUS.match(status) or status in ("timeout",) else "unreachable"
+    return GATEWAY_BACKEND.labels(status=label)
 
 
 def status_outcome(status: int) -> str:

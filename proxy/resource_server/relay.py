@@ -54,10 +54,17 @@ _NEVER_FORWARDED = frozenset(
 _NEVER_FORWARDED_PREFIXES = ("x-forwarded-", "x-remote-", "x-auth-request-")
 
 
-def backend_pool(settings: Settings, pool_size: int = 64) -> urllib3.PoolManager:
-    """urllib3 directly: requests' layers cost ~15% of a relayed call (profiled)."""
-    return urllib3.PoolManager(
-        num_pools=4,
+def backend_pool(
+    settings: Settings, backend_url: str, pool_size: int = 64
+) -> urllib3.HTTPConnectionPool:
+    """Pooled connections to one backend's origin (HTTPS ones verified).
+
+    urllib3 directly: requests' layers cost ~15% of a relayed call, and a
+    PoolManager's per-call URL parsing and pool lookup another ~4% (both
+    profiled), for nothing, since each backend gets a pool of its own.
+    """
+    return urllib3.connection_from_url(
+        backend_url,
         maxsize=pool_size,
         block=False,
         retries=False,
@@ -89,14 +96,15 @@ def backend_request_headers(
 
 
 def open_backend(
-    pool: urllib3.PoolManager,
+    pool: urllib3.HTTPConnectionPool,
     method: str,
-    url: str,
+    target: str,
     *,
     body: bytes,
     headers: dict[str, str],
 ) -> urllib3.BaseHTTPResponse:
-    """Send the request; the response body is left unread, to be streamed.
+    """Send the request for ``target`` (path and query on the pool's origin);
+    the response body is left unread, to be streamed.
 
     Counted by status (``unreachable``, ``timeout`` when there is none) and
     timed to the response headers (proxy/observability/metrics.py).
@@ -106,7 +114,7 @@ def open_backend(
     try:
         response = pool.urlopen(
             method,
-            url,
+            target,
             body=body or None,
             headers=headers,
             preload_content=False,

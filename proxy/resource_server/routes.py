@@ -30,9 +30,11 @@ class McpRoute:
 
     server: McpServer
     #: Pooled connections to its backend (None: no backend, forward-auth only).
-    backend: urllib3.PoolManager | None = None
+    backend: urllib3.HTTPConnectionPool | None = None
     #: Its tool policy, as in force now (None: no tool policy).
     tool_policy: LivePolicy | None = None
+    #: The backend URL's path and query: what is asked of ``backend``.
+    backend_target: str = "/"
 
 
 def build_routes(settings: Settings, events: Events) -> tuple[McpRoute, ...]:
@@ -45,9 +47,17 @@ def build_routes(settings: Settings, events: Events) -> tuple[McpRoute, ...]:
             policy = LivePolicy(
                 server.tool_policy_source, server.tool_policy, events=events
             )
-        pool = backend_pool(settings) if server.backend_url else None
-        routes.append(McpRoute(server, backend=pool, tool_policy=policy))
+        pool, target = None, "/"
+        if server.backend_url:
+            pool = backend_pool(settings, server.backend_url)
+            target = _path_and_query(server.backend_url)
+        routes.append(McpRoute(server, pool, policy, target))
     return tuple(routes)
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def route_for_path(routes: t.Sequence[McpRoute], path: str) -> McpRoute | None:

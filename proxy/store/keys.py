@@ -9,9 +9,10 @@ in a key are its hash tag, and only the tag decides the key's slot. Keys that
 one script touches carry the same tag: ``{grant_id}`` (``grant``,
 ``streams``), ``{document_id}`` (``document``, ``document_failure``,
 ``document_lock``, ``document_forced``), ``{ip client}`` (``auth_failures``,
-``auth_block``). A key only ever used alone needs no tag. A pipeline that is
-not a transaction may mix slots; a script or ``MULTI`` may not, and redis-py's
-cluster client refuses one that tries. A new key used by a multi-key script
+``auth_block``), ``{trN}`` (the ``trace`` keys of one bucket). A key only
+ever used alone needs no tag. A pipeline that is not a transaction may mix
+slots; a script or ``MULTI`` may not, and redis-py's cluster client refuses
+one that tries. A new key used by a multi-key script
 gets the tag of the keys it is used with.
 """
 
@@ -240,15 +241,18 @@ class Keys:
         return f"{self.prefix}readyz"
 
     def trace(self, trace_id: str) -> str:
-        """``trace:{trace_id}`` LIST of JSON steps: one attempt's timeline.
+        """``trace:{trN}:{trace_id}`` LIST of JSON steps: one attempt's timeline.
 
         Each element ``{"at", "step", "outcome", "rid", ...fields}``; never a
         code, token, ``state`` or secret. Capped at TRACE_MAX_STEPS (newest
         kept). TTL: TRACE_TTL_SECONDS (24 h), renewed by every append.
-        Written only by APPEND_TRACE from the trace sink's batched flush
+        Written only by APPEND_TRACES from the trace sink's batched flush
         (``observability/trace.py``); read by ``python -m proxy trace``.
+        The hash tag is the trace id's first hex digit (``N``): 16 buckets,
+        so one script appends every trace of a bucket in a flush, where one
+        script per trace cost the flush most of its time (profiled).
         """
-        return f"{self.prefix}trace:{{{trace_id}}}"
+        return f"{self.prefix}trace:{{tr{trace_id[:1]}}}:{trace_id}"
 
     def trace_index(self, kind: str, subject_hash: str) -> str:
         """``traces:{kind}:{subject_hash}`` ZSET: trace ids by first-seen time (ms).

@@ -328,18 +328,28 @@ end
 return 0
 """
 
-APPEND_TRACE = """
--- KEYS[1] = trace:{trace_id}
+APPEND_TRACES = """
+-- KEYS[1..n] = trace:{trN}:{trace_id}, all of one bucket (one hash slot)
 -- ARGV[1] = TTL (seconds)
--- ARGV[2] = how many steps to keep (the newest)
--- ARGV[3..] = the steps to append, JSON each
--- Returns: the list's length after the trim.
--- Edge cases: RPUSH, LTRIM and EXPIRE land together, so a trace never lives
---   without its TTL and never holds more than ARGV[2] steps.
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return redis.call('LLEN', KEYS[1])
+-- ARGV[2] = how many steps a trace keeps (the newest)
+-- ARGV[3..] = for each key in turn: its step count c, then its c steps (JSON)
+-- Returns: how many steps were appended.
+-- Edge cases: a key's RPUSH, LTRIM and EXPIRE land together, so a trace never
+--   lives without its TTL and never holds more than ARGV[2] steps. The caller
+--   sends at most ARGV[2] steps per key (what LTRIM would keep), so no key's
+--   steps overflow unpack's stack.
+local keep = -tonumber(ARGV[2])
+local at = 3
+local appended = 0
+for i = 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call('RPUSH', KEYS[i], unpack(ARGV, at + 1, at + count))
+  redis.call('LTRIM', KEYS[i], keep, -1)
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  at = at + count + 1
+  appended = appended + count
+end
+return appended
 """
 
 INDEX_TRACE = """

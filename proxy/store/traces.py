@@ -46,37 +46,44 @@ class TraceRecords:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
         self._keys = keys
-        self._append = client.register_script(scripts.APPEND_TRACE)
+        self._append = client.register_script(scripts.APPEND_TRACES)
         self._index = client.register_script(scripts.INDEX_TRACE)
 
     def write(self, entries: Sequence[TraceEntry], *, ttl: int, now_ms: int) -> None:
         """Append every entry and index its trace: one round trip (two after a
-        Redis restart, when the scripts must be loaded again)."""
+        Redis restart, when the scripts must be loaded again), with a script
+        per trace bucket and one per index."""
         recent = self._keys.trace_recent()
         steps: dict[str, list[str]] = {}
         # Each index once per flush, with every trace id it gains (ordered sets).
         indexes: dict[str, dict[str, None]] = {recent: {}}
+        hashes: dict[str, str] = {}
         for entry in entries:
             steps.setdefault(entry.trace_id, []).append(entry.step)
             indexes[recent][entry.trace_id] = None
-            if entry.client_id:
-                key = self._keys.trace_index("client", subject_hash(entry.client_id))
-                indexes.setdefault(key, {})[entry.trace_id] = None
-            if entry.sub:
-                key = self._keys.trace_index("user", subject_hash(entry.sub))
-                indexes.setdefault(key, {})[entry.trace_id] = None
-        calls: list[tuple[t.Any, str, tuple[t.Any, ...]]] = [
-            (self._append, self._keys.trace(trace_id), (ttl, TRACE_MAX_STEPS, *lines))
-            for trace_id, lines in steps.items()
+            for kind, subject in (("client", entry.client_id), ("user", entry.sub)):
+                if subject:
+                    if subject not in hashes:
+                        hashes[subject] = subject_hash(subject)
+                    key = self._keys.trace_index(kind, hashes[subject])
+                    indexes.setdefault(key, {})[entry.trace_id] = None
+        buckets: dict[str, tuple[list[str], list[t.Any]]] = {}
+        for trace_id, lines in steps.items():
+            keys, args = buckets.setdefault(trace_id[:1], ([], [ttl, TRACE_MAX_STEPS]))
+            kept = lines[-TRACE_MAX_STEPS:]  # what LTRIM would keep anyway
+            keys.append(self._keys.trace(trace_id))
+            args += [len(kept), *kept]
+        calls: list[tuple[t.Any, list[str], list[t.Any]]] = [
+            (self._append, keys, args) for keys, args in buckets.values()
         ]
         for key, trace_ids in indexes.items():
             if trace_ids:
                 cap = TRACE_RECENT_MAX if key == recent else TRACE_INDEX_MAX
-                calls.append((self._index, key, (ttl, cap, now_ms, *trace_ids)))
+                calls.append((self._index, [key], [ttl, cap, now_ms, *trace_ids]))
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
-            for script, key, args in calls:
-                pipe.evalsha(script.sha, 1, key, *args)
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
             missing = [
                 call

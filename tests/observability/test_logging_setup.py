@@ -150,3 +150,17 @@ def test_gunicorn_logger_writes_the_redacted_access_line(
     for name in ("gunicorn.error", "gunicorn.access"):
         logging.getLogger(name).handlers.clear()
     logging_setup.configure("info", "text")
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [0.0, 0.9999996, 1.0005, 1_799_999_999.9995, 1_799_999_999.9999997]
+    + [n * 7_919.123457 + n / 997 for n in range(1, 400)],
+)
+def test_iso_timestamp_is_what_datetime_writes_to_the_millisecond(
+    seconds: float,
+) -> None:
+    expected = datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(
+        "T", "milliseconds"
+    )
+    assert logging_setup.iso_timestamp(seconds) == expected

@@ -29,6 +29,9 @@ def _pattern(name: str) -> str:
     """The key a builder makes, with each argument shown as `{param}`."""
     params = [p for p in _builders()[name].parameters if p != "self"]
     key = getattr(Keys(""), name)(*[f"{{{p}}}" for p in params])
+    # trace:{trN}:...: the bucket tag is made of the id's first character,
+    # here the placeholder's brace.
+    key = key.replace("{tr{}", "{trN}")
     # grant:{{grant_id}}: the hash-tag braces are the placeholder's own.
     return re.sub(r"\{\{(\w+)\}\}", r"{\1}", key)
 

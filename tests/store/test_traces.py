@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from proxy.store import Store
+from proxy.store.keys import TRACE_MAX_STEPS
 from proxy.store.traces import TraceEntry
 
 NOW_MS = 1_800_000_000_000
@@ -43,3 +44,22 @@ def test_a_flush_after_a_script_flush_loads_the_scripts_again(store: Store) -> N
     store.redis.script_flush()
     store.traces.write([_entry("a" * 16, "token")], ttl=3600, now_ms=NOW_MS)
     assert store.traces.newest(None, None, 1) == ["a" * 16]
+
+
+def test_a_flush_spanning_every_bucket_keeps_each_traces_newest_steps(
+    store: Store,
+) -> None:
+    # Two traces per bucket (first hex digit), so each script appends several
+    # keys; one trace gets more steps in a flush than a trace keeps.
+    ids = [f"{digit}{n:015x}" for digit in "0123456789abcdef" for n in (1, 2)]
+    entries = [_entry(i, "authorize", client_id=f"mcp_{i[0]}") for i in ids]
+    long = ids[7]
+    entries += [_entry(long, f"step{n}") for n in range(TRACE_MAX_STEPS + 6)]
+    store.traces.write(entries, ttl=3600, now_ms=NOW_MS)
+    steps = store.traces.steps(ids)
+    assert set(steps) == set(ids)
+    assert all(len(steps[i]) == 1 for i in ids if i != long)
+    kept = [json.loads(s)["step"] for s in steps[long]]
+    assert kept == [f"step{n}" for n in range(6, TRACE_MAX_STEPS + 6)]
+    assert 0 < store.redis.ttl(store.keys.trace(long)) <= 3600
+    assert set(store.traces.newest("client", "mcp_f", 10)) == {ids[-2], ids[-1]}
