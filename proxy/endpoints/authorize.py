@@ -79,7 +79,13 @@ def authorize() -> BaseResponse:
 
     skipped = _consent_given(auth_request, client, verified=verified, known=known)
     if skipped:
-        app.events.emit("consent.skipped", client_id=client.client_id, reason=skipped)
+        app.events.emit(
+            "consent.skipped",
+            client_id=client.client_id,
+            redirect_uri=auth_request.redirect_uri,
+            scope=auth_request.scope,
+            reason=skipped,
+        )
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
         response = consent_page(

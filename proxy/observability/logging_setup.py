@@ -108,6 +108,11 @@ def request_id() -> str | None:
     return None if context is None else str(context.request_id)
 
 
+#: One compact encoder for every JSON line: ``json.dumps`` with options builds
+#: a new encoder per call, a tenth of an audit line's cost.
+LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
 def iso_timestamp(seconds: float) -> str:
     """``2026-05-01T12:00:00.123+00:00``: UTC, so lines from every host and
     container sort together, and no local-time-zone lookup per line.
@@ -161,7 +166,7 @@ class JsonFormatter(logging.Formatter):
             body.update(fields)
         if record.exc_info:
             body["exc_info"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(body, default=str, separators=(",", ":"))
+        return LINE_ENCODER.encode(body)
 
 
 class RecordFormatter(logging.Formatter):
@@ -189,7 +194,7 @@ def record_line(
         "message": message,
     }
     body.update(fields)
-    return json.dumps(body, default=str, separators=(",", ":"))
+    return LINE_ENCODER.encode(body)
 
 
 def formatter(log_format: str) -> logging.Formatter:

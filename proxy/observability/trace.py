@@ -17,7 +17,6 @@ than that second). A worker that dies loses at most that second of steps.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ import weakref
 import redis.exceptions
 
 from proxy.observability.events import current_trace
+from proxy.observability.logging_setup import LINE_ENCODER
 from proxy.store.traces import TraceEntry
 
 if t.TYPE_CHECKING:
@@ -99,6 +99,8 @@ class TraceSink:
         self._pending: list[TraceEntry] = []
         self._lock = threading.Lock()
         self.dropped = 0
+        #: The process whose flusher knows this sink (0: none yet).
+        self.watched_in = 0
 
     def __call__(self, event: Event) -> None:
         trace_id = event.trace_id
@@ -108,7 +110,7 @@ class TraceSink:
         sub = event.fields.get("sub")
         entry = TraceEntry(
             trace_id=trace_id,
-            step=json.dumps(step_of(event), separators=(",", ":"), default=str),
+            step=LINE_ENCODER.encode(step_of(event)),
             client_id=client_id if isinstance(client_id, str) else None,
             sub=sub if isinstance(sub, str) else None,
         )
@@ -150,10 +152,12 @@ class _Flusher:
         self._pid = 0
 
     def watch(self, sink: TraceSink) -> None:
-        if sink in self._sinks and self._pid == os.getpid():
+        pid = os.getpid()
+        if sink.watched_in == pid == self._pid:  # per event: no WeakSet lookup
             return
         with self._lock:
             self._sinks.add(sink)
+            sink.watched_in = pid
             if self._pid != os.getpid():  # first use, or a forked worker
                 self._pid = os.getpid()
                 thread = threading.Thread(

@@ -78,7 +78,7 @@ def test_a_flow_under_gunicorn_logs_no_secret(make_e2e_stack: StackFactory) -> N
     names = {line["event"] for line in audit}
     assert {
         "client.registered",
-        "authorize.received",
+        "consent.shown",
         "consent.approved",
         "login.succeeded",
         "grant.created",

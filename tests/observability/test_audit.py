@@ -14,6 +14,7 @@ import redis
 from proxy import create_app
 from proxy.observability import logging_setup
 from proxy.observability.audit import AUDIT_LOGGER
+from proxy.observability.audit import PROGRESS_STEPS
 from proxy.observability.audit import audit_record
 from proxy.observability.events import Events
 from proxy.observability.events import RequestContext
@@ -69,6 +70,24 @@ def test_an_event_is_one_json_line_with_the_request_context(
         "rid-9",
     )
     assert line["trace_id"] == "t1"
+
+
+@pytest.mark.parametrize("name", sorted(PROGRESS_STEPS))
+def test_a_progress_step_is_audited_only_when_it_did_not_go_ok(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.observability.audit import AuditLog
+
+    events = Events()
+    events.subscribe(AuditLog())
+    events.emit(name, client_id="c1")
+    events.emit(name, outcome="error", client_id="c1", reason="upstream_down")
+    (line,) = audit_lines(capsys.readouterr().err)
+    assert (line["event"], line["outcome"], line["reason"]) == (
+        name,
+        "error",
+        "upstream_down",
+    )
 
 
 def test_a_field_named_like_a_secret_is_redacted() -> None:
@@ -167,11 +186,8 @@ def test_a_full_flow_logs_every_step_and_no_secret(
     names = [line["event"] for line in audit_lines(captured.err)]
     assert names == [
         "client.registered",
-        "authorize.received",
         "consent.shown",
         "consent.approved",
-        "upstream.redirected",
-        "callback.received",
         "login.succeeded",
         "grant.created",
         "code.redeemed",
