@@ -8,6 +8,9 @@ only.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import subprocess
 import typing as t
 from collections import defaultdict
 from collections import deque
@@ -231,6 +234,7 @@ class _Loop:
     server: ManagedProcess
     step: Step
     rec: Recorder
+    setup: LoopSetup
     latencies: list[float] = field(default_factory=list)
     completed: int = 0
     failed: int = 0
@@ -238,6 +242,14 @@ class _Loop:
     reads: int = 0
     commands: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    async def reconnect(self, concurrency: int) -> None:
+        """A new session: the next requests open new connections."""
+        await self.setup.session.close()
+        self.setup.session = new_session(concurrency)
+
+    async def close(self) -> None:
+        await self.setup.session.close()
 
     def add(self, stats: RunStats, redis: Snapshot, cpu: dict[str, float]) -> None:
         for k, v in cpu.items():
@@ -275,29 +287,30 @@ async def loops_phase(
     so that drift on a shared machine (the client, the servers and Redis share
     the cores) lands on every side of the ratios. The quiet proxy is the same
     build with audit, traces and metrics off (bench/stack.py): the gap is what
-    observability costs.
+    observability costs. Each server has its own client session, whose
+    keep-alive connections are spread over its workers first (`_balance`).
     """
     out: dict[str, t.Any] = {}
     rounds = 1 if options.quick else LOOP_ROUNDS
     servers = {"proxy": stack.proxy, "quiet": stack.quiet, "floor": stack.floor}
-    async with new_session(options.concurrency) as session:
-        for name in ENDPOINTS:
-            loops: dict[str, _Loop] = {}
+    splits: dict[str, list[dict[str, t.Any]]] = {kind: [] for kind in servers}
+    for name in ENDPOINTS:
+        loops: dict[str, _Loop] = {}
+        async with contextlib.AsyncExitStack() as sessions:
             for kind, server in servers.items():
-                loops[kind] = await _prepare(
-                    name, kind, server, session, stack, options
-                )
+                loops[kind] = await _prepare(name, kind, server, stack, options)
+                sessions.push_async_callback(loops[kind].close)
+                splits[kind].append(await _balance(name, loops[kind], options))
             for _ in range(rounds):
                 for loop in loops.values():
                     seconds = options.loop_seconds / rounds
                     await _run_slice(name, loop, stack, probe, options, seconds)
-            out[name] = {kind: loop.summary() for kind, loop in loops.items()}
-            proxy_rate = out[name]["proxy"]["per_second"]
-            floor_rate = out[name]["floor"]["per_second"]
-            out[name]["ratio"] = (
-                round(proxy_rate / floor_rate, 3) if floor_rate else None
-            )
-            out[name]["observability"] = observability_cost(out[name])
+        out[name] = {kind: loop.summary() for kind, loop in loops.items()}
+        proxy_rate = out[name]["proxy"]["per_second"]
+        floor_rate = out[name]["floor"]["per_second"]
+        out[name]["ratio"] = round(proxy_rate / floor_rate, 3) if floor_rate else None
+        out[name]["observability"] = observability_cost(out[name])
+        out[name]["worker_split"] = {kind: splits[kind][-1] for kind in servers}
     return out
 
 
@@ -323,22 +336,76 @@ async def _prepare(
     name: str,
     kind: str,
     server: ManagedProcess,
-    session: aiohttp.ClientSession,
     stack: Stack,
     options: Options,
 ) -> _Loop:
-    """Build the loop's step and warm it up briefly: connections open, caches filled."""
+    """Build the loop's step, in a session of its own, and warm it up."""
     rec = Recorder()
-    setup = LoopSetup(kind, server.url, session, rec, stack, options)
+    setup = LoopSetup(
+        kind, server.url, new_session(options.concurrency), rec, stack, options
+    )
     step = await setup.build(name)
+    loop = _Loop(server, step, rec, setup)
+    await _warm_up(name, loop, options)
+    return loop
+
+
+async def _warm_up(name: str, loop: _Loop, options: Options) -> None:
+    """A short run: connections open, caches filled."""
     await run_loop(
         name,
         Recorder(),
-        step,
+        loop.step,
         concurrency=options.concurrency,
         duration=0.1 if options.quick else 0.5,
     )
-    return _Loop(server, step, rec)
+
+
+#: Connections a worker may hold above another's before the loop reconnects.
+SPLIT_SLACK = 2
+BALANCE_ATTEMPTS = 12
+
+
+async def _balance(name: str, loop: _Loop, options: Options) -> dict[str, t.Any]:
+    """Spread the loop's keep-alive connections evenly over the server's workers.
+
+    A gevent worker that is awake accepts a burst of new connections before
+    its sibling wakes: 16 connections landed 16/0, 15/1, 13/3 or 8/8 on two
+    workers, run after run, and with keep-alive the split held for the whole
+    loop, so a loop used one core or two by chance (the quiet proxy came out
+    26 % *faster* and 26 % slower than the proxy in runs of the same build).
+    Reconnecting until the split is even makes the sides comparable. Returns
+    the split (connections per worker) and the attempts it took; without
+    ``ss`` (iproute2) the split is unknown and left as it is.
+    """
+    split: list[int] | None = None
+    for attempt in range(1, BALANCE_ATTEMPTS + 1):
+        split = _worker_split(loop.server)
+        if split is None or max(split) - min(split) <= SPLIT_SLACK:
+            return {"connections": split, "attempts": attempt}
+        await loop.reconnect(options.concurrency)
+        await _warm_up(name, loop, options)
+    return {"connections": split, "attempts": BALANCE_ATTEMPTS, "uneven": True}
+
+
+def _worker_split(server: ManagedProcess) -> list[int] | None:
+    """Established connections on the server's port, per worker process."""
+    ss = shutil.which("ss")
+    workers = [pid for pid in server.pids() if pid != server.popen.pid]
+    if ss is None or len(workers) < 2:
+        return None
+    listing = subprocess.run(  # noqa: S603 - fixed argv
+        [ss, "-tnpH", "state", "established", f"( sport = :{server.port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    counts = dict.fromkeys(workers, 0)
+    for line in listing.splitlines():
+        for pid in counts:
+            if f"pid={pid}," in line:
+                counts[pid] += 1
+    return sorted(counts.values())
 
 
 async def _run_slice(
