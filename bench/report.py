@@ -284,7 +284,25 @@ def _endpoint_table(endpoints: Doc) -> list[str]:
             f"{_percent(cost.get('slower')):>11}"
             f"{_f(cost.get('cpu_ms_added'), 3):>12}"
         )
+    splits = [
+        _split_text(name, row.get("worker_split")) for name, row in endpoints.items()
+    ]
+    if any(splits):
+        lines.append(
+            "keep-alive connections per worker (proxy, quiet, floor; reconnects"
+            " until even): " + "; ".join(s for s in splits if s)
+        )
     return lines
+
+
+def _split_text(name: str, split: Doc | None) -> str:
+    if not split:
+        return ""
+    parts = []
+    for kind in ("proxy", "quiet", "floor"):
+        counts = (split.get(kind) or {}).get("connections")
+        parts.append("/".join(str(c) for c in counts) if counts else "?")
+    return f"{name} {' '.join(parts)}"
 
 
 def _redis_step_table(steps: Doc) -> list[str]:
