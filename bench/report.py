@@ -296,11 +296,12 @@ def _endpoint_table(endpoints: Doc) -> list[str]:
 
 
 def _split_text(name: str, split: Doc | None) -> str:
-    if not split:
+    before = (split or {}).get("before")
+    if not before:
         return ""
     parts = []
     for kind in ("proxy", "quiet", "floor"):
-        counts = (split.get(kind) or {}).get("connections")
+        counts = before.get(kind)
         parts.append("/".join(str(c) for c in counts) if counts else "?")
     return f"{name} {' '.join(parts)}"
 

@@ -73,7 +73,7 @@ async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str,
         ]
         await _echo_each_way(session, Recorder(), ways, 5)  # warm-up
         block = min(BLOCK_CALLS, options.gateway_calls)
-        for _ in range(max(1, options.gateway_calls // block)):
+        for _ in range(-(-options.gateway_calls // block)):  # rounded up
             await _echo_each_way(session, rec, ways, block)
         sse_direct = await _sse_arrivals(session, direct_url, direct)
         sse_gateway = await _sse_arrivals(session, gateway_url, via)

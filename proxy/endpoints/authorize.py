@@ -84,6 +84,7 @@ def authorize() -> BaseResponse:
             client_id=client.client_id,
             redirect_uri=auth_request.redirect_uri,
             scope=auth_request.scope,
+            registered_at=client.client_id_issued_at or None,
             reason=skipped,
         )
         response = redirect(begin_upstream(app, auth_request, browser_id))
@@ -191,6 +192,8 @@ def consent_page(
         "consent.shown",
         client_id=client.client_id,
         redirect_uri=auth_request.redirect_uri,
+        scope=auth_request.scope,
+        registered_at=client.client_id_issued_at or None,
         known_client=known.display_name if known else None,
         verified=verified,
     )

@@ -10,10 +10,11 @@ whatever LOG_LEVEL says, and does not propagate to the root handler (no line
 twice).
 
 Three plain progress steps of a flow (``PROGRESS_STEPS``) are left to the
-trace and the metrics when they went "ok" (decision J68): in the same request
-each is followed by the decision the audit trail records, which names the
-same client, and skipping them took a third of the audit's cost off
-authorize, consent and callback.
+trace and the metrics when they went "ok" (decision J68): the same request
+always writes an audit line for the same client that says as much (the
+decision taken with or before the step, or the refusal after it), and
+skipping them took a third of the audit's cost off authorize, consent and
+callback.
 
 A second, optional sink (:class:`FlowConsole`, FLOW_LOG=true, on in the demo)
 prints one human-readable line per flow step through the ``proxy.flow``
@@ -36,11 +37,12 @@ if t.TYPE_CHECKING:
     from proxy.observability.events import Event
 
 AUDIT_LOGGER = "proxy.audit"
-#: Progress, not decisions (J68): ``authorize.received`` is followed by
-#: ``consent.shown``/``consent.skipped``/``authorize.refused``,
-#: ``upstream.redirected`` by ``consent.approved``/``consent.skipped``, and
-#: ``callback.received`` by ``login.succeeded``/``login.refused``. One that
-#: did not go "ok" is audited all the same.
+#: Progress, not decisions (J68). In the same request: ``authorize.received``
+#: is followed by ``consent.shown``, ``consent.skipped`` or
+#: ``authorize.refused`` (each with the redirect URI and scope);
+#: ``upstream.redirected`` follows ``consent.approved`` or ``consent.skipped``;
+#: ``callback.received`` is followed by ``login.succeeded`` or
+#: ``login.refused``. One that did not go "ok" is audited all the same.
 PROGRESS_STEPS = frozenset(
     {"authorize.received", "upstream.redirected", "callback.received"}
 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import sys
 import typing as t
@@ -120,7 +121,7 @@ def iso_timestamp(seconds: float) -> str:
     The text up to the second is formatted once per second (a datetime per
     line was a fifth of an audit event's cost, profiled under gunicorn).
     """
-    whole = int(seconds)
+    whole = math.floor(seconds)
     micros = round((seconds - whole) * 1e6)  # as datetime rounds (half even)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000

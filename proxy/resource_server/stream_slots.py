@@ -23,6 +23,7 @@ renews while the stream is open and that otherwise ends by itself.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -46,13 +47,13 @@ log = logging.getLogger(__name__)
 #: Seconds a refused client is told to wait: streams end when their clients
 #: leave or their backend answers, so a slot may free up at any moment.
 RETRY_AFTER_SECONDS = 5
-#: How long a released lease waits for the background sender. A client's next
-#: call within it (the usual pace of a conversation's tool calls) ends the
-#: lease in its own acquire, and a busy worker ends many in one pipeline:
-#: without the wait, each one-event tool call cost a round trip of its own
-#: (~6% of a relayed call's CPU, profiled). Other workers see the slot taken
-#: this much longer, well inside the lease's own length.
-RELEASE_DELAY_SECONDS = 0.25
+#: How long a released lease waits for the background sender. A busy worker
+#: ends many in one pipeline, and a client's next call within it ends the
+#: lease in its own acquire: without the wait, each one-event tool call cost
+#: a round trip of its own (~6% of a relayed call's CPU, profiled). Other
+#: workers and instances count the slot this much longer: a grant would need
+#: more than MAX_STREAMS_PER_GRANT streams within it to be refused for it.
+RELEASE_DELAY_SECONDS = 0.05
 
 
 class Slot:
@@ -90,6 +91,9 @@ class StreamSlots:
         #: False: nothing sends queued releases but the grant's next acquire
         #: and :meth:`send_releases` (tests that count round trips).
         self.background_releases = True
+        # A worker that exits (graceful restart) ends what it still queues,
+        # rather than leaving the slots counted until their leases run out.
+        atexit.register(_send_on_exit, weakref.ref(self))
 
     @property
     def open_count(self) -> int:
@@ -288,6 +292,15 @@ def _send_releases(ref: weakref.ref[StreamSlots], wake: threading.Event) -> None
         except Exception:  # the sender must outlive any one failure
             log.exception("stream slot release failed")
         del slots
+
+
+def _send_on_exit(ref: weakref.ref[StreamSlots]) -> None:
+    slots = ref()
+    if slots is not None:
+        try:
+            slots.send_releases()
+        except Exception:  # noqa: BLE001 - exiting: the leases end by themselves
+            return
 
 
 def _renew_while_open(ref: weakref.ref[StreamSlots], interval: float) -> None:

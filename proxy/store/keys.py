@@ -254,6 +254,16 @@ class Keys:
         """
         return f"{self.prefix}trace:{{tr{trace_id[:1]}}}:{trace_id}"
 
+    def unbucketed_trace(self, trace_id: str) -> str:
+        """``trace:{trace_id}`` LIST: a trace as builds before the buckets wrote it.
+
+        No longer written; read beside ``trace`` by ``python -m proxy trace``
+        so that traces from before an upgrade, and flows whose steps a
+        rolling deploy split over both keys, still show whole until the old
+        keys' TTL (TRACE_TTL_SECONDS) ends them.
+        """
+        return f"{self.prefix}trace:{{{trace_id}}}"
+
     def trace_index(self, kind: str, subject_hash: str) -> str:
         """``traces:{kind}:{subject_hash}`` ZSET: trace ids by first-seen time (ms).
 

@@ -103,12 +103,15 @@ class TraceRecords:
         """Each trace's steps (JSON), oldest first, in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for trace_id in trace_ids:
+            pipe.lrange(self._keys.unbucketed_trace(trace_id), 0, -1)
             pipe.lrange(self._keys.trace(trace_id), 0, -1)
-        return {
-            trace_id: [_text(line) for line in lines]
-            for trace_id, lines in zip(trace_ids, pipe.execute(), strict=True)
-            if lines
-        }
+        replies = iter(pipe.execute())
+        found = {}
+        for trace_id, older, newer in zip(trace_ids, replies, replies, strict=False):
+            lines = [_text(line) for line in (*older, *newer)]
+            if lines:
+                found[trace_id] = lines
+        return found
 
     def newest(self, kind: str | None, subject: str | None, limit: int) -> list[str]:
         """The newest `limit` trace ids of a client or user, or of all (kind None)."""

@@ -154,7 +154,7 @@ def test_gunicorn_logger_writes_the_redacted_access_line(
 
 @pytest.mark.parametrize(
     "seconds",
-    [0.0, 0.9999996, 1.0005, 1_799_999_999.9995, 1_799_999_999.9999997]
+    [0.0, 0.9999996, 1.0005, 1_799_999_999.9995, 1_799_999_999.9999997, -1.5, -0.0004]
     + [n * 7_919.123457 + n / 997 for n in range(1, 400)],
 )
 def test_iso_timestamp_is_what_datetime_writes_to_the_millisecond(

@@ -37,6 +37,43 @@ def test_each_route_has_its_own_pool(routes: t.Any) -> None:
 
 
 @pytest.mark.parametrize(
+    ("backend", "client_query", "host", "sent"),
+    [
+        ("http://10.0.0.1:8001/mcp", "", "10.0.0.1", "/mcp"),
+        (
+            "https://mcp.example/api/mcp?tenant=a",
+            "",
+            "mcp.example",
+            "/api/mcp?tenant=a",
+        ),
+        ("http://10.0.0.1/mcp", "x=1", "10.0.0.1", "/mcp?x=1"),
+        (
+            "http://10.0.0.1/mcp?tenant=a",
+            "x=1&y=2",
+            "10.0.0.1",
+            "/mcp?tenant=a&x=1&y=2",
+        ),
+        ("http://10.0.0.1", "", "10.0.0.1", "/"),
+    ],
+)
+def test_a_backend_is_asked_for_its_path_and_query_on_its_own_pool(
+    settings: Settings, backend: str, client_query: str, host: str, sent: str
+) -> None:
+    from flask import Flask
+
+    from proxy.endpoints.gateway import _backend_target
+
+    (route,) = build_routes(
+        settings.replace(mcp_servers=(_server("/mcp", backend),)), Events()
+    )
+    assert route.backend is not None
+    assert route.backend.host == host
+    assert route.backend.scheme == backend.split(":")[0]
+    with Flask(__name__).test_request_context("/mcp", query_string=client_query):
+        assert _backend_target(route) == sent
+
+
+@pytest.mark.parametrize(
     ("path", "expected"),
     [
         ("/crm/mcp", "/crm/mcp"),

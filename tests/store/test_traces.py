@@ -63,3 +63,16 @@ def test_a_flush_spanning_every_bucket_keeps_each_traces_newest_steps(
     assert kept == [f"step{n}" for n in range(6, TRACE_MAX_STEPS + 6)]
     assert 0 < store.redis.ttl(store.keys.trace(long)) <= 3600
     assert set(store.traces.newest("client", "mcp_f", 10)) == {ids[-2], ids[-1]}
+
+
+def test_a_trace_from_before_the_buckets_is_read_with_its_newer_steps(
+    store: Store,
+) -> None:
+    trace_id = "9" * 16
+    store.redis.rpush(
+        store.keys.unbucketed_trace(trace_id), json.dumps({"step": "authorize"})
+    )
+    store.traces.write([_entry(trace_id, "consent")], ttl=3600, now_ms=NOW_MS)
+    steps = store.traces.steps([trace_id, "8" * 16])
+    assert list(steps) == [trace_id]
+    assert [json.loads(s)["step"] for s in steps[trace_id]] == ["authorize", "consent"]
