@@ -11,11 +11,11 @@ A slot is taken by a :class:`SlotRequest` riding in the gateway's grant check
 (no round trip of its own) and given back by :meth:`Slot.release`, which the
 gateway calls whenever the stream ends (backend end, client gone, error, read
 or idle timeout). The worker's count is given back at once; the Redis lease
-is ended by a background sender a moment later, or by the grant's next slot
-request in this worker if that comes first (in its pipeline, before its own
-acquire), so that no response waits on that round trip (a tool call answered
-as a one-event stream used to finish only after it) and a busy worker ends
-many leases in one pipeline. A worker that dies without
+is ended by a background sender, or by the grant's next slot request in this
+worker if that comes first (in its pipeline, before its own acquire), so that
+no response waits on that round trip (a tool call answered as a one-event
+stream used to finish only after it) and a busy worker ends many leases in
+one pipeline. A worker that dies without
 releasing keeps nothing forever: the per-worker count dies with it, and the
 per-grant slot is a Redis lease (proxy/store/streams.py) that this module
 renews while the stream is open and that otherwise ends by itself.
@@ -47,13 +47,6 @@ log = logging.getLogger(__name__)
 #: Seconds a refused client is told to wait: streams end when their clients
 #: leave or their backend answers, so a slot may free up at any moment.
 RETRY_AFTER_SECONDS = 5
-#: How long a released lease waits for the background sender. A busy worker
-#: ends many in one pipeline, and a client's next call within it ends the
-#: lease in its own acquire: without the wait, each one-event tool call cost
-#: a round trip of its own (~6% of a relayed call's CPU, profiled). Other
-#: workers and instances count the slot this much longer: a grant would need
-#: more than MAX_STREAMS_PER_GRANT streams within it to be refused for it.
-RELEASE_DELAY_SECONDS = 0.05
 
 
 class Slot:
@@ -277,12 +270,14 @@ class SlotRequest:
 
 
 def _send_releases(ref: weakref.ref[StreamSlots], wake: threading.Event) -> None:
-    """Send released leases a moment after they come (RELEASE_DELAY_SECONDS);
-    under gevent this thread is a greenlet. The reference
+    """Send released leases as they come; under gevent this greenlet runs as
+    soon as the request that released them waits on its socket. Not later:
+    another worker counts a released lease until it is sent, and a grant
+    near its cap (a `subscriptions/listen` stream plus a tool call) was
+    refused for it (tried: a 50 ms delay that batched more). The reference
     is weak so that an app dropped (tests) takes its sender along."""
     while True:
         wake.wait(timeout=5.0)
-        time.sleep(RELEASE_DELAY_SECONDS)
         wake.clear()
         slots = ref()
         if slots is None:
