@@ -184,3 +184,15 @@ def test_python_m_proxy_keys_talks_to_redis_url(
     out = capsys.readouterr().out
     assert str(kid) in out
     assert json.loads(t.cast(str, real_redis.get(f"{prefix}keys")))["v"] == 2
+
+
+def test_retire_takes_a_key_id_that_starts_with_a_dash(
+    redis_client: redis.Redis, environ: dict[str, str], prefix: str, seen: list[Event]
+) -> None:
+    # Base64url: one key id in 64 starts with "-" (CI met one). Parsed as the
+    # key id, it is refused as unknown, not as an unknown option.
+    _signing_keys(redis_client, prefix).active()
+    code, out = _run(["retire", "-Kb1" + "x" * 39], environ, redis_client, seen)
+    assert code == 1
+    assert out.startswith("refused: "), out
+    assert "-Kb1" in out
