@@ -26,6 +26,7 @@ from proxy.cli import admin_grants
 from proxy.cli import admin_stats
 from proxy.cli.admin_context import USAGE
 from proxy.cli.admin_context import Admin
+from proxy.cli.operands import dash_operands
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.redis_topology import shared_store
@@ -64,7 +65,8 @@ def main(
     events: Events | None = None,
 ) -> int:
     try:
-        args = parser().parse_args(argv)
+        admin_parser = parser()
+        args = admin_parser.parse_args(dash_operands(list(argv), admin_parser))
     except SystemExit as exc:  # argparse has printed the usage or the help
         return exc.code if isinstance(exc.code, int) else USAGE
     env = EnvReader(environ)

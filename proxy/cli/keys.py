@@ -18,6 +18,7 @@ import typing as t
 
 import redis
 
+from proxy.cli.operands import dash_operands
 from proxy.config.env import ConfigError
 from proxy.config.env import EnvReader
 from proxy.config.redis_topology import shared_store
@@ -52,7 +53,8 @@ def main(
     clock: Callable[[], float] | None = None,
     events: Events | None = None,
 ) -> int:
-    args = _parser().parse_args(_kid_as_operand(list(argv)))
+    keys_parser = _parser()
+    args = keys_parser.parse_args(dash_operands(list(argv), keys_parser))
     env = EnvReader(environ)
     pinned = next((name for name in _PINNED if environ.get(name, "").strip()), None)
     if pinned is not None:
@@ -104,15 +106,6 @@ def main(
         return run(redis_client)
     with connection.connect(store_at) as own_client:
         return run(own_client)
-
-
-def _kid_as_operand(argv: list[str]) -> list[str]:
-    """``retire -Xy…`` as ``retire -- -Xy…``: a key id is base64url, so one in
-    64 starts with "-", which argparse would take for an option."""
-    if len(argv) == 2 and argv[0] == "retire" and argv[1].startswith("-"):
-        if argv[1] not in ("-h", "--help", "--"):
-            return ["retire", "--", argv[1]]
-    return argv
 
 
 def _parser() -> argparse.ArgumentParser:
