@@ -65,13 +65,7 @@ def authorize() -> BaseResponse:
         offers=resource_offers(app.settings),
         any_loopback_host=known is not None and known.quirks.loopback_any_host,
     )
-    app.events.emit(
-        "authorize.received",
-        client_id=client.client_id,
-        redirect_uri=auth_request.redirect_uri,
-        scope=auth_request.scope,
-        registered_at=client.client_id_issued_at or None,
-    )
+    app.events.emit("authorize.received", **_request_fields(auth_request, client))
     browser_id = (
         browser_binding.browser_id(request, app.settings)
         or browser_binding.new_browser_id()
@@ -80,12 +74,7 @@ def authorize() -> BaseResponse:
     skipped = _consent_given(auth_request, client, verified=verified, known=known)
     if skipped:
         app.events.emit(
-            "consent.skipped",
-            client_id=client.client_id,
-            redirect_uri=auth_request.redirect_uri,
-            scope=auth_request.scope,
-            registered_at=client.client_id_issued_at or None,
-            reason=skipped,
+            "consent.skipped", **_request_fields(auth_request, client), reason=skipped
         )
         response = redirect(begin_upstream(app, auth_request, browser_id))
     else:
@@ -96,6 +85,19 @@ def authorize() -> BaseResponse:
     browser_binding.set_trace_cookie(response, app.settings, app.keyring, trace_id)
     response.headers.update(NO_STORE)
     return response
+
+
+def _request_fields(
+    auth_request: AuthorizationRequest, client: ClientRecord
+) -> dict[str, t.Any]:
+    """What authorize's events say of the request (the audit keeps these on
+    consent.shown and consent.skipped, J68)."""
+    return {
+        "client_id": client.client_id,
+        "redirect_uri": auth_request.redirect_uri,
+        "scope": auth_request.scope,
+        "registered_at": client.client_id_issued_at or None,
+    }
 
 
 def _consent_given(
@@ -190,10 +192,7 @@ def consent_page(
     app = state()
     app.events.emit(
         "consent.shown",
-        client_id=client.client_id,
-        redirect_uri=auth_request.redirect_uri,
-        scope=auth_request.scope,
-        registered_at=client.client_id_issued_at or None,
+        **_request_fields(auth_request, client),
         known_client=known.display_name if known else None,
         verified=verified,
     )

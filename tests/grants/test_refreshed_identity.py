@@ -118,15 +118,23 @@ def test_unchanged_claims_emit_no_change(run: Run, idp: OIDCStandIn) -> None:
     assert not [e for e in run.events if e.name == "refresh.claims_changed"]
 
 
-def test_another_subject_in_the_refresh_answer_ends_the_grant(
-    run: Run, idp: OIDCStandIn
+def _refresh_ends_the_grant(
+    run: Run, idp: OIDCStandIn, refreshed_user: dict[str, t.Any], reason: str
 ) -> None:
+    """Log in, let the IdP answer the refresh as `refreshed_user`: invalid_grant,
+    the grant deleted, one grant.revoked event with `reason`."""
     client_id, body = run.login(idp, USER)
-    idp.users["u1"] = {**USER, "sub": "u2"}
+    idp.users["u1"] = refreshed_user
     response = run.oauth.refresh(client_id, body["refresh_token"])
     assert_json_error(response, 400, "invalid_grant")
     assert run.grant_of(body) is None
-    assert run.revoked() == ["upstream_subject_changed"]
+    assert run.revoked() == [reason]
+
+
+def test_another_subject_in_the_refresh_answer_ends_the_grant(
+    run: Run, idp: OIDCStandIn
+) -> None:
+    _refresh_ends_the_grant(run, idp, {**USER, "sub": "u2"}, "upstream_subject_changed")
 
 
 def test_a_user_the_allow_lists_now_refuse_loses_the_grant(
@@ -136,24 +144,16 @@ def test_a_user_the_allow_lists_now_refuse_loses_the_grant(
         base_settings.replace(allowed_email_domains=frozenset({"example.com"})),
         fake_redis,
     )
-    client_id, body = run.login(idp, USER)
-    idp.users["u1"] = {**USER, "email": "ann@elsewhere.example"}
-    response = run.oauth.refresh(client_id, body["refresh_token"])
-    assert_json_error(response, 400, "invalid_grant")
-    assert run.grant_of(body) is None
-    assert run.revoked() == ["upstream_identity_refused"]
+    refused = {**USER, "email": "ann@elsewhere.example"}
+    _refresh_ends_the_grant(run, idp, refused, "upstream_identity_refused")
 
 
 def test_an_id_token_that_does_not_verify_ends_the_grant(
     run: Run, idp: OIDCStandIn
 ) -> None:
     """J66: never the old claims with a new token; the user logs in again."""
-    client_id, body = run.login(idp, USER)
-    idp.users["u1"] = {**USER, "aud": "another-client"}
-    response = run.oauth.refresh(client_id, body["refresh_token"])
-    assert_json_error(response, 400, "invalid_grant")
-    assert run.grant_of(body) is None
-    assert run.revoked() == ["upstream_identity_invalid"]
+    foreign = {**USER, "aud": "another-client"}
+    _refresh_ends_the_grant(run, idp, foreign, "upstream_identity_invalid")
 
 
 def test_an_unreachable_jwks_is_a_503_that_keeps_the_grant(

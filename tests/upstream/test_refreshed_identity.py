@@ -179,16 +179,20 @@ def test_without_an_id_token_kept_claims_are_read_from_userinfo(
     assert idp.userinfo_requests == [f"Bearer {tokens.access_token}"]
 
 
-def test_userinfo_for_another_subject_is_a_subject_change(httpserver: t.Any) -> None:
-    idp = OIDCStandIn(httpserver)
-    idp.users["u1"] = {**USER, "sub": "u2"}
+def _userinfo_refusal(idp: OIDCStandIn) -> str:
+    """How u1's refresh is refused when its answer has no ID token (userinfo)."""
     tokens = answer(idp, None)
-    kind = refused(
+    return refused(
         lambda: provider(idp, extra_claims=("groups",)).refreshed_identity(
             tokens, subject="u1"
         )
     )
-    assert kind == "subject_changed"
+
+
+def test_userinfo_for_another_subject_is_a_subject_change(httpserver: t.Any) -> None:
+    idp = OIDCStandIn(httpserver)
+    idp.users["u1"] = {**USER, "sub": "u2"}
+    assert _userinfo_refusal(idp) == "subject_changed"
 
 
 def test_a_rate_limited_userinfo_is_unavailable_not_invalid(
@@ -198,13 +202,7 @@ def test_a_rate_limited_userinfo_is_unavailable_not_invalid(
     idp = OIDCStandIn(httpserver)
     httpserver.expect_request("/busy-userinfo").respond_with_json({}, status=429)
     idp.discovery["userinfo_endpoint"] = httpserver.url_for("/busy-userinfo")
-    tokens = answer(idp, None)
-    kind = refused(
-        lambda: provider(idp, extra_claims=("groups",)).refreshed_identity(
-            tokens, subject="u1"
-        )
-    )
-    assert kind == "unavailable"
+    assert _userinfo_refusal(idp) == "unavailable"
 
 
 def test_google_without_a_refreshed_id_token_keeps_the_stored_claims(
