@@ -355,14 +355,14 @@ async def _prepare(
     return loop
 
 
-async def _warm_up(name: str, loop: _Loop, options: Options) -> None:
-    """A short run: connections open, caches filled."""
+async def _warm_up(
+    name: str, loop: _Loop, options: Options, seconds: float | None = None
+) -> None:
+    """A short run: connections open, caches filled (0.5 s, 0.1 s if quick)."""
+    if seconds is None:
+        seconds = 0.1 if options.quick else 0.5
     await run_loop(
-        name,
-        Recorder(),
-        loop.step,
-        concurrency=options.concurrency,
-        duration=0.1 if options.quick else 0.5,
+        name, Recorder(), loop.step, concurrency=options.concurrency, duration=seconds
     )
 
 
@@ -395,13 +395,7 @@ async def _balance(
             return {"before": splits, "passes": attempt}
         for kind in uneven:
             await loops[kind].reconnect(options.concurrency)
-            await run_loop(
-                name,
-                Recorder(),
-                loops[kind].step,
-                concurrency=options.concurrency,
-                duration=0.1,
-            )
+            await _warm_up(name, loops[kind], options, seconds=0.1)
     return {"before": splits, "passes": BALANCE_ATTEMPTS, "uneven": True}
 
 
