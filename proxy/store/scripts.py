@@ -332,22 +332,27 @@ APPEND_TRACES = """
 -- KEYS[1..n] = trace:{trN}:{trace_id}, all of one bucket (one hash slot)
 -- ARGV[1] = TTL (seconds)
 -- ARGV[2] = how many steps a trace keeps (the newest)
--- ARGV[3..] = for each key in turn: its step count c, then its c steps (JSON)
+-- ARGV[3..] = for each key in turn: its steps, one JSON line each (JSON never
+--   holds a raw newline), joined by newlines: one argument per trace, as the
+--   flush's client-side cost is per argument
 -- Returns: how many steps were appended.
 -- Edge cases: a key's RPUSH, LTRIM and EXPIRE land together, so a trace never
 --   lives without its TTL and never holds more than ARGV[2] steps. The caller
 --   sends at most ARGV[2] steps per key (what LTRIM would keep), so no key's
 --   steps overflow unpack's stack.
 local keep = -tonumber(ARGV[2])
-local at = 3
 local appended = 0
 for i = 1, #KEYS do
-  local count = tonumber(ARGV[at])
-  redis.call('RPUSH', KEYS[i], unpack(ARGV, at + 1, at + count))
-  redis.call('LTRIM', KEYS[i], keep, -1)
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
-  at = at + count + 1
-  appended = appended + count
+  local steps = {}
+  for step in string.gmatch(ARGV[i + 2], '[^\\n]+') do
+    steps[#steps + 1] = step
+  end
+  if #steps > 0 then
+    redis.call('RPUSH', KEYS[i], unpack(steps))
+    redis.call('LTRIM', KEYS[i], keep, -1)
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+    appended = appended + #steps
+  end
 end
 return appended
 """
@@ -357,14 +362,14 @@ INDEX_TRACE = """
 -- ARGV[1] = TTL (seconds)
 -- ARGV[2] = how many trace ids to keep (the newest)
 -- ARGV[3] = now (epoch ms): the score of a trace id seen for the first time
--- ARGV[4..] = the trace ids (one flush's worth)
+-- ARGV[4] = the trace ids (one flush's worth), separated by spaces
 -- Returns: how many ids were new to this index.
 -- Edge cases: ZADD NX keeps the first-seen time of a known id; ids older
 --   than the TTL and the oldest beyond ARGV[2] are trimmed in the same call,
 --   only when something was added (a known id changes nothing).
 local added = 0
-for i = 4, #ARGV do
-  added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[i])
+for id in string.gmatch(ARGV[4], '%S+') do
+  added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[3], id)
 end
 if added > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',

@@ -29,7 +29,8 @@ if t.TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """One step of one trace, already JSON, and who it names (for the indexes)."""
+    """One step of one trace, already JSON (one line: the flush joins steps
+    with newlines), and who it names (for the indexes)."""
 
     trace_id: str
     step: str
@@ -57,29 +58,33 @@ class TraceRecords:
         steps: dict[str, list[str]] = {}
         # Each index once per flush, with every trace id it gains (ordered sets).
         indexes: dict[str, dict[str, None]] = {recent: {}}
-        hashes: dict[str, str] = {}
+        index_keys: dict[tuple[str, str], str] = {}
         for entry in entries:
             steps.setdefault(entry.trace_id, []).append(entry.step)
             indexes[recent][entry.trace_id] = None
             for kind, subject in (("client", entry.client_id), ("user", entry.sub)):
                 if subject:
-                    if subject not in hashes:
-                        hashes[subject] = subject_hash(subject)
-                    key = self._keys.trace_index(kind, hashes[subject])
+                    key = index_keys.get((kind, subject))
+                    if key is None:
+                        key = self._keys.trace_index(kind, subject_hash(subject))
+                        index_keys[kind, subject] = key
                     indexes.setdefault(key, {})[entry.trace_id] = None
+        # One argument per trace and per index (joined lines, joined ids):
+        # packing a pipeline costs redis-py a few microseconds per argument.
         buckets: dict[str, tuple[list[str], list[t.Any]]] = {}
         for trace_id, lines in steps.items():
             keys, args = buckets.setdefault(trace_id[:1], ([], [ttl, TRACE_MAX_STEPS]))
-            kept = lines[-TRACE_MAX_STEPS:]  # what LTRIM would keep anyway
             keys.append(self._keys.trace(trace_id))
-            args += [len(kept), *kept]
+            args.append("\n".join(lines[-TRACE_MAX_STEPS:]))  # what LTRIM keeps
         calls: list[tuple[t.Any, list[str], list[t.Any]]] = [
             (self._append, keys, args) for keys, args in buckets.values()
         ]
         for key, trace_ids in indexes.items():
             if trace_ids:
                 cap = TRACE_RECENT_MAX if key == recent else TRACE_INDEX_MAX
-                calls.append((self._index, [key], [ttl, cap, now_ms, *trace_ids]))
+                calls.append(
+                    (self._index, [key], [ttl, cap, now_ms, " ".join(trace_ids)])
+                )
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
             for script, keys, args in calls:

@@ -76,3 +76,20 @@ def test_a_trace_from_before_the_buckets_is_read_with_its_newer_steps(
     steps = store.traces.steps([trace_id, "8" * 16])
     assert list(steps) == [trace_id]
     assert [json.loads(s)["step"] for s in steps[trace_id]] == ["authorize", "consent"]
+
+
+def test_steps_with_escaped_newlines_and_unicode_come_back_as_written(
+    store: Store,
+) -> None:
+    # A flush joins a trace's steps with newlines; a step is one JSON line,
+    # whatever its values hold (an IdP's multi-line error_description).
+    trace_id = "c" * 16
+    written = [
+        json.dumps({"step": "callback", "error_description": "line one\nline two"}),
+        json.dumps({"step": "token", "client_name": "Café \U0001f916"}),
+        json.dumps({"step": "refresh", "note": "\r\n\t trailing \\n"}),
+    ]
+    entries = [TraceEntry(trace_id, step, client_id="mcp_n") for step in written]
+    store.traces.write(entries, ttl=3600, now_ms=NOW_MS)
+    assert store.traces.steps([trace_id])[trace_id] == written
+    assert store.traces.newest("client", "mcp_n", 5) == [trace_id]
