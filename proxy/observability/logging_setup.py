@@ -33,6 +33,8 @@ from datetime import UTC
 from datetime import datetime
 from urllib.parse import unquote_plus
 
+import orjson
+
 #: Query and form parameters whose values never reach a log line.
 SECRET_PARAMS = frozenset(
     {
@@ -109,9 +111,33 @@ def request_id() -> str | None:
     return None if context is None else str(context.request_id)
 
 
-#: One compact encoder for every JSON line: ``json.dumps`` with options builds
-#: a new encoder per call, a tenth of an audit line's cost.
+#: One compact encoder for JSON lines that orjson would write otherwise
+#: (``json_line``): ``json.dumps`` with options builds a new encoder per call.
 LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+#: Types orjson would write itself where LINE_ENCODER writes their str().
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_DELETE = b"\x7f"  # ASCII, and escaped by the standard encoder
+
+
+def json_line(body: t.Any) -> str:
+    """`body` as one compact line of JSON: every audit line and trace step.
+
+    orjson writes it in an eighth of the instructions the standard encoder
+    takes (callgrind: 4.5 K against 36 K for a trace step; an authorize
+    request writes three such lines). Where orjson's text would differ from
+    ``LINE_ENCODER``'s, the standard encoder writes the line instead: text
+    that is not printable ASCII (escaped as ``\\uXXXX``), an int past 64
+    bits, a key that is not a string. What still differs is valid JSON all
+    the same: a float in exponent form (``1e16``, not ``1e+16``) and a plain
+    ``Enum`` member (its value, not its str()).
+    """
+    try:
+        raw = orjson.dumps(body, default=str, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return LINE_ENCODER.encode(body)
+    if raw.isascii() and _DELETE not in raw:
+        return raw.decode("ascii")
+    return LINE_ENCODER.encode(body)
 
 
 def iso_timestamp(seconds: float) -> str:
@@ -167,7 +193,7 @@ class JsonFormatter(logging.Formatter):
             body.update(fields)
         if record.exc_info:
             body["exc_info"] = redact_text(self.formatException(record.exc_info))
-        return LINE_ENCODER.encode(body)
+        return json_line(body)
 
 
 class RecordFormatter(logging.Formatter):
@@ -195,7 +221,7 @@ def record_line(
         "message": message,
     }
     body.update(fields)
-    return LINE_ENCODER.encode(body)
+    return json_line(body)
 
 
 def formatter(log_format: str) -> logging.Formatter:

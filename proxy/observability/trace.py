@@ -29,7 +29,7 @@ import weakref
 import redis.exceptions
 
 from proxy.observability.events import current_trace
-from proxy.observability.logging_setup import LINE_ENCODER
+from proxy.observability.logging_setup import json_line
 from proxy.store.traces import TraceEntry
 
 if t.TYPE_CHECKING:
@@ -110,7 +110,7 @@ class TraceSink:
         sub = event.fields.get("sub")
         entry = TraceEntry(
             trace_id=trace_id,
-            step=LINE_ENCODER.encode(step_of(event)),
+            step=json_line(step_of(event)),
             client_id=client_id if isinstance(client_id, str) else None,
             sub=sub if isinstance(sub, str) else None,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import enum
 import json
 import logging
 import types
@@ -164,3 +166,36 @@ def test_iso_timestamp_is_what_datetime_writes_to_the_millisecond(
         "T", "milliseconds"
     )
     assert logging_setup.iso_timestamp(seconds) == expected
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event": "consent.shown", "at": 1_796_602_022.123, "verified": False},
+        {"sub": None, "scopes": ["read", "write"], "pair": (1, 2), "n": -0.0},
+        {"quoted": 'a "b" \\ c', "controls": "line\nnext\ttab\x01\x1f", "del": "\x7f"},
+        {"accented": "café", "emoji": "\U0001f916", "lone surrogate": "\ud800"},
+        {"big": 2**70, "negative big": -(2**64)},
+        {1: "an int key", None: "a None key"},
+        {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "point": _Point(1)},
+        {"set": {1}, "bytes": b"x", "nested": {"deep": [{"x": "y"}]}},
+    ],
+)
+def test_json_line_writes_what_the_standard_encoder_writes(body: object) -> None:
+    assert logging_setup.json_line(body) == logging_setup.LINE_ENCODER.encode(body)
+
+
+def test_json_line_differs_only_in_ways_that_stay_valid_json() -> None:
+    body = {"big float": 1e16, "small float": 1e-7, "color": _Color.RED}
+    line = logging_setup.json_line(body)
+    assert line == '{"big float":1e16,"small float":1e-7,"color":"red"}'
+    assert json.loads(line) == {"big float": 1e16, "small float": 1e-7, "color": "red"}
