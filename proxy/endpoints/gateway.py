@@ -204,7 +204,8 @@ def _streamed(
 
     A stream's head goes to the client at once, not with its first event; it
     gives its slot back however it ends, and a client that hangs up ends it
-    at once, not at the next event (proxy/web/client_gone.py). A backend
+    at once, not at the next event (within 50 ms of the stream's start:
+    proxy/web/client_gone.py). A backend
     silent for STREAM_IDLE_TIMEOUT_SECONDS ends it too.
     """
     if slot is None:

@@ -14,7 +14,8 @@ query string and referer redacted by parameter name (:func:`redact_query`),
 never its raw request line.
 
 config/gunicorn.conf.py loads this file by path in the arbiter, before gevent
-patches the workers: it imports only the standard library (gunicorn inside a
+patches the workers: it imports only the standard library and orjson (a C
+extension that starts no thread and opens no socket; gunicorn inside a
 function), never the ``proxy`` package. The request id is read from
 ``proxy.observability.events.current_request`` only once a worker has
 imported it (a process without the app has no request).
@@ -127,9 +128,12 @@ def json_line(body: t.Any) -> str:
     request writes three such lines). Where orjson's text would differ from
     ``LINE_ENCODER``'s, the standard encoder writes the line instead: text
     that is not printable ASCII (escaped as ``\\uXXXX``), an int past 64
-    bits, a key that is not a string. What still differs is valid JSON all
-    the same: a float in exponent form (``1e16``, not ``1e+16``) and a plain
-    ``Enum`` member (its value, not its str()).
+    bits, a key that is not a string. What still differs is valid JSON, and
+    none of it is in what our events carry: a float in another notation
+    (``1e16`` for ``1e+16``, ``0.000015`` for ``1.5e-05``), NaN and
+    infinities as ``null`` (the standard encoder writes ``NaN``, which is not
+    JSON), a plain ``Enum`` member (its value for its str()), and a dict
+    subclass (its stored items, not what its ``items()`` says).
     """
     try:
         raw = orjson.dumps(body, default=str, option=_ORJSON_OPTIONS)

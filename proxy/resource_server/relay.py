@@ -79,6 +79,11 @@ def backend_pool(
     return pool
 
 
+#: The largest body sent in one write with its head (an MCP message is
+#: usually a few hundred bytes; joining a larger one would copy it).
+ONE_SEND_MAX_BODY = 64 * 1024
+
+
 class _OneSend:
     """Sends a request's head and its body together.
 
@@ -86,7 +91,8 @@ class _OneSend:
     wakes the backend, which reads a head and then waits for the body: about
     4% of a relayed call's CPU, and the backend's too (py-spy, sequential
     `tools/call`). The head is held by ``send`` until the body comes; a
-    request without a body sends it as before.
+    request without a body, or with one over ``ONE_SEND_MAX_BODY``, is sent
+    as before.
     """
 
     _held: bytes | None = None
@@ -95,7 +101,9 @@ class _OneSend:
         self, method: str, url: str, body: t.Any = None, *args: t.Any, **kwargs: t.Any
     ) -> None:
         # Set anew by every request: a failed one leaves nothing for the next.
-        self._held = b"" if isinstance(body, bytes) and body else None
+        # Only a small body is joined to the head: a large one would be copied.
+        small = isinstance(body, bytes) and 0 < len(body) <= ONE_SEND_MAX_BODY
+        self._held = b"" if small else None
         super().request(method, url, body, *args, **kwargs)  # type: ignore[misc]
         held, self._held = self._held, None
         if held:  # the body never came (urllib3 sent none after all)

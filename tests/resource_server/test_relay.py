@@ -24,11 +24,12 @@ class _RecordingSocket:
         return None
 
 
-def _connection(body: bytes | None) -> list[bytes]:
+def _connection(body: t.Any, **options: t.Any) -> list[bytes]:
     conn = relay.OneSendHTTPConnection("backend.test", 80)
     sock = _RecordingSocket()
     conn.sock = t.cast(t.Any, sock)
-    conn.request("POST", "/mcp", body=body, headers={"Accept": "application/json"})
+    headers = {"Accept": "application/json"}
+    conn.request("POST", "/mcp", body=body, headers=headers, **options)
     return sock.writes
 
 
@@ -46,6 +47,22 @@ def test_a_request_without_a_body_still_sends_its_head() -> None:
     assert len(writes) == 1
     assert writes[0].startswith(b"POST /mcp HTTP/1.1\r\n")
     assert writes[0].endswith(b"\r\n\r\n")
+
+
+def test_a_large_body_is_not_copied_into_its_heads_write() -> None:
+    body = b"x" * (relay.ONE_SEND_MAX_BODY + 1)
+    writes = _connection(body)
+    assert len(writes) == 2
+    assert writes[0].endswith(b"\r\n\r\n")
+    assert writes[1] == body
+
+
+def test_a_chunked_body_is_sent_as_before() -> None:
+    writes = _connection(iter([b"abc", b"de"]), chunked=True)
+    assert writes[0].startswith(b"POST /mcp HTTP/1.1\r\n")
+    assert writes[0].endswith(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked\r\n" in writes[0]
+    assert b"".join(writes).endswith(b"\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 
 
 @pytest.mark.parametrize(

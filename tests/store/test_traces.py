@@ -87,6 +87,7 @@ def test_steps_with_escaped_newlines_and_unicode_come_back_as_written(
     written = [
         json.dumps({"step": "callback", "error_description": "line one\nline two"}),
         json.dumps({"step": "token", "client_name": "Café \U0001f916"}),
+        json.dumps({"step": "consent", "name": "Café \U0001f916"}, ensure_ascii=False),
         json.dumps({"step": "refresh", "note": "\r\n\t trailing \\n"}),
     ]
     entries = [TraceEntry(trace_id, step, client_id="mcp_n") for step in written]
