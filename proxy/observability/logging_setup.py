@@ -130,10 +130,11 @@ def json_line(body: t.Any) -> str:
     that is not printable ASCII (escaped as ``\\uXXXX``), an int past 64
     bits, a key that is not a string. What still differs is valid JSON, and
     none of it is in what our events carry: a float in another notation
-    (``1e16`` for ``1e+16``, ``0.000015`` for ``1.5e-05``), NaN and
-    infinities as ``null`` (the standard encoder writes ``NaN``, which is not
-    JSON), a plain ``Enum`` member (its value for its str()), and a dict
-    subclass (its stored items, not what its ``items()`` says).
+    (``1e-7`` for ``1e-07``; with some orjson versions ``1e16`` for
+    ``1e+16``), NaN and infinities as ``null`` (the standard encoder writes
+    ``NaN``, which is not JSON), a plain ``Enum`` member (its value for its
+    str()), and a dict subclass (its stored items, not what its ``items()``
+    says).
     """
     try:
         raw = orjson.dumps(body, default=str, option=_ORJSON_OPTIONS)
