@@ -98,6 +98,19 @@ def test_requests_are_counted_by_route_name_and_status(client: t.Any) -> None:
     assert grown == 3
 
 
+def test_a_refused_request_is_counted_with_its_route_method_and_final_status(
+    client: t.Any,
+) -> None:
+    """The status an error handler wrote, under the route the request matched."""
+    name = "mcp_oauth_proxy_http_requests_total"
+    series = {"endpoint": "token.issue_token", "method": "POST", "status": "400"}
+    before = scrape(client)
+    answer = client.post("/oauth2/token", data={"grant_type": "nope"})
+    assert answer.status_code == 400
+    after = scrape(client)
+    assert value(after, name, **series) - value(before, name, **series) == 1
+
+
 def test_events_are_counted_with_known_reasons_only(app: t.Any, client: t.Any) -> None:
     """The sink counts by name, outcome and a reason from a closed set; a free
     reason (here a client-chosen string) is "other", and no field is a label."""
