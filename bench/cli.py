@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import report
 from .options import Options
+from .phases.flows import observability_flows_phase
 from .phases.flows import proxy_flows_phase
 from .phases.gateway import gateway_phase
 from .phases.loops import loops_phase
@@ -105,6 +106,8 @@ async def measure(stack: Stack, options: Options) -> dict[str, t.Any]:
     results["endpoints"] = await loops_phase(stack, probe, options)
     print("· complete flows: proxy", flush=True)
     results["flows"], sample = await proxy_flows_phase(stack, options)
+    print("· complete flows: observability on and off, in turns", flush=True)
+    results["flows"]["observability"] = await observability_flows_phase(stack, options)
     print("· gateway added latency and SSE streaming", flush=True)
     results["gateway"] = await gateway_phase(
         stack, sample.refreshed["access_token"], options

@@ -27,6 +27,7 @@ def targets(doc: Doc) -> list[Doc]:
     return [
         *_floor_ratio_verdicts(endpoints),
         *_observability_verdicts(endpoints),
+        *_flow_observability_verdicts(doc.get("flows", {})),
         *_round_trip_verdicts(doc.get("redis_per_step", {}), endpoints),
         *_kind_round_trip_verdicts(doc.get("redis_per_step_by_kind", {})),
         *_memory_verdicts(doc.get("memory", {})),
@@ -80,6 +81,21 @@ def _observability_verdicts(endpoints: Doc) -> list[Doc]:
                 )
             )
     return out
+
+
+def _flow_observability_verdicts(flows: Doc) -> list[Doc]:
+    """Whole flows against the proxy's twin with audit, traces and metrics off."""
+    cost = flows.get("observability")
+    if not cost:
+        return []
+    return [
+        _verdict(
+            "complete flows: slower with observability on",
+            cost["slower"],
+            TARGETS["observability_slower_max"],
+            higher_is_better=False,
+        )
+    ]
 
 
 def _round_trip_verdicts(steps: Doc, endpoints: Doc) -> list[Doc]:
@@ -343,6 +359,14 @@ def _flow_lines(flows: Doc) -> list[str]:
         b = (flows.get(peer) or {}).get("flows_per_second")
         if a and b:
             lines.append(f"  ratio {mine}/{peer}: {a / b:.2f}x")
+    cost = flows.get("observability")
+    if cost:
+        lines.append(
+            f"  observability (OAuth steps only, {cost['slices']} turns each): "
+            f"on {_f(cost['flows_per_second_on'])} flows/s, "
+            f"off {_f(cost['flows_per_second_off'])} flows/s, "
+            f"{_percent(cost['slower'])} slower (failed: {cost['failed']})"
+        )
     return lines
 
 

@@ -196,6 +196,27 @@ def start_quiet(
     )
 
 
+def start_quiet_issuer(
+    proxy_env: dict[str, str], workers: int, log_dir: Path
+) -> tuple[ManagedProcess, Settings]:
+    """`quiet` under its own PUBLIC_URL, for complete flows: a flow follows
+    redirects to PUBLIC_URL (the IdP's to the callback), so a flow begun at
+    `quiet`, which shares the proxy's, would finish at the proxy."""
+    port = free_port()
+    env = {**proxy_env, **OBSERVABILITY_OFF, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    proc = start_gunicorn(
+        "proxy-quiet-issuer",
+        "wsgi:app",
+        env,
+        port=port,
+        workers=workers,
+        ready_path="/readyz",
+        log_dir=log_dir,
+        timeout=START_TIMEOUT,
+    )
+    return proc, Settings.from_env(env)
+
+
 #: MCP_TOOL_SCOPES for `guarded`: echo and count need the flows' scope `mcp`.
 GUARDED_TOOL_SCOPES = {
     "tools": {"echo": "mcp", "count": "mcp", "delete_*": "mcp:admin"},

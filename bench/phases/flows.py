@@ -15,6 +15,7 @@ import typing as t
 from support.processes import ManagedProcess
 
 from ..cpu import CpuMeter
+from ..load import DCR
 from ..load import FlowResult
 from ..load import Recorder
 from ..load import Target
@@ -22,6 +23,7 @@ from ..load import new_session
 from ..load import run_flows
 from ..options import Options
 from ..stack import Stack
+from ..stack import start_quiet_issuer
 from ..stats import stats_summary
 from ..stats import step_latencies
 
@@ -86,3 +88,53 @@ async def proxy_flows_phase(
         row["document_fetches"] = {p: after[p] - before[p] for p in after}
         out[f"proxy_{kind}_oauth_only"] = row
     return out, flow_results[-1]
+
+
+#: Turns each server takes in `observability_flows_phase`.
+OBSERVABILITY_SLICES = 4
+
+
+async def observability_flows_phase(stack: Stack, options: Options) -> dict[str, t.Any]:
+    """Complete OAuth flows (DCR, no MCP call) with observability on (the
+    proxy) and off (`start_quiet_issuer`), `--flow-seconds` each, taking turns
+    in slices so that the machine's drift lands on both: what audit, traces
+    and metrics cost a whole flow."""
+    quiet, settings = start_quiet_issuer(stack.env, options.workers, stack.log_dir)
+    try:
+        targets = {
+            "on": dataclasses.replace(stack.proxy_target(), mcp_url=None),
+            "off": Target(
+                kind="proxy",
+                base=quiet.url,
+                resource=settings.resource,
+                scope="mcp",
+                mcp_url=None,
+                client=DCR,
+            ),
+        }
+        warm_up = dataclasses.replace(options, flow_seconds=1.0)
+        sliced = dataclasses.replace(
+            options, flow_seconds=options.flow_seconds / OBSERVABILITY_SLICES
+        )
+        for target in targets.values():
+            await flows_phase(target, warm_up, {})
+        flows = dict.fromkeys(targets, 0)
+        failed = dict.fromkeys(targets, 0)
+        seconds = dict.fromkeys(targets, 0.0)
+        for _ in range(OBSERVABILITY_SLICES):
+            for name, target in targets.items():
+                row, _ = await flows_phase(target, sliced, {})
+                flows[name] += row["requests"]
+                failed[name] += row["errors"]
+                seconds[name] += row["seconds"]
+    finally:
+        quiet.stop()
+    rate = {name: round(flows[name] / seconds[name], 1) for name in targets}
+    return {
+        "flows_per_second_on": rate["on"],
+        "flows_per_second_off": rate["off"],
+        "slower": round(1 - rate["on"] / rate["off"], 3) if rate["off"] else None,
+        "flows": flows,
+        "failed": failed,
+        "slices": OBSERVABILITY_SLICES,
+    }
