@@ -183,17 +183,7 @@ def start_quiet(
     PUBLIC_URL stays the proxy's: tokens either one issues carry one issuer,
     so the loops' fixtures and tokens serve both.
     """
-    port = free_port()
-    return start_gunicorn(
-        "proxy-quiet",
-        "wsgi:app",
-        {**proxy_env, **OBSERVABILITY_OFF},
-        port=port,
-        workers=workers,
-        ready_path="/readyz",
-        log_dir=log_dir,
-        timeout=START_TIMEOUT,
-    )
+    return _start_quiet("proxy-quiet", proxy_env, free_port(), workers, log_dir)[0]
 
 
 def start_quiet_issuer(
@@ -203,9 +193,17 @@ def start_quiet_issuer(
     redirects to PUBLIC_URL (the IdP's to the callback), so a flow begun at
     `quiet`, which shares the proxy's, would finish at the proxy."""
     port = free_port()
-    env = {**proxy_env, **OBSERVABILITY_OFF, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = {**proxy_env, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    return _start_quiet("proxy-quiet-issuer", env, port, workers, log_dir)
+
+
+def _start_quiet(
+    name: str, proxy_env: dict[str, str], port: int, workers: int, log_dir: Path
+) -> tuple[ManagedProcess, Settings]:
+    """The proxy of ``proxy_env`` with OBSERVABILITY_OFF, and its settings."""
+    env = {**proxy_env, **OBSERVABILITY_OFF}
     proc = start_gunicorn(
-        "proxy-quiet-issuer",
+        name,
         "wsgi:app",
         env,
         port=port,

@@ -204,9 +204,9 @@ def _streamed(
 
     A stream's head goes to the client at once, not with its first event; it
     gives its slot back however it ends, and a client that hangs up ends it
-    at once, not at the next event (within 50 ms of the stream's start:
-    proxy/web/client_gone.py). A backend
-    silent for STREAM_IDLE_TIMEOUT_SECONDS ends it too.
+    without waiting for the next event (watched from 50 ms into the stream:
+    proxy/web/client_gone.py). A backend silent for
+    STREAM_IDLE_TIMEOUT_SECONDS ends it too.
     """
     if slot is None:
         stream = relay.Relay(relayed)

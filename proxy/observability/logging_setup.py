@@ -112,8 +112,8 @@ def request_id() -> str | None:
     return None if context is None else str(context.request_id)
 
 
-#: One compact encoder for JSON lines that orjson would write otherwise
-#: (``json_line``): ``json.dumps`` with options builds a new encoder per call.
+#: The compact standard encoder: what ``json_line`` falls back to where
+#: orjson's text would differ (``json.dumps`` with options builds one per call).
 LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 #: Types orjson would write itself where LINE_ENCODER writes their str().
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from proxy.web.hangup_watcher import WATCHER
 
 #: Seconds a stream runs before its client's socket is watched (gevent). Most
-#: streams are tool calls answered as a one-event stream within milliseconds;
-#: they end before a watcher would start, and a greenlet started, parked on
-#: the socket and killed cost about 4% of such a call's CPU (A/B under gunicorn). A
-#: client that leaves in this time is noticed at its end instead.
+#: streams are tool calls answered as a one-event stream within milliseconds:
+#: they end before a watcher starts. A greenlet started, parked on the socket
+#: and killed cost about 4% of such a call's CPU (A/B under gunicorn). A client
+#: that leaves in this time is noticed once the watch starts.
 WATCH_AFTER_SECONDS = 0.05
 
 
