@@ -50,6 +50,11 @@ GENEROUS = "100000/minute"
 OVERRIDES = {
     f"RATE_LIMIT_{name}": GENEROUS
     for name in ("TOKEN", "REGISTER", "AUTHORIZE", "CONSENT", "CALLBACK")
+} | {
+    # The refresh lease a killed request held lapses after this + 5 s (15 s
+    # with the default 10): the retry waiting on it is most of the test's
+    # time, and the local IdP answers in milliseconds.
+    "UPSTREAM_TIMEOUT_SECONDS": "5",
 }
 
 
