@@ -94,7 +94,15 @@ def _flow_observability_verdicts(flows: Doc) -> list[Doc]:
             cost["slower"],
             TARGETS["observability_slower_max"],
             higher_is_better=False,
-        )
+        ),
+        # The steadier figure: flows/s moves with how each turn's connections
+        # fell on the workers, the proxy's CPU per flow does not.
+        _verdict(
+            "complete flows: proxy CPU per flow added by observability",
+            cost.get("cpu_more"),
+            TARGETS["observability_slower_max"],
+            higher_is_better=False,
+        ),
     ]
 
 
@@ -367,6 +375,11 @@ def _flow_lines(flows: Doc) -> list[str]:
             f"off {_f(cost['flows_per_second_off'])} flows/s, "
             f"{_percent(cost['slower'])} slower (failed: {cost['failed']})"
         )
+        turns = cost.get("slower_per_turn")
+        if turns:
+            lines.append(
+                "    slower per turn: " + ", ".join(_percent(x) for x in turns)
+            )
     return lines
 
 

@@ -49,6 +49,12 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     assert doc["flows"]["proxy"]["requests"] > 0
     assert "skipped" in doc["flows"]["peer"]
     assert doc["flows"]["proxy_oauth_only"]["requests"] > 0
+    # Observability's cost on whole flows: every turn, and the CPU of both.
+    cost = doc["flows"]["observability"]
+    assert len(cost["slower_per_turn"]) == cost["slices"] == 8
+    assert cost["server_cpu_ms_per_flow_on"] > 0
+    assert cost["server_cpu_ms_per_flow_off"] > 0
+    assert cost["cpu_more"] is not None
     steps = doc["redis_per_step"]
     for name in ("register", "authorize", "consent", "callback", "token_code"):
         assert steps[name]["samples"] > 0

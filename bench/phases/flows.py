@@ -90,15 +90,19 @@ async def proxy_flows_phase(
     return out, flow_results[-1]
 
 
-#: Turns each server takes in `observability_flows_phase`.
-OBSERVABILITY_SLICES = 4
+#: Turns each server takes in `observability_flows_phase`. A turn opens new
+#: keep-alive connections, which a 2-worker gunicorn splits at random (the
+#: loops saw 16 land 16/0, 13/3 or 8/8), so one turn's rate swings far more
+#: than observability costs: many short turns average that out.
+OBSERVABILITY_SLICES = 8
 
 
 async def observability_flows_phase(stack: Stack, options: Options) -> dict[str, t.Any]:
     """Complete OAuth flows (DCR, no MCP call) with observability on (the
     proxy) and off (`start_quiet_issuer`), `--flow-seconds` each, taking turns
-    in slices so that the machine's drift lands on both: what audit, traces
-    and metrics cost a whole flow."""
+    in slices so that the machine's drift lands on both, and going first in
+    every other pair so that neither always follows the other: what audit,
+    traces and metrics cost a whole flow."""
     quiet, settings = start_quiet_issuer(stack.env, options.workers, stack.log_dir)
     try:
         targets = {
@@ -121,19 +125,42 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         flows = dict.fromkeys(targets, 0)
         failed = dict.fromkeys(targets, 0)
         seconds = dict.fromkeys(targets, 0.0)
-        for _ in range(OBSERVABILITY_SLICES):
-            for name, target in targets.items():
-                row, _ = await flows_phase(target, sliced, {})
+        servers = {"on": {"server": stack.proxy}, "off": {"server": quiet}}
+        cpu = dict.fromkeys(targets, 0.0)
+        turns: list[dict[str, float]] = []
+        for turn in range(OBSERVABILITY_SLICES):
+            order = list(targets) if turn % 2 == 0 else list(reversed(targets))
+            rates: dict[str, float] = {}
+            for name in order:
+                row, _ = await flows_phase(targets[name], sliced, servers[name])
                 flows[name] += row["requests"]
                 failed[name] += row["errors"]
                 seconds[name] += row["seconds"]
+                cpu[name] += row["cpu_seconds"]["server"]
+                rates[name] = row["requests"] / row["seconds"] if row["seconds"] else 0
+            turns.append(rates)
     finally:
         quiet.stop()
     rate = {name: round(flows[name] / seconds[name], 1) for name in targets}
+    per_turn = [1 - r["on"] / r["off"] for r in turns if r["off"]]
+    # The proxy's own CPU per flow: unlike flows/s, it does not depend on how
+    # a turn's connections fell on the workers.
+    cpu_ms = {
+        name: round(1000 * cpu[name] / flows[name], 3) if flows[name] else None
+        for name in targets
+    }
     return {
         "flows_per_second_on": rate["on"],
         "flows_per_second_off": rate["off"],
         "slower": round(1 - rate["on"] / rate["off"], 3) if rate["off"] else None,
+        "slower_per_turn": [round(x, 3) for x in per_turn],
+        "server_cpu_ms_per_flow_on": cpu_ms["on"],
+        "server_cpu_ms_per_flow_off": cpu_ms["off"],
+        "cpu_more": (
+            round(cpu_ms["on"] / cpu_ms["off"] - 1, 3)
+            if cpu_ms["on"] and cpu_ms["off"]
+            else None
+        ),
         "flows": flows,
         "failed": failed,
         "slices": OBSERVABILITY_SLICES,
