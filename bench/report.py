@@ -380,6 +380,12 @@ def _flow_lines(flows: Doc) -> list[str]:
             lines.append(
                 "    slower per turn: " + ", ".join(_percent(x) for x in turns)
             )
+        if cost.get("cpu_more") is not None:
+            lines.append(
+                f"    proxy CPU per flow: on {cost['server_cpu_ms_per_flow_on']} ms, "
+                f"off {cost['server_cpu_ms_per_flow_off']} ms, "
+                f"{_percent(cost['cpu_more'])}"
+            )
     return lines
 
 

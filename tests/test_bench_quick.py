@@ -55,6 +55,7 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     assert cost["server_cpu_ms_per_flow_on"] > 0
     assert cost["server_cpu_ms_per_flow_off"] > 0
     assert cost["cpu_more"] is not None
+    assert "proxy CPU per flow" in done.stdout
     steps = doc["redis_per_step"]
     for name in ("register", "authorize", "consent", "callback", "token_code"):
         assert steps[name]["samples"] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import logging
 import time
 import typing as t
 
@@ -11,6 +13,15 @@ from requests.adapters import HTTPAdapter
 from proxy.observability import metrics
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
+
+log = logging.getLogger(__name__)
+
+#: A kept-alive connection that the IdP (or a load balancer before it) closed
+#: while idle fails at once, with no status line at all (RemoteDisconnected),
+#: when the pool hands it out just as the close arrives. Such a request is
+#: sent once more, on another connection. A failure later than this means the
+#: IdP was working on the request: a code exchange is never sent twice then.
+STALE_CONNECTION_SECONDS = 1.0
 
 
 def pooled_session(user_agent: str = "mcp-oauth-proxy") -> requests.Session:
@@ -27,10 +38,20 @@ def observed(
     endpoint: str, send: t.Callable[[], requests.Response]
 ) -> requests.Response:
     """Send one request to the IdP, counted and timed under ``endpoint``
-    (``discovery``, ``token``, ``userinfo``, ``jwks``, ``api``)."""
+    (``discovery``, ``token``, ``userinfo``, ``jwks``, ``api``); once more if
+    the connection turned out to be closed before any answer."""
     started = time.perf_counter()
     try:
-        response = send()
+        try:
+            response = send()
+        except requests.ConnectionError as exc:
+            if not (
+                _closed_without_answer(exc)
+                and time.perf_counter() - started < STALE_CONNECTION_SECONDS
+            ):
+                raise
+            log.info("IdP %s: closed before any answer; sent again", endpoint)
+            response = send()
     except requests.RequestException:
         metrics.observe_upstream(
             endpoint, "network_error", time.perf_counter() - started
@@ -42,6 +63,21 @@ def observed(
         time.perf_counter() - started,
     )
     return response
+
+
+def _closed_without_answer(exc: BaseException) -> bool:
+    """Whether requests' error wraps http.client's RemoteDisconnected (no
+    status line received), through urllib3's ProtocolError."""
+    pending: list[BaseException] = [exc]
+    for _ in range(16):  # requests -> urllib3 -> http.client, and room to spare
+        if not pending:
+            return False
+        current = pending.pop()
+        if isinstance(current, http.client.RemoteDisconnected):
+            return True
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+        pending += [e for e in (current.__cause__, current.__context__) if e]
+    return False
 
 
 #: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.
