@@ -9,9 +9,11 @@ on every token request), so the three are comparable step by step.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import typing as t
 
+from proxy.observability.trace import TRACE_FLUSH_SECONDS
 from support.processes import ManagedProcess
 
 from ..cpu import CpuMeter
@@ -125,24 +127,29 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         flows = dict.fromkeys(targets, 0)
         failed = dict.fromkeys(targets, 0)
         seconds = dict.fromkeys(targets, 0.0)
-        servers = {"on": {"server": stack.proxy}, "off": {"server": quiet}}
-        cpu = dict.fromkeys(targets, 0.0)
+        # Over all the turns, and a trace flush past the last: the proxy
+        # flushes a turn's trace steps up to a second after it ends.
+        meters = {
+            "on": CpuMeter({"server": stack.proxy}),
+            "off": CpuMeter({"server": quiet}),
+        }
         turns: list[dict[str, float]] = []
         for turn in range(OBSERVABILITY_SLICES):
             order = list(targets) if turn % 2 == 0 else list(reversed(targets))
             rates: dict[str, float] = {}
             for name in order:
-                row, _ = await flows_phase(targets[name], sliced, servers[name])
+                row, _ = await flows_phase(targets[name], sliced, {})
                 flows[name] += row["requests"]
                 failed[name] += row["errors"]
                 seconds[name] += row["seconds"]
-                cpu[name] += row["cpu_seconds"]["server"]
                 rates[name] = row["requests"] / row["seconds"] if row["seconds"] else 0
             turns.append(rates)
+        await asyncio.sleep(TRACE_FLUSH_SECONDS + 0.5)
+        cpu = {name: meter.stop()["server"] for name, meter in meters.items()}
     finally:
         quiet.stop()
     rate = {name: round(flows[name] / seconds[name], 1) for name in targets}
-    per_turn = [1 - r["on"] / r["off"] for r in turns if r["off"]]
+    per_turn = [1 - r["on"] / r["off"] if r["off"] else None for r in turns]
     # The proxy's own CPU per flow: unlike flows/s, it does not depend on how
     # a turn's connections fell on the workers.
     cpu_ms = {
@@ -153,7 +160,7 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         "flows_per_second_on": rate["on"],
         "flows_per_second_off": rate["off"],
         "slower": round(1 - rate["on"] / rate["off"], 3) if rate["off"] else None,
-        "slower_per_turn": [round(x, 3) for x in per_turn],
+        "slower_per_turn": [None if x is None else round(x, 3) for x in per_turn],
         "server_cpu_ms_per_flow_on": cpu_ms["on"],
         "server_cpu_ms_per_flow_off": cpu_ms["off"],
         "cpu_more": (

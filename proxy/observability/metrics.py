@@ -227,8 +227,9 @@ UPSTREAM_ENDPOINTS = frozenset({"discovery", "token", "userinfo", "jwks", "api"}
 
 
 def observe_upstream(endpoint: str, outcome: str, seconds: float) -> None:
-    """One request to the IdP: outcome is ``ok``, ``http_4xx``, ``http_5xx`` or
-    ``network_error``."""
+    """One request to the IdP: outcome is ``ok``, ``http_4xx``, ``http_5xx``,
+    ``network_error``, or ``closed_unanswered`` (a connection closed before
+    any answer, sent again: proxy/upstream/http.py)."""
     name = endpoint if endpoint in UPSTREAM_ENDPOINTS else "other"
     UPSTREAM_REQUESTS.labels(endpoint=name, outcome=outcome).inc()
     UPSTREAM_LATENCY.labels(endpoint=name).observe(seconds)

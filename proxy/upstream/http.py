@@ -16,11 +16,12 @@ from proxy.upstream.base import UpstreamTokens
 
 log = logging.getLogger(__name__)
 
-#: A kept-alive connection that the IdP (or a load balancer before it) closed
-#: while idle fails at once, with no status line at all (RemoteDisconnected),
-#: when the pool hands it out just as the close arrives. Such a request is
-#: sent once more, on another connection. A failure later than this means the
-#: IdP was working on the request: a code exchange is never sent twice then.
+#: A connection the IdP (or a load balancer before it) closed while idle
+#: fails at once, with no status line at all (RemoteDisconnected), when the
+#: pool hands it out just as the close arrives. Such a request is sent once
+#: more, on another connection (J70). A token endpoint answers in tens of
+#: milliseconds, so this window does not tell a stale connection from an IdP
+#: that died mid-request; it only keeps a slow failure from being doubled.
 STALE_CONNECTION_SECONDS = 1.0
 
 
@@ -39,18 +40,18 @@ def observed(
 ) -> requests.Response:
     """Send one request to the IdP, counted and timed under ``endpoint``
     (``discovery``, ``token``, ``userinfo``, ``jwks``, ``api``); once more if
-    the connection turned out to be closed before any answer."""
+    the connection was closed before any answer (each attempt counted)."""
     started = time.perf_counter()
     try:
         try:
             response = send()
         except requests.ConnectionError as exc:
-            if not (
-                _closed_without_answer(exc)
-                and time.perf_counter() - started < STALE_CONNECTION_SECONDS
-            ):
+            elapsed = time.perf_counter() - started
+            if not (_closed_without_answer(exc) and elapsed < STALE_CONNECTION_SECONDS):
                 raise
+            metrics.observe_upstream(endpoint, "closed_unanswered", elapsed)
             log.info("IdP %s: closed before any answer; sent again", endpoint)
+            started = time.perf_counter()
             response = send()
     except requests.RequestException:
         metrics.observe_upstream(
@@ -67,7 +68,11 @@ def observed(
 
 def _closed_without_answer(exc: BaseException) -> bool:
     """Whether requests' error wraps http.client's RemoteDisconnected (no
-    status line received), through urllib3's ProtocolError."""
+    status line received), through urllib3's ProtocolError or MaxRetryError.
+
+    Only arguments and explicit causes are followed, never ``__context__``:
+    an error raised while the caller handled an earlier one would inherit it.
+    """
     pending: list[BaseException] = [exc]
     for _ in range(16):  # requests -> urllib3 -> http.client, and room to spare
         if not pending:
@@ -76,7 +81,11 @@ def _closed_without_answer(exc: BaseException) -> bool:
         if isinstance(current, http.client.RemoteDisconnected):
             return True
         pending += [a for a in current.args if isinstance(a, BaseException)]
-        pending += [e for e in (current.__cause__, current.__context__) if e]
+        reason = getattr(current, "reason", None)  # MaxRetryError.reason
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
     return False
 
 

@@ -11,7 +11,10 @@ The server is a real socket that answers each connection as scripted.
 
 from __future__ import annotations
 
+import http.client
+import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -27,34 +30,55 @@ from proxy.upstream.http import pooled_session
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 PARTIAL = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"
 
-Answer = Callable[[socket.socket], None]
+#: What the server does with one request it read: True keeps the connection
+#: open for the next request on it.
+Answer = Callable[[socket.socket], bool]
 
 
-def close_at_once(conn: socket.socket) -> None:
-    conn.close()
+def close_at_once(conn: socket.socket) -> bool:
+    return False
 
 
-def answer(conn: socket.socket) -> None:
+def reset_at_once(conn: socket.socket) -> bool:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return False
+
+
+def answer(conn: socket.socket) -> bool:
     conn.sendall(OK)
-    conn.close()
+    return False
 
 
-def answer_partly(conn: socket.socket) -> None:
+def answer_and_keep_alive(conn: socket.socket) -> bool:
+    conn.sendall(OK)
+    return True
+
+
+def answer_partly(conn: socket.socket) -> bool:
     conn.sendall(PARTIAL)
-    conn.close()
+    return False
+
+
+def half_a_status_line(conn: socket.socket) -> bool:
+    conn.sendall(b"HTTP/1.1 2")
+    return False
 
 
 def close_after(seconds: float) -> Answer:
-    def close_late(conn: socket.socket) -> None:
+    def close_late(conn: socket.socket) -> bool:
         time.sleep(seconds)
-        conn.close()
+        return False
 
     return close_late
 
 
 class ScriptedServer:
-    """Reads each connection's request, then answers it with the next script
-    entry (the last one repeats); counts the requests it read."""
+    """Reads each request whole (head and body), then handles it with the
+    next script entry (the last one repeats); counts the requests it read.
+
+    The body is read before any close: closing a socket with unread bytes
+    sends a reset, not the plain close these tests are about.
+    """
 
     def __init__(self, script: list[Answer]) -> None:
         self.script = script
@@ -71,17 +95,32 @@ class ScriptedServer:
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
+                while self._read_request(conn):
+                    step = self.script[min(self.requests, len(self.script) - 1)]
+                    self.requests += 1
+                    if not step(conn):
                         break
-                    data += chunk
-                if not data:
-                    continue
-                step = self.script[min(self.requests, len(self.script) - 1)]
-                self.requests += 1
-                step(conn)
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return True
 
     def close(self) -> None:
         self._listener.close()
@@ -125,10 +164,34 @@ def test_it_is_sent_again_once_only(
     assert server.requests == 2
 
 
-def test_a_part_of_an_answer_is_never_sent_again(
+def test_a_reused_keep_alive_connection_closed_under_us_is_sent_again(
     serve: Callable[[list[Answer]], ScriptedServer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = serve([answer_partly, answer])
+    """J70's case: the second request goes out on the kept-alive connection,
+    which the server closes without answering; it is sent again on another."""
+    server = serve([answer_and_keep_alive, close_at_once, answer])
+    session = pooled_session()
+    with caplog.at_level(logging.INFO, logger="proxy.upstream.http"):
+        for _ in range(2):
+            response = observed(
+                "token",
+                lambda: session.post(server.url, data={"code": "c"}, timeout=5),
+            )
+            assert response.json() == {}
+    assert server.requests == 3
+    assert "sent again" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [answer_partly, half_a_status_line, reset_at_once],
+    ids=["part of an answer", "half a status line", "a reset"],
+)
+def test_any_other_failure_is_never_sent_again(
+    serve: Callable[[list[Answer]], ScriptedServer], failure: Answer
+) -> None:
+    server = serve([failure, answer])
     with pytest.raises(requests.RequestException):
         _post(server)
     assert server.requests == 1
@@ -145,16 +208,39 @@ def test_a_close_after_the_idp_worked_on_it_is_never_sent_again(
     assert server.requests == 1
 
 
-def test_an_idle_connection_the_idp_closed_is_replaced(
+def test_an_earlier_error_being_handled_does_not_count(
     serve: Callable[[list[Answer]], ScriptedServer],
 ) -> None:
-    """The pool's own check finds a connection closed long ago: one request."""
+    """A reset raised while the caller handles an earlier RemoteDisconnected
+    inherits it as ``__context__``: still not sent again."""
+    server = serve([reset_at_once, answer])
+
+    def post_while_handling_another() -> None:
+        try:
+            raise http.client.RemoteDisconnected("an earlier one")
+        except http.client.RemoteDisconnected:
+            _post(server)
+
+    with pytest.raises(requests.ConnectionError):
+        post_while_handling_another()
+    assert server.requests == 1
+
+
+def test_a_connection_the_pool_finds_closed_is_never_counted_as_a_retry(
+    serve: Callable[[list[Answer]], ScriptedServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pool's own check finds a connection the server closed long ago
+    and opens another: no failure, no second sending."""
     server = serve([answer])
     session = pooled_session()
-    for _ in range(2):
-        response = observed(
-            "token", lambda: session.post(server.url, data={"code": "c"}, timeout=5)
-        )
-        assert response.json() == {}
-        time.sleep(0.1)  # the server closed after answering; the pool sees it
+    with caplog.at_level(logging.INFO, logger="proxy.upstream.http"):
+        for _ in range(2):
+            response = observed(
+                "token",
+                lambda: session.post(server.url, data={"code": "c"}, timeout=5),
+            )
+            assert response.json() == {}
+            time.sleep(0.1)  # the server closed after answering
     assert server.requests == 2
+    assert "sent again" not in caplog.text
