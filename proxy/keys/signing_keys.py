@@ -351,6 +351,10 @@ class SigningKeys:
         returned and not cached, so the first signer's key is seen at once.
         """
         read = next(self._reads)
+        # Before the read: a request running alongside (a greenlet of this
+        # worker) may create and adopt the first record while this read is
+        # out, which is a first start, not a record Redis lost.
+        had_keys = self._view is not None
         raw = None if missing else self._store.load_signing_keys()
         if raw is None and not create:
             self._read_at = self._clock()
@@ -362,7 +366,7 @@ class SigningKeys:
                 raise RuntimeError("the signing keys record vanished while created")
             created = self._store.create_signing_keys(self._new_document())
             raw = self._store.load_signing_keys()
-            if raw is not None and self._view is not None:
+            if raw is not None and had_keys:
                 # We had keys, so Redis lost the record (restarted empty?).
                 log.warning(
                     "signing keys record was missing from Redis: %s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import typing as t
@@ -274,6 +275,53 @@ def test_after_flushall_two_workers_converge_on_one_key(
     clock.now += 1.5
     assert first.jwks() == second.jwks()
     assert [k["kid"] for k in first.jwks()["keys"]] == [new_kid]
+
+
+def test_a_first_start_is_not_reported_as_a_lost_record(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two requests of one worker sign first on an empty store: the one whose
+    read was out while the other created and adopted the record has had no
+    keys, so nothing was lost and no warning says so."""
+    keys = _worker(store)
+    original = store.load_signing_keys
+    first_read_out, other_done = threading.Event(), threading.Event()
+
+    def load_signing_keys() -> str | None:
+        if first_read_out.is_set():
+            return original()
+        raw = original()  # nothing yet
+        first_read_out.set()
+        other_done.wait(timeout=10)
+        return raw
+
+    monkeypatch.setattr(store, "load_signing_keys", load_signing_keys)
+    kids: list[str] = []
+    slow = threading.Thread(target=lambda: kids.append(keys.active().kid))
+    with caplog.at_level(logging.INFO, logger="proxy.keys.signing_keys"):
+        slow.start()
+        assert first_read_out.wait(timeout=10)
+        kids.append(keys.active().kid)
+        other_done.set()
+        slow.join(timeout=10)
+    assert len(kids) == 2
+    assert len(set(kids)) == 1
+    assert "generated a new signing key" in caplog.text
+    assert "was missing from Redis" not in caplog.text
+
+
+def test_a_record_lost_after_signing_is_reported(
+    real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(real_redis, f"lost-{uuid.uuid4().hex[:8]}:")
+    keys = _worker(store)
+    keys.active()
+    real_redis.flushall()
+    with caplog.at_level(logging.WARNING, logger="proxy.keys.signing_keys"):
+        keys.active()
+    assert "signing keys record was missing from Redis: created a new key" in (
+        caplog.text
+    )
 
 
 def test_racing_workers_with_an_old_key_cached_converge_after_flushall(
