@@ -183,25 +183,30 @@ def start_quiet(
     PUBLIC_URL stays the proxy's: tokens either one issues carry one issuer,
     so the loops' fixtures and tokens serve both.
     """
-    return _start_quiet("proxy-quiet", proxy_env, free_port(), workers, log_dir)[0]
+    env = {**proxy_env, **OBSERVABILITY_OFF}
+    return _start_twin("proxy-quiet", env, free_port(), workers, log_dir)[0]
 
 
-def start_quiet_issuer(
-    proxy_env: dict[str, str], workers: int, log_dir: Path
+def start_issuer(
+    proxy_env: dict[str, str], workers: int, log_dir: Path, *, quiet: bool
 ) -> tuple[ManagedProcess, Settings]:
-    """`quiet` under its own PUBLIC_URL, for complete flows: a flow follows
-    redirects to PUBLIC_URL (the IdP's to the callback), so a flow begun at
-    `quiet`, which shares the proxy's, would finish at the proxy."""
+    """A new proxy under its own PUBLIC_URL, with observability off when
+    ``quiet``, for complete flows: a flow follows redirects to PUBLIC_URL (the
+    IdP's to the callback), so one begun at another server sharing the
+    proxy's would finish at the proxy. Both sides of a comparison are started
+    alike, so neither carries the other phases' history."""
     port = free_port()
     env = {**proxy_env, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    return _start_quiet("proxy-quiet-issuer", env, port, workers, log_dir)
+    if quiet:
+        env.update(OBSERVABILITY_OFF)
+    name = "proxy-quiet-issuer" if quiet else "proxy-issuer"
+    return _start_twin(name, env, port, workers, log_dir)
 
 
-def _start_quiet(
-    name: str, proxy_env: dict[str, str], port: int, workers: int, log_dir: Path
+def _start_twin(
+    name: str, env: dict[str, str], port: int, workers: int, log_dir: Path
 ) -> tuple[ManagedProcess, Settings]:
-    """The proxy of ``proxy_env`` with OBSERVABILITY_OFF, and its settings."""
-    env = {**proxy_env, **OBSERVABILITY_OFF}
+    """The proxy of ``env`` under gunicorn, and its settings."""
     proc = start_gunicorn(
         name,
         "wsgi:app",

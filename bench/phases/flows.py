@@ -25,7 +25,7 @@ from ..load import new_session
 from ..load import run_flows
 from ..options import Options
 from ..stack import Stack
-from ..stack import start_quiet_issuer
+from ..stack import start_issuer
 from ..stats import stats_summary
 from ..stats import step_latencies
 
@@ -100,24 +100,32 @@ OBSERVABILITY_SLICES = 8
 
 
 async def observability_flows_phase(stack: Stack, options: Options) -> dict[str, t.Any]:
-    """Complete OAuth flows (DCR, no MCP call) with observability on (the
-    proxy) and off (`start_quiet_issuer`), `--flow-seconds` each, taking turns
-    in slices so that the machine's drift lands on both, and going first in
-    every other pair so that neither always follows the other: what audit,
-    traces and metrics cost a whole flow."""
-    quiet, settings = start_quiet_issuer(stack.env, options.workers, stack.log_dir)
+    """Complete OAuth flows (DCR, no MCP call) against two new proxies alike
+    but for observability, on and off (`start_issuer`), `--flow-seconds`
+    each, taking turns in slices so that the machine's drift lands on both,
+    and going first in every other pair so that neither always follows the
+    other: what audit, traces and metrics cost a whole flow.
+
+    Two new proxies, not the bench's own against a new quiet one: the bench's
+    own has served every earlier phase (its heap, caches and metric files),
+    which the other would not have.
+    """
+    servers: list[ManagedProcess] = []
     try:
-        targets = {
-            "on": dataclasses.replace(stack.proxy_target(), mcp_url=None),
-            "off": Target(
+        targets: dict[str, Target] = {}
+        for name, quiet in (("on", False), ("off", True)):
+            server, settings = start_issuer(
+                stack.env, options.workers, stack.log_dir, quiet=quiet
+            )
+            servers.append(server)
+            targets[name] = Target(
                 kind="proxy",
-                base=quiet.url,
+                base=server.url,
                 resource=settings.resource,
                 scope="mcp",
                 mcp_url=None,
                 client=DCR,
-            ),
-        }
+            )
         warm_up = dataclasses.replace(options, flow_seconds=1.0)
         sliced = dataclasses.replace(
             options, flow_seconds=options.flow_seconds / OBSERVABILITY_SLICES
@@ -130,8 +138,8 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         # Over all the turns, and a trace flush past the last: the proxy
         # flushes a turn's trace steps up to a second after it ends.
         meters = {
-            "on": CpuMeter({"server": stack.proxy}),
-            "off": CpuMeter({"server": quiet}),
+            name: CpuMeter({"server": server})
+            for name, server in zip(targets, servers, strict=True)
         }
         turns: list[dict[str, float]] = []
         for turn in range(OBSERVABILITY_SLICES):
@@ -147,7 +155,8 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         await asyncio.sleep(TRACE_FLUSH_SECONDS + 0.5)
         cpu = {name: meter.stop()["server"] for name, meter in meters.items()}
     finally:
-        quiet.stop()
+        for server in servers:
+            server.stop()
     rate = {name: round(flows[name] / seconds[name], 1) for name in targets}
     per_turn = [1 - r["on"] / r["off"] if r["off"] else None for r in turns]
     # The proxy's own CPU per flow: unlike flows/s, it does not depend on how
