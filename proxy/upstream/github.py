@@ -32,6 +32,7 @@ from proxy.upstream.base import Identity
 from proxy.upstream.base import UpstreamError
 from proxy.upstream.base import UpstreamTokens
 from proxy.upstream.base import pick_claims
+from proxy.upstream.http import network_failure
 from proxy.upstream.http import observed
 from proxy.upstream.http import pooled_session
 from proxy.upstream.http import refresh_with
@@ -250,7 +251,7 @@ class GitHubProvider:
             )
         except requests.RequestException as exc:
             raise UpstreamError(
-                "unavailable", f"token endpoint: {exc.__class__.__name__}"
+                "unavailable", f"token endpoint: {network_failure(exc)}"
             ) from exc
         if response.status_code >= 500:
             raise UpstreamError(
@@ -288,7 +289,7 @@ class GitHubProvider:
             )
         except requests.RequestException as exc:
             raise UpstreamError(
-                "unavailable", f"GitHub API {path}: {exc.__class__.__name__}"
+                "unavailable", f"GitHub API {path}: {network_failure(exc)}"
             ) from exc
         limited = response.headers.get("X-RateLimit-Remaining") == "0"
         if response.status_code >= 500 or (response.status_code == 429 or limited):

@@ -6,6 +6,7 @@ import http.client
 import logging
 import time
 import typing as t
+from collections.abc import Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -68,25 +69,43 @@ def observed(
 
 def _closed_without_answer(exc: BaseException) -> bool:
     """Whether requests' error wraps http.client's RemoteDisconnected (no
-    status line received), through urllib3's ProtocolError or MaxRetryError.
+    status line received), through urllib3's ProtocolError or MaxRetryError."""
+    return any(isinstance(c, http.client.RemoteDisconnected) for c in _causes(exc))
 
-    Only arguments and explicit causes are followed, never ``__context__``:
-    an error raised while the caller handled an earlier one would inherit it.
-    """
+
+def network_failure(exc: requests.RequestException) -> str:
+    """What went wrong, for the operator's log: the exception's class and its
+    innermost cause's (``ConnectionError (ConnectionResetError)``), never a
+    message, which can carry a URL and its query."""
+    inner = None
+    for cause in _causes(exc):
+        # requests' own exceptions are OSErrors too; urllib3's wrappers are
+        # neither, except IncompleteRead, which is http.client's as well.
+        if isinstance(cause, (OSError, http.client.HTTPException)) and not isinstance(
+            cause, requests.RequestException
+        ):
+            inner = cause
+    name = exc.__class__.__name__
+    return f"{name} ({inner.__class__.__name__})" if inner is not None else name
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: exception arguments (urllib3's
+    ProtocolError), MaxRetryError's ``reason``, and explicit causes (``raise
+    ... from``); never ``__context__``, which an error raised while the
+    caller handled an earlier one would inherit."""
     pending: list[BaseException] = [exc]
     for _ in range(16):  # requests -> urllib3 -> http.client, and room to spare
         if not pending:
-            return False
-        current = pending.pop()
-        if isinstance(current, http.client.RemoteDisconnected):
-            return True
+            return
+        current = pending.pop(0)
+        yield current
         pending += [a for a in current.args if isinstance(a, BaseException)]
-        reason = getattr(current, "reason", None)  # MaxRetryError.reason
+        reason = getattr(current, "reason", None)
         if isinstance(reason, BaseException):
             pending.append(reason)
         if current.__cause__ is not None:
             pending.append(current.__cause__)
-    return False
 
 
 #: RFC 6749 §5.2 error codes that mean the IdP refused our own credentials.

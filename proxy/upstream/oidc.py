@@ -23,6 +23,7 @@ from proxy.upstream.base import UpstreamTokens
 from proxy.upstream.base import is_true
 from proxy.upstream.base import pick_claims
 from proxy.upstream.http import _form_encode
+from proxy.upstream.http import network_failure
 from proxy.upstream.http import observed
 from proxy.upstream.http import pooled_session
 from proxy.upstream.http import refresh_with
@@ -413,7 +414,7 @@ class OIDCProvider:
         except requests.RequestException as exc:
             raise UpstreamError(
                 "unavailable",
-                f"token endpoint: {exc.__class__.__name__}",
+                f"token endpoint: {network_failure(exc)}",
                 endpoint="token",
             ) from exc
         try:
@@ -444,7 +445,7 @@ class OIDCProvider:
             )
         except requests.RequestException as exc:
             raise UpstreamError(
-                "unavailable", f"{url}: {exc.__class__.__name__}", endpoint=endpoint
+                "unavailable", f"{url}: {network_failure(exc)}", endpoint=endpoint
             ) from exc
         if response.status_code != 200:
             # A rate limit or a timeout is "not now": at refresh, an

@@ -6,7 +6,8 @@ once with no status line. Such a request is sent once more. Any other failure
 (part of an answer, or a close after the IdP worked on it) is never repeated:
 a code exchange sent twice would spend the code.
 
-The server is a real socket that answers each connection as scripted.
+The server is a real socket that answers each connection as scripted. Last,
+how each failure is named in the operator's WARNING (``network_failure``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 import requests
 
 from proxy.upstream import http as upstream_http
+from proxy.upstream.http import network_failure
 from proxy.upstream.http import observed
 from proxy.upstream.http import pooled_session
 
@@ -244,3 +246,35 @@ def test_a_connection_the_pool_finds_closed_is_never_counted_as_a_retry(
             time.sleep(0.1)  # the server closed after answering
     assert server.requests == 2
     assert "sent again" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("failure", "named"),
+    [
+        (reset_at_once, "ConnectionError (ConnectionResetError)"),
+        (close_after(0.4), "ConnectionError (RemoteDisconnected)"),
+        (answer_partly, "ChunkedEncodingError (IncompleteRead)"),
+    ],
+    ids=["reset", "closed late", "part of an answer"],
+)
+def test_a_failure_names_its_innermost_cause(
+    serve: Callable[[list[Answer]], ScriptedServer],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Answer,
+    named: str,
+) -> None:
+    """What the operator's WARNING says (``token endpoint: ...``)."""
+    monkeypatch.setattr(upstream_http, "STALE_CONNECTION_SECONDS", 0.2)
+    server = serve([failure])
+    with pytest.raises(requests.RequestException) as raised:
+        _post(server)
+    assert network_failure(raised.value) == named
+
+
+def test_a_refused_connection_names_its_cause() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(requests.ConnectionError) as raised:
+        pooled_session().post(f"http://127.0.0.1:{port}/token", timeout=5)
+    assert network_failure(raised.value) == "ConnectionError (ConnectionRefusedError)"
