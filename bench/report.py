@@ -84,7 +84,7 @@ def _observability_verdicts(endpoints: Doc) -> list[Doc]:
 
 
 def _flow_observability_verdicts(flows: Doc) -> list[Doc]:
-    """Whole flows against the proxy's twin with audit, traces and metrics off."""
+    """Whole flows: two new proxies, with audit, traces and metrics on and off."""
     cost = flows.get("observability")
     if not cost:
         return []

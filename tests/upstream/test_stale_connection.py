@@ -141,12 +141,13 @@ def serve() -> Iterator[Callable[[list[Answer]], ScriptedServer]]:
         server.close()
 
 
-def _post(server: ScriptedServer) -> requests.Response:
-    session = pooled_session()
-    return observed(
-        "token",
-        lambda: session.post(server.url, data={"code": "c"}, timeout=5),
-    )
+def _post(
+    server: ScriptedServer, session: requests.Session | None = None
+) -> requests.Response:
+    """A code exchange as the providers send it: through ``observed``, on
+    ``session`` (its pooled connections), else on a new one."""
+    on = session or pooled_session()
+    return observed("token", lambda: on.post(server.url, data={"code": "c"}, timeout=5))
 
 
 def test_a_connection_closed_before_any_answer_is_sent_again(
@@ -176,11 +177,7 @@ def test_a_reused_keep_alive_connection_closed_under_us_is_sent_again(
     session = pooled_session()
     with caplog.at_level(logging.INFO, logger="proxy.upstream.http"):
         for _ in range(2):
-            response = observed(
-                "token",
-                lambda: session.post(server.url, data={"code": "c"}, timeout=5),
-            )
-            assert response.json() == {}
+            assert _post(server, session).json() == {}
     assert server.requests == 3
     assert "sent again" in caplog.text
 
@@ -238,11 +235,7 @@ def test_a_connection_the_pool_finds_closed_is_never_counted_as_a_retry(
     session = pooled_session()
     with caplog.at_level(logging.INFO, logger="proxy.upstream.http"):
         for _ in range(2):
-            response = observed(
-                "token",
-                lambda: session.post(server.url, data={"code": "c"}, timeout=5),
-            )
-            assert response.json() == {}
+            assert _post(server, session).json() == {}
             time.sleep(0.1)  # the server closed after answering
     assert server.requests == 2
     assert "sent again" not in caplog.text
