@@ -10,6 +10,7 @@ import redis.sentinel
 from proxy.store import connection
 from proxy.store.connection import RedisOptions
 from proxy.store.connection import mask_url
+from tests.redis_round_trips import idle_connection
 
 
 def test_mask_url_hides_only_the_password() -> None:
@@ -34,6 +35,21 @@ def test_options_never_show_a_password() -> None:
 def test_no_url_is_the_embedded_store() -> None:
     assert isinstance(connection.connect(None), fakeredis.FakeRedis)
     assert isinstance(connection.connect(RedisOptions()), fakeredis.FakeRedis)
+
+
+def test_the_embedded_stores_scripts_are_the_servers_not_one_connections() -> None:
+    """As in Redis, a script loaded once runs on every pooled connection: a
+    new connection (opened while another thread holds the idle one) meets no
+    NOSCRIPT, so no request pays a reload for it."""
+    client = connection.connect(None)
+    sha = client.script_load("return 1")
+    pool = client.connection_pool
+    held = idle_connection(pool)  # another thread's, in a worker
+    try:
+        assert client.evalsha(sha, 0) == 1  # on a second connection
+    finally:
+        pool.release(held)
+    assert client.script_exists(sha) == [True]
 
 
 def test_a_standalone_client_never_retries() -> None:
