@@ -65,6 +65,11 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     # The guarded gateway (policy, tool scopes, identity JWT) answered too.
     assert doc["gateway"]["guarded"]["calls"] == doc["gateway"]["calls"]
     assert doc["gateway"]["guarded"]["added_p50_ms"] is not None
+    # The identity step, timed back to back and after a wait, each way.
+    identity = doc["gateway"]["identity_jwt_us"]
+    for mode in ("headers", "jwt"):
+        for label in ("", "_paused"):
+            assert identity[f"{mode}{label}_p50_us"] > 0
     assert doc["gateway"]["sse_gateway_arrivals_ms"]
     assert doc["targets"]
 
