@@ -7,8 +7,13 @@ No validation beyond what the response needs, no templates, no error pages:
 it is the cheapest version of each endpoint with Flask, redis-py and
 `cryptography`, and each proxy endpoint's throughput is reported against it.
 
+`/mcp` is the gateway's floor: the bearer token checked as forward-auth
+checks it (one Redis round trip), then the request relayed to the MCP
+backend and its answer read whole and returned.
+
 Environment: REDIS_URL, PUBLIC_URL, FLOOR_SIGNING_KEY (PEM, P-256; shared by
-all workers), FLOOR_UPSTREAM_AUTHORIZE (where the consent answer redirects).
+all workers), FLOOR_UPSTREAM_AUTHORIZE (where the consent answer redirects),
+FLOOR_MCP_BACKEND (the MCP endpoint `/mcp` relays to; optional).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import os
 import secrets
 import time
 from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
 import redis
+import urllib3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -217,10 +224,46 @@ def token() -> Response:
     return _json(json.dumps(body).encode())
 
 
-@app.get("/oauth2/forward-auth")
-def forward_auth() -> Response:
+def _caller() -> dict[str, object] | None:
+    """The bearer token's claims if it verifies and its grant lives (one trip)."""
     header = request.headers.get("Authorization", "")
     claims = verify_jwt(header[7:]) if header.startswith("Bearer ") else None
     if claims is None or not r.exists(PREFIX + "grant:" + str(claims.get("sid"))):
+        return None
+    return claims
+
+
+@app.get("/oauth2/forward-auth")
+def forward_auth() -> Response:
+    claims = _caller()
+    if claims is None:
         return Response(status=401)
     return Response(status=200, headers={"X-Forwarded-User": str(claims["sub"])})
+
+
+_BACKEND = os.environ.get("FLOOR_MCP_BACKEND")
+_BACKEND_POOL = urllib3.connection_from_url(_BACKEND, maxsize=16) if _BACKEND else None
+#: What a Streamable HTTP exchange needs relayed, each way.
+_TO_BACKEND = ("accept", "content-type", "mcp-protocol-version", "mcp-session-id")
+_TO_CLIENT = ("content-type", "mcp-session-id")
+
+
+@app.route("/mcp", methods=["GET", "POST", "DELETE"])
+def mcp() -> Response:
+    claims = _caller()
+    if claims is None:
+        return Response(status=401)
+    if _BACKEND is None or _BACKEND_POOL is None:
+        return Response(status=404)
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _TO_BACKEND}
+    headers["X-Forwarded-User"] = str(claims["sub"])
+    answer = _BACKEND_POOL.urlopen(
+        request.method,
+        urlsplit(_BACKEND).path or "/",
+        body=request.get_data() or None,
+        headers=headers,
+        redirect=False,
+        retries=False,
+    )
+    back = [(k, v) for k, v in answer.headers.items() if k.lower() in _TO_CLIENT]
+    return Response(answer.data, status=answer.status, headers=back)

@@ -52,6 +52,9 @@ class Stack:
     #: The same proxy with a tool policy, tool scopes and the signed backend
     #: identity (MCP_BACKEND_IDENTITY=jwt): the gateway's cost with all of it on.
     guarded: ManagedProcess
+    #: The same proxy with the tool policy and tool scopes only (identity in
+    #: headers): issue 13's "with policy on".
+    policed: ManagedProcess
     settings: Settings
     env: dict[str, str]
     log_dir: Path
@@ -67,6 +70,7 @@ class Stack:
             self.quiet,
             self.floor,
             self.guarded,
+            self.policed,
             *self.others,
         ]
 
@@ -120,14 +124,17 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
             )
         )
         started.append(start_quiet(env, options.workers, log_dir))
-        started.append(start_floor(redis.url, idp.url, options.workers, log_dir))
+        started.append(
+            start_floor(redis.url, idp.url, options.workers, log_dir, backend.url)
+        )
         started.append(start_guarded(env, options.workers, log_dir))
+        started.append(start_guarded(env, options.workers, log_dir, identity_jwt=False))
     except BaseException:
         for proc in reversed(started):
             proc.stop()
         documents.close()
         raise
-    proxy, quiet, floor, guarded = started[3:]
+    proxy, quiet, floor, guarded, policed = started[3:]
     return Stack(
         redis,
         idp,
@@ -136,6 +143,7 @@ def start_stack(options: Options, log_dir: Path) -> Stack:
         quiet,
         floor,
         guarded,
+        policed,
         settings=settings,
         env=env,
         log_dir=log_dir,
@@ -239,11 +247,16 @@ GUARDED_POLICY = {
 
 
 def start_guarded(
-    proxy_env: dict[str, str], workers: int, log_dir: Path
+    proxy_env: dict[str, str],
+    workers: int,
+    log_dir: Path,
+    *,
+    identity_jwt: bool = True,
 ) -> ManagedProcess:
     """The proxy again (same settings, Redis, keys and PUBLIC_URL, so the same
-    tokens serve it), with a tool policy file, a tool scopes file and the
-    identity JWT for the backend: the gateway as a guarded deployment runs it."""
+    tokens serve it), with a tool policy file and a tool scopes file, and with
+    the identity JWT for the backend when ``identity_jwt``: the gateway as a
+    guarded deployment runs it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     policy = log_dir / "guarded-policy.json"
     policy.write_text(json.dumps(GUARDED_POLICY))
@@ -253,10 +266,10 @@ def start_guarded(
         **proxy_env,
         "MCP_TOOL_POLICY": str(policy),
         "MCP_TOOL_SCOPES": str(scopes),
-        "MCP_BACKEND_IDENTITY": "jwt",
+        "MCP_BACKEND_IDENTITY": "jwt" if identity_jwt else "headers",
     }
     return start_gunicorn(
-        "proxy-guarded",
+        "proxy-guarded" if identity_jwt else "proxy-policed",
         "wsgi:app",
         env,
         port=free_port(),
@@ -286,9 +299,10 @@ def start_idp(log_dir: Path, threads: int, app: str) -> ManagedProcess:
 
 
 def start_floor(
-    redis_url: str, idp_url: str, workers: int, log_dir: Path
+    redis_url: str, idp_url: str, workers: int, log_dir: Path, mcp_url: str
 ) -> ManagedProcess:
-    """bench/floor_app.py under the proxy's gunicorn command and settings."""
+    """bench/floor_app.py under the proxy's gunicorn command and settings,
+    its `/mcp` relaying to the MCP backend at ``mcp_url``."""
     port = free_port()
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
@@ -301,6 +315,7 @@ def start_floor(
         "REDIS_URL": redis_url,
         "FLOOR_SIGNING_KEY": pem,
         "FLOOR_UPSTREAM_AUTHORIZE": idp_url + "/oauth2/authorize",
+        "FLOOR_MCP_BACKEND": mcp_url,
         "LOG_LEVEL": "warning",
     }
     return start_gunicorn(

@@ -65,6 +65,13 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     # The guarded gateway (policy, tool scopes, identity JWT) answered too.
     assert doc["gateway"]["guarded"]["calls"] == doc["gateway"]["calls"]
     assert doc["gateway"]["guarded"]["added_p50_ms"] is not None
+    # The floor's relay answered, and each gateway is compared with it.
+    assert doc["gateway"]["floor"]["calls"] == doc["gateway"]["calls"]
+    assert doc["gateway"]["over_floor_p50_ms"] is not None
+    assert doc["gateway"]["guarded"]["over_floor_p50_ms"] is not None
+    # ... and the policed one (policy and scopes, identity in headers).
+    assert doc["gateway"]["policed"]["calls"] == doc["gateway"]["calls"]
+    assert doc["gateway"]["policed"]["over_floor_p50_ms"] is not None
     # The identity step, timed back to back and after a wait, each way.
     identity = doc["gateway"]["identity_jwt_us"]
     for mode in ("headers", "jwt"):

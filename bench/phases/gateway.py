@@ -1,18 +1,25 @@
 """Phase 4: the gateway's added latency and SSE streaming.
 
 Sequential `tools/call echo`, in turn directly to the backend, through the
-gateway, and through the guarded gateway (tool policy, tool scopes and
-MCP_BACKEND_IDENTITY=jwt: `Stack.guarded`), with one token; then the `count`
-tool (5 progress notifications 200 ms apart) directly and through the
-gateway, with each SSE event's arrival time.
+floor's relay (`bench/floor_app.py` `/mcp`: the token checked with one Redis
+round trip, the request relayed, the answer read whole), through the
+gateway, through the policed gateway (tool policy and tool scopes:
+`Stack.policed`, issue 13's "with policy on") and through the guarded one
+(the same and MCP_BACKEND_IDENTITY=jwt: `Stack.guarded`), with one token (the
+floor its own); then the `count` tool (5 progress notifications 200 ms
+apart) directly and through the gateway, with each SSE event's arrival time.
 
-The three take turns in blocks of `BLOCK_CALLS` calls, not call by call: a
+The floor's relay says what any relay with a token check adds on the same
+machine, under the same gunicorn: the part of the gateway's added latency
+that is ours is what it adds beyond that (`over_floor_p50_ms`).
+
+The five take turns in blocks of `BLOCK_CALLS` calls, not call by call: a
 gateway serves its own traffic with its code and data warm in the CPU's
 caches, while turning five processes over on every call (client, backend,
 two gateways and Redis on two cores) measured the eviction. Call by call,
 each gateway's CPU per call rose from 1.9 to 3.0 ms and the plain gateway's
 added p50 from 1.5 to 2.5 ms (same build, same machine); blocks still
-interleave often enough that drift lands on all three.
+interleave often enough that drift lands on all five.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from proxy.config.backend_identity import BackendIdentity
 from proxy.oauth.access_tokens import AccessClaims
 from proxy.resource_server.backend_identity import backend_identity
 
+from ..fixtures import FloorFixtures
 from ..load import MCP_ACCEPT
 from ..load import MCP_ECHO_CALL
+from ..load import REDIRECT_URI
 from ..load import Recorder
 from ..load import call
 from ..load import mcp_open
@@ -57,18 +66,25 @@ COUNT_CALL = {
 async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str, t.Any]:
     """Sequential tools/call, alternating direct and through the gateway."""
     direct_url = stack.backend.url
+    floor_url = stack.floor.url + "/mcp"
     gateway_url = stack.proxy.url + stack.settings.mcp_path
+    policed_url = stack.policed.url + stack.settings.mcp_path
     guarded_url = stack.guarded.url + stack.settings.mcp_path
     base = {"Accept": MCP_ACCEPT}
     bearer = dict(base, Authorization=f"Bearer {token}")
     rec = Recorder()
     async with new_session(4) as session:
         direct = await mcp_open(session, Recorder(), direct_url, base)
+        floor_bearer = dict(base, Authorization=f"Bearer {await _floor_token(stack)}")
+        floor = await mcp_open(session, Recorder(), floor_url, floor_bearer)
         via = await mcp_open(session, Recorder(), gateway_url, bearer)
+        policed = await mcp_open(session, Recorder(), policed_url, bearer)
         guarded = await mcp_open(session, Recorder(), guarded_url, bearer)
         ways = [
             ("direct", direct_url, direct),
+            ("floor", floor_url, floor),
             ("gateway", gateway_url, via),
+            ("policed", policed_url, policed),
             ("guarded", guarded_url, guarded),
         ]
         await _echo_each_way(session, Recorder(), ways, 5)  # warm-up
@@ -78,7 +94,10 @@ async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str,
         sse_direct = await _sse_arrivals(session, direct_url, direct)
         sse_gateway = await _sse_arrivals(session, gateway_url, via)
     out = _added_latency(rec.latencies["direct"], rec.latencies["gateway"])
-    out["guarded"] = _added_latency(rec.latencies["direct"], rec.latencies["guarded"])
+    for name in ("policed", "guarded", "floor"):
+        out[name] = _added_latency(rec.latencies["direct"], rec.latencies[name])
+    for doc in (out, out["policed"], out["guarded"]):
+        doc["over_floor_p50_ms"] = _difference(doc, out["floor"], "added_p50_ms")
     out["identity_jwt_us"] = identity_jwt_cost(stack, options.quick)
     out["sse_direct_arrivals_ms"] = sse_direct
     out["sse_gateway_arrivals_ms"] = sse_gateway
@@ -141,6 +160,37 @@ def identity_jwt_cost(stack: Stack, quick: bool) -> dict[str, float | None]:
                     key = f"{mode}{label}_p{q}_us"
                     out[key] = None if value is None else round(value * 1e6, 1)
     return out
+
+
+async def _floor_token(stack: Stack) -> str:
+    """An access token of the floor's own (its key, its grant in Redis)."""
+    fixtures = FloorFixtures(stack.env["REDIS_URL"], stack.settings.resource)
+    form = {
+        "grant_type": "authorization_code",
+        "code": fixtures.codes("bench-floor-client", 1)[0],
+        "code_verifier": fixtures.verifier,
+        "client_id": "bench-floor-client",
+        "redirect_uri": REDIRECT_URI,
+    }
+    async with new_session(1) as session:
+        answer = await call(
+            session,
+            Recorder(),
+            "setup",
+            "POST",
+            stack.floor.url + "/oauth2/token",
+            data=form,
+        )
+    return t.cast(str, answer.json()["access_token"])
+
+
+def _difference(
+    doc: dict[str, t.Any], floor: dict[str, t.Any], key: str
+) -> float | None:
+    ours, least = doc.get(key), floor.get(key)
+    if ours is None or least is None:
+        return None
+    return round(float(ours) - float(least), 2)
 
 
 async def _echo_each_way(
