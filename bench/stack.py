@@ -228,12 +228,14 @@ def _start_twin(
     return proc, Settings.from_env(env)
 
 
-#: MCP_TOOL_SCOPES for `guarded`: echo and count need the flows' scope `mcp`.
+#: MCP_TOOL_SCOPES for `guarded` and `policed`: echo and count need the flows'
+#: scope `mcp`.
 GUARDED_TOOL_SCOPES = {
     "tools": {"echo": "mcp", "count": "mcp", "delete_*": "mcp:admin"},
     "implies": {"mcp:admin": ["mcp"]},
 }
-#: MCP_TOOL_POLICY for `guarded`: echo is reached after every rule is tried.
+#: MCP_TOOL_POLICY for `guarded` and `policed`: echo is reached after every
+#: rule is tried.
 GUARDED_POLICY = {
     "default": "allow",
     "rules": [

@@ -58,4 +58,24 @@ def test_a_new_connections_handshake_is_not_counted(
     finally:
         pool.release(held)
     assert sends == 1
+    assert trips.handshake_sends > 0  # a handshake was sent, and not counted
     assert len(pool._available_connections) == 2  # a second one was opened
+
+
+def test_a_reconnects_handshake_is_the_requests_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection that lost its socket and connects again is counted whole:
+    the exclusion is for a connection the pool has just made."""
+    client = fakeredis.FakeRedis()
+    trips = RoundTrips(monkeypatch)
+    client.ping()  # the pool's first connection, its handshake uncounted
+    first_handshake = trips.handshake_sends
+    assert first_handshake > 0
+    pool = client.connection_pool
+    connection = idle_connection(pool)
+    connection.disconnect()
+    pool.release(connection)
+    sends, _ = trips.of(lambda: client.get("x"))
+    assert sends > 1  # the handshake again, then GET
+    assert trips.handshake_sends == first_handshake

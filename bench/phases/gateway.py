@@ -15,11 +15,12 @@ that is ours is what it adds beyond that (`over_floor_p50_ms`).
 
 The five take turns in blocks of `BLOCK_CALLS` calls, not call by call: a
 gateway serves its own traffic with its code and data warm in the CPU's
-caches, while turning five processes over on every call (client, backend,
-two gateways and Redis on two cores) measured the eviction. Call by call,
-each gateway's CPU per call rose from 1.9 to 3.0 ms and the plain gateway's
-added p50 from 1.5 to 2.5 ms (same build, same machine); blocks still
-interleave often enough that drift lands on all five.
+caches. When the phase had three ways, taking turns call by call (client,
+backend, two gateways and Redis turning over on two cores on every call)
+measured the eviction: each gateway's CPU per call rose from 1.9 to 3.0 ms
+and the plain gateway's added p50 from 1.5 to 2.5 ms (same build, same
+machine). Blocks still interleave often enough that drift lands on all
+five.
 """
 
 from __future__ import annotations
@@ -165,9 +166,13 @@ def identity_jwt_cost(stack: Stack, quick: bool) -> dict[str, float | None]:
 async def _floor_token(stack: Stack) -> str:
     """An access token of the floor's own (its key, its grant in Redis)."""
     fixtures = FloorFixtures(stack.env["REDIS_URL"], stack.settings.resource)
+    try:
+        code = fixtures.codes("bench-floor-client", 1)[0]
+    finally:
+        fixtures.client.close()
     form = {
         "grant_type": "authorization_code",
-        "code": fixtures.codes("bench-floor-client", 1)[0],
+        "code": code,
         "code_verifier": fixtures.verifier,
         "client_id": "bench-floor-client",
         "redirect_uri": REDIRECT_URI,
