@@ -270,16 +270,8 @@ def start_guarded(
         "MCP_TOOL_SCOPES": str(scopes),
         "MCP_BACKEND_IDENTITY": "jwt" if identity_jwt else "headers",
     }
-    return start_gunicorn(
-        "proxy-guarded" if identity_jwt else "proxy-policed",
-        "wsgi:app",
-        env,
-        port=free_port(),
-        workers=workers,
-        ready_path="/readyz",
-        log_dir=log_dir,
-        timeout=START_TIMEOUT,
-    )
+    name = "proxy-guarded" if identity_jwt else "proxy-policed"
+    return _start_twin(name, env, free_port(), workers, log_dir)[0]
 
 
 def start_idp(log_dir: Path, threads: int, app: str) -> ManagedProcess:

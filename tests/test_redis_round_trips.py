@@ -11,11 +11,18 @@ from tests.redis_round_trips import RoundTrips
 from tests.redis_round_trips import idle_connection
 
 
-def test_each_command_and_each_pipeline_is_one_round_trip(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def connected() -> fakeredis.FakeRedis:
+    """A client whose pool holds one connection, already made."""
     client = fakeredis.FakeRedis()
     client.ping()
+    return client
+
+
+def test_each_command_and_each_pipeline_is_one_round_trip(
+    connected: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = connected
     trips = RoundTrips(monkeypatch)
 
     def pipelined() -> None:
@@ -28,10 +35,9 @@ def test_each_command_and_each_pipeline_is_one_round_trip(
 
 
 def test_another_threads_sends_are_not_the_requests(
-    monkeypatch: pytest.MonkeyPatch,
+    connected: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = fakeredis.FakeRedis()
-    client.ping()
+    client = connected
     trips = RoundTrips(monkeypatch)
 
     def background() -> None:
@@ -44,12 +50,11 @@ def test_another_threads_sends_are_not_the_requests(
 
 
 def test_a_new_connections_handshake_is_not_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    connected: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While another thread holds the pool's idle connection, a command opens
     a second one: its handshake (CLIENT SETINFO...) is not the command's."""
-    client = fakeredis.FakeRedis()
-    client.ping()
+    client = connected
     trips = RoundTrips(monkeypatch)
     pool = client.connection_pool
     held = idle_connection(pool)

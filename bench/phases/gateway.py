@@ -76,7 +76,8 @@ async def gateway_phase(stack: Stack, token: str, options: Options) -> dict[str,
     rec = Recorder()
     async with new_session(4) as session:
         direct = await mcp_open(session, Recorder(), direct_url, base)
-        floor_bearer = dict(base, Authorization=f"Bearer {await _floor_token(stack)}")
+        floor_token = await _floor_token(session, stack)
+        floor_bearer = dict(base, Authorization=f"Bearer {floor_token}")
         floor = await mcp_open(session, Recorder(), floor_url, floor_bearer)
         via = await mcp_open(session, Recorder(), gateway_url, bearer)
         policed = await mcp_open(session, Recorder(), policed_url, bearer)
@@ -163,7 +164,7 @@ def identity_jwt_cost(stack: Stack, quick: bool) -> dict[str, float | None]:
     return out
 
 
-async def _floor_token(stack: Stack) -> str:
+async def _floor_token(session: aiohttp.ClientSession, stack: Stack) -> str:
     """An access token of the floor's own (its key, its grant in Redis)."""
     fixtures = FloorFixtures(stack.env["REDIS_URL"], stack.settings.resource)
     try:
@@ -177,15 +178,8 @@ async def _floor_token(stack: Stack) -> str:
         "client_id": "bench-floor-client",
         "redirect_uri": REDIRECT_URI,
     }
-    async with new_session(1) as session:
-        answer = await call(
-            session,
-            Recorder(),
-            "setup",
-            "POST",
-            stack.floor.url + "/oauth2/token",
-            data=form,
-        )
+    url = stack.floor.url + "/oauth2/token"
+    answer = await call(session, Recorder(), "setup", "POST", url, data=form)
     return t.cast(str, answer.json()["access_token"])
 
 
