@@ -379,8 +379,16 @@ def _flow_lines(flows: Doc) -> list[str]:
         )
         turns = cost.get("slower_per_turn")
         if turns:
+            uneven = cost.get("uneven_turns")
+            balance = (
+                ""
+                if uneven is None
+                else f" ({uneven} of {2 * len(turns)} turns on an uneven split)"
+            )
             lines.append(
-                "    slower per turn: " + ", ".join(_percent(x) for x in turns)
+                "    slower per turn: "
+                + ", ".join(_percent(x) for x in turns)
+                + balance
             )
         if cost.get("cpu_more") is not None:
             lines.append(

@@ -52,6 +52,16 @@ def test_quick_benchmark_produces_figures(tmp_path: Path) -> None:
     # Observability's cost on whole flows: every turn, and the CPU of both.
     cost = doc["flows"]["observability"]
     assert len(cost["slower_per_turn"]) == cost["slices"] == 8
+    # Each turn ran on connections it balanced over the workers first.
+    assert len(cost["worker_splits"]) == 8
+    assert all(set(turn) == {"on", "off"} for turn in cost["worker_splits"])
+    assert all(
+        side["passes"] >= 1 and side["flows"] >= 0
+        for turn in cost["worker_splits"]
+        for side in turn.values()
+    )
+    assert isinstance(cost["uneven_turns"], int)
+    assert "turns on an uneven split" in done.stdout
     assert cost["server_cpu_ms_per_flow_on"] > 0
     assert cost["server_cpu_ms_per_flow_off"] > 0
     assert cost["cpu_more"] is not None

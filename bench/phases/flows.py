@@ -10,12 +10,18 @@ on every token request), so the three are comparable step by step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import typing as t
+
+import aiohttp
 
 from proxy.observability.trace import TRACE_FLUSH_SECONDS
 from support.processes import ManagedProcess
 
+from ..balance import BALANCE_ATTEMPTS
+from ..balance import is_even
+from ..balance import worker_split
 from ..cpu import CpuMeter
 from ..load import DCR
 from ..load import FlowResult
@@ -31,11 +37,18 @@ from ..stats import step_latencies
 
 
 async def flows_phase(
-    target: Target, options: Options, named: dict[str, ManagedProcess]
+    target: Target,
+    options: Options,
+    named: dict[str, ManagedProcess],
+    session: aiohttp.ClientSession | None = None,
 ) -> tuple[dict[str, t.Any], list[FlowResult]]:
-    """`--clients` users for `--flow-seconds`; CPU shared among the `named` servers."""
+    """`--clients` users for `--flow-seconds`; CPU shared among the `named` servers.
+
+    In a new session unless given one (which is left open).
+    """
     rec = Recorder()
-    async with new_session(options.clients * 4) as session:
+    opened = contextlib.nullcontext(session) if session else _flow_session(options)
+    async with opened as session:
         meter = CpuMeter(named)
         stats, results = await run_flows(
             session,
@@ -56,6 +69,40 @@ async def flows_phase(
     if rec.error_samples:
         summary["error_sample"] = dict(rec.error_samples)
     return summary, results
+
+
+def _flow_session(options: Options) -> aiohttp.ClientSession:
+    return new_session(options.clients * 4)
+
+
+#: How long the flows run that open a turn's connections before its split is read.
+BALANCE_FLOW_SECONDS = 0.3
+
+
+async def _balanced_session(
+    target: Target, server: ManagedProcess, options: Options
+) -> tuple[aiohttp.ClientSession, dict[str, t.Any]]:
+    """A session whose connections to `server` are spread evenly over its
+    workers (``bench/balance.py``): a turn's flows/s is then the server's,
+    not the luck of its split. Also returns the split, the tries it took and
+    the flows they completed (their CPU is the server's too)."""
+    completed = 0
+    for attempt in range(1, BALANCE_ATTEMPTS + 1):
+        session = _flow_session(options)
+        stats, _ = await run_flows(
+            session,
+            Recorder(),
+            target,
+            clients=options.clients,
+            duration=BALANCE_FLOW_SECONDS,
+            with_mcp=False,
+        )
+        completed += stats.completed
+        split = worker_split(server)
+        if is_even(split, options.clients) or attempt == BALANCE_ATTEMPTS:
+            return session, {"split": split, "passes": attempt, "flows": completed}
+        await session.close()
+    raise AssertionError("unreachable: the last attempt returns")
 
 
 async def proxy_flows_phase(
@@ -104,20 +151,24 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
     but for observability, on and off (`start_issuer`), `--flow-seconds`
     each, taking turns in slices so that the machine's drift lands on both,
     and going first in every other pair so that neither always follows the
-    other: what audit, traces and metrics cost a whole flow.
+    other: what audit, traces and metrics cost a whole flow. Each turn runs
+    on connections spread evenly over the server's workers
+    (`_balanced_session`): with 16 new connections a turn landing 13/3 ran
+    a quarter slower than one landing 8/8, and 8 turns did not average that
+    out (one run's turns: +3, +26, +30, +33, +22, +16, -7, -8 %).
 
     Two new proxies, not the bench's own against a new quiet one: the bench's
     own has served every earlier phase (its heap, caches and metric files),
     which the other would not have.
     """
-    servers: list[ManagedProcess] = []
+    servers: dict[str, ManagedProcess] = {}
     try:
         targets: dict[str, Target] = {}
         for name, quiet in (("on", False), ("off", True)):
             server, settings = start_issuer(
                 stack.env, options.workers, stack.log_dir, quiet=quiet
             )
-            servers.append(server)
+            servers[name] = server
             targets[name] = Target(
                 kind="proxy",
                 base=server.url,
@@ -135,36 +186,51 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         flows = dict.fromkeys(targets, 0)
         failed = dict.fromkeys(targets, 0)
         seconds = dict.fromkeys(targets, 0.0)
+        # Flows the CPU was spent on: the measured ones and the balancing ones.
+        cpu_flows = dict.fromkeys(targets, 0)
+        splits: list[dict[str, t.Any]] = []
         # Over all the turns, and a trace flush past the last: the proxy
         # flushes a turn's trace steps up to a second after it ends.
         meters = {
-            name: CpuMeter({"server": server})
-            for name, server in zip(targets, servers, strict=True)
+            name: CpuMeter({"server": server}) for name, server in servers.items()
         }
         turns: list[dict[str, float]] = []
         for turn in range(OBSERVABILITY_SLICES):
             order = list(targets) if turn % 2 == 0 else list(reversed(targets))
             rates: dict[str, float] = {}
+            turn_splits: dict[str, t.Any] = {}
             for name in order:
-                row, _ = await flows_phase(targets[name], sliced, {})
+                session, turn_splits[name] = await _balanced_session(
+                    targets[name], servers[name], options
+                )
+                async with session:
+                    row, _ = await flows_phase(targets[name], sliced, {}, session)
+                cpu_flows[name] += row["requests"] + turn_splits[name]["flows"]
                 flows[name] += row["requests"]
                 failed[name] += row["errors"]
                 seconds[name] += row["seconds"]
                 rates[name] = row["requests"] / row["seconds"] if row["seconds"] else 0
             turns.append(rates)
+            splits.append(turn_splits)
         await asyncio.sleep(TRACE_FLUSH_SECONDS + 0.5)
         cpu = {name: meter.stop()["server"] for name, meter in meters.items()}
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
     rate = {name: round(flows[name] / seconds[name], 1) for name in targets}
     per_turn = [1 - r["on"] / r["off"] if r["off"] else None for r in turns]
-    # The proxy's own CPU per flow: unlike flows/s, it does not depend on how
-    # a turn's connections fell on the workers.
+    # The proxy's own CPU per flow, the balancing flows included: unlike
+    # flows/s, it does not depend on how a turn's connections fell.
     cpu_ms = {
-        name: round(1000 * cpu[name] / flows[name], 3) if flows[name] else None
+        name: round(1000 * cpu[name] / cpu_flows[name], 3) if cpu_flows[name] else None
         for name in targets
     }
+    uneven = sum(
+        1
+        for turn in splits
+        for side in turn.values()
+        if not is_even(side["split"], options.clients)
+    )
     return {
         "flows_per_second_on": rate["on"],
         "flows_per_second_off": rate["off"],
@@ -180,4 +246,7 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         "flows": flows,
         "failed": failed,
         "slices": OBSERVABILITY_SLICES,
+        # Connections per worker in each turn, and the tries it took.
+        "worker_splits": splits,
+        "uneven_turns": uneven,
     }

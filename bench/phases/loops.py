@@ -9,8 +9,6 @@ only.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import subprocess
 import typing as t
 from collections import defaultdict
 from collections import deque
@@ -23,6 +21,9 @@ import aiohttp
 
 from support.processes import ManagedProcess
 
+from ..balance import BALANCE_ATTEMPTS
+from ..balance import is_even
+from ..balance import worker_split
 from ..cpu import CpuMeter
 from ..fixtures import FloorFixtures
 from ..fixtures import ProxyFixtures
@@ -308,7 +309,7 @@ async def loops_phase(
                     seconds = options.loop_seconds / rounds
                     await _run_slice(name, loop, stack, probe, options, seconds)
             split["after"] = {
-                kind: _worker_split(loop.server) for kind, loop in loops.items()
+                kind: worker_split(loop.server) for kind, loop in loops.items()
             }
         out[name] = {kind: loop.summary() for kind, loop in loops.items()}
         proxy_rate = out[name]["proxy"]["per_second"]
@@ -366,22 +367,14 @@ async def _warm_up(
     )
 
 
-#: Connections a worker may hold above another's before the loop reconnects.
-SPLIT_SLACK = 2
-BALANCE_ATTEMPTS = 12
-
-
 async def _balance(
     name: str, loops: dict[str, _Loop], options: Options
 ) -> dict[str, t.Any]:
     """Spread each loop's keep-alive connections evenly over its server's workers.
 
-    A gevent worker that is awake accepts a burst of new connections before
-    its sibling wakes: 16 connections landed 16/0, 15/1, 13/3 or 8/8 on two
-    workers, run after run, and with keep-alive the split held for the whole
-    loop, so a loop used one core or two by chance (the quiet proxy came out
-    26 % *faster* and 26 % slower than the proxy in runs of the same build).
-    Loops whose split is uneven, or whose connections the server closed,
+    An uneven split (``bench/balance.py``) held for the whole loop: the quiet
+    proxy came out 26 % *faster* and 26 % slower than the proxy in runs of
+    the same build. Loops whose split is uneven, or whose connections the server closed,
     reconnect (with a 0.1 s warm-up, so that a loop's fixtures last) until a
     pass over all of them changes nothing. Returns each split before the
     first slice (connections per worker, sorted) and the passes it took;
@@ -389,44 +382,18 @@ async def _balance(
     """
     splits: dict[str, list[int] | None] = {}
     for attempt in range(1, BALANCE_ATTEMPTS + 1):
-        splits = {kind: _worker_split(loop.server) for kind, loop in loops.items()}
-        uneven = [kind for kind, split in splits.items() if not _even(split, options)]
+        splits = {kind: worker_split(loop.server) for kind, loop in loops.items()}
+        uneven = [
+            kind
+            for kind, split in splits.items()
+            if not is_even(split, options.concurrency)
+        ]
         if not uneven:
             return {"before": splits, "passes": attempt}
         for kind in uneven:
             await loops[kind].reconnect(options.concurrency)
             await _warm_up(name, loops[kind], options, seconds=0.1)
     return {"before": splits, "passes": BALANCE_ATTEMPTS, "uneven": True}
-
-
-def _even(split: list[int] | None, options: Options) -> bool:
-    """Within SPLIT_SLACK of even, with (nearly) every loop client's connection
-    open; True when the split cannot be known."""
-    if split is None:
-        return True
-    return (
-        max(split) - min(split) <= SPLIT_SLACK and sum(split) >= options.concurrency - 1
-    )
-
-
-def _worker_split(server: ManagedProcess) -> list[int] | None:
-    """Established connections on the server's port, per worker process."""
-    ss = shutil.which("ss")
-    workers = [pid for pid in server.pids() if pid != server.popen.pid]
-    if ss is None or len(workers) < 2:
-        return None
-    listing = subprocess.run(  # noqa: S603 - fixed argv
-        [ss, "-tnpH", "state", "established", f"( sport = :{server.port} )"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    counts = dict.fromkeys(workers, 0)
-    for line in listing.splitlines():
-        for pid in counts:
-            if f"pid={pid}," in line:
-                counts[pid] += 1
-    return sorted(counts.values())
 
 
 async def _run_slice(
