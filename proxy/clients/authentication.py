@@ -116,6 +116,15 @@ class ClientAssertions:
         self.store = store
         self.keys = keys
 
+    def keys_to_read_ahead(self, credentials: ClientCredentials) -> str | None:
+        """The document id of the key set an assertion will be checked with,
+        when this worker knows where the client keeps it: the token endpoint
+        reads it in its first round trip (J71). Only read, never trusted
+        ahead: the client's record, read in the same trip, names the set."""
+        if credentials.method != PRIVATE_KEY_JWT:
+            return None
+        return self.keys.jwks_document_of(credentials.client_id)
+
     def check(self, client: ClientRecord, assertion: str, *, endpoint: str) -> None:
         """Raise InvalidClientError unless `assertion` authenticates `client`
         at `endpoint` (a path such as ``/oauth2/token``) and was never used."""

@@ -9,6 +9,11 @@ more with `force=True`, which the source rate-limits, so a stream of made-up
 inline `jwks` sits in its metadata document, which changes the same way, so
 its document is read again likewise; a registration's `jwks` never is.
 
+Each worker remembers where the clients it served keep their keys (the
+`jwks_uri`, not the keys), so the token endpoint's first round trip can read
+the cached JWKS beside the client (J71). A client that moved its `jwks_uri`
+costs one read more, once: its record, read fresh, always decides.
+
 Bad key material is the client's fault: it is `invalid_client` with a reason
 (logged, and readable by the operator), never a 500.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing as t
+from collections import OrderedDict
 
 from proxy.clients.document_source import DocumentError
 from proxy.oauth import client_assertion
@@ -27,6 +33,7 @@ from proxy.oauth.client_assertion import UnknownKeyError
 from proxy.oauth.client_assertion import VerifiedAssertion
 from proxy.oauth.client_id_metadata import is_metadata_document_url
 from proxy.oauth.errors import InvalidClientError
+from proxy.store.documents import document_id
 
 if t.TYPE_CHECKING:
     from proxy.clients.document_source import DocumentSource
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _FAILED = "Client authentication failed."
 
+#: Clients whose `jwks_uri` a worker remembers (the least recently used go).
+JWKS_URIS_REMEMBERED = 4096
+
 
 class ClientKeys:
     """Reads a client's key set from its record or its `jwks_uri`."""
@@ -43,6 +53,19 @@ class ClientKeys:
     def __init__(self, documents: DocumentSource | None) -> None:
         #: None until the document cache is wired in: `jwks_uri` is then refused.
         self.documents = documents
+        self._jwks_uris: OrderedDict[str, str] = OrderedDict()
+
+    def jwks_document_of(self, client_id: str) -> str | None:
+        """The document id of the `jwks_uri` this client named when this worker
+        last read its keys: a guess to read ahead, which its record confirms."""
+        uri = self._jwks_uris.get(client_id)
+        return None if uri is None else document_id("jwks", uri)
+
+    def _remember(self, client_id: str, uri: str) -> None:
+        self._jwks_uris[client_id] = uri
+        self._jwks_uris.move_to_end(client_id)
+        while len(self._jwks_uris) > JWKS_URIS_REMEMBERED:
+            self._jwks_uris.popitem(last=False)
 
     def key_set(self, client: ClientRecord, *, force: bool = False) -> ClientKeySet:
         """The client's public keys; InvalidClientError when there are none usable."""
@@ -56,6 +79,7 @@ class ClientKeys:
             )
         if self.documents is None:
             raise InvalidClientError(_FAILED, reason="jwks_uri_unavailable")
+        self._remember(client.client_id, uri)
         try:
             document = self.documents.fetch_json(uri, kind="jwks", force=force)
         except DocumentError as exc:

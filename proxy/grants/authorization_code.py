@@ -136,6 +136,7 @@ class AuthorizationCodeGrant(TokenGrant):
                 credentials.client_id,
                 parts[0],
                 document=_document_of(credentials.client_id),
+                jwks_document=app.client_assertions.keys_to_read_ahead(credentials),
             )
             self.keys_read = True
             # The attempt this code came from, even if the checks below fail.

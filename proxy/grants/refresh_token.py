@@ -150,6 +150,7 @@ class RefreshTokenGrant(TokenGrant):
                 lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
                 lease_holder=lease_holder,
                 document=_document_of(credentials.client_id),
+                jwks_document=app.client_assertions.keys_to_read_ahead(credentials),
             )
         )
         self.keys_read = True

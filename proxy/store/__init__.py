@@ -160,7 +160,12 @@ class Store:
         self.documents.prime(document, record, failure)
 
     def load_client_and_grant(
-        self, client_id: str, grant_id: str, *, document: str | None = None
+        self,
+        client_id: str,
+        grant_id: str,
+        *,
+        document: str | None = None,
+        jwks_document: str | None = None,
     ) -> tuple[ClientRecord | None, Grant | None, str | None]:
         """Both records, and the signing keys record, in one round trip (the
         token endpoint's first read; the keys are what its token is signed with).
@@ -168,36 +173,58 @@ class Store:
         A URL client has no record: with `document` (its document id) the same
         round trip reads its cached document instead, primed for the cache.
         The client's TTL is left alone here: a made-up code must not keep an
-        unused registration alive. `redeem_code` slides it.
+        unused registration alive. `redeem_code` slides it. `jwks_document`:
+        a client's key set read ahead, primed for the document cache (J71).
         """
         pipe = self.redis.pipeline(transaction=False)
-        self._read_client(pipe, client_id, document)
+        self._read_client(pipe, client_id, document, jwks_document)
         pipe.get(self.keys.grant(grant_id))
         pipe.get(self.keys.signing_keys())
         *raw_client, raw_grant, raw_keys = pipe.execute()
-        client = self._client_read(raw_client, client_id, document)
+        client = self._client_read(raw_client, client_id, document, jwks_document)
         grant = Grant.from_json(grant_id, raw_grant) if raw_grant else None
         return client, grant, raw_keys
 
-    def _read_client(self, pipe: t.Any, client_id: str, document: str | None) -> None:
+    def _read_client(
+        self,
+        pipe: t.Any,
+        client_id: str,
+        document: str | None,
+        jwks_document: str | None = None,
+    ) -> None:
         """Queue the reads of a client: its disabled mark, then its record
-        (or, for a URL client, its cached document)."""
+        (or, for a URL client, its cached document), then the cached key set
+        it is expected to sign with, if one is named."""
         pipe.get(self.disabled_clients.key_of(client_id))
         if document is None:
             pipe.get(self.keys.client(client_id))
         else:
             for key in self.documents.keys_of(document):
                 pipe.get(key)
+        if jwks_document is not None:
+            for key in self.documents.keys_of(jwks_document):
+                pipe.get(key)
 
     def _client_read(
-        self, replies: list[t.Any], client_id: str, document: str | None
+        self,
+        replies: list[t.Any],
+        client_id: str,
+        document: str | None,
+        jwks_document: str | None = None,
     ) -> ClientRecord | None:
+        """Take the replies `_read_client` queued, in its order."""
         disabled, *replies = replies
         self.disabled_clients.prime(client_id, disabled)
+        client = None
         if document is not None:
-            self.documents.prime(document, *replies)
-            return None
-        return ClientRecord.from_json(_text(replies[0])) if replies[0] else None
+            record, failure, *replies = replies
+            self.documents.prime(document, record, failure)
+        else:
+            raw, *replies = replies
+            client = ClientRecord.from_json(_text(raw)) if raw else None
+        if jwks_document is not None:
+            self.documents.prime(jwks_document, *replies)
+        return client
 
     # -- transactions ---------------------------------------------------------
     def create_txn(self, proxy_state: str, txn: Transaction) -> bool:
@@ -332,6 +359,7 @@ class Store:
         lease: int,
         lease_holder: str,
         document: str | None = None,
+        jwks_document: str | None = None,
     ) -> tuple[ClientRecord | None, Grant | None, bool, str | None]:
         """Client, grant and the signing keys record in one round trip; take the
         refresh lease if due.
@@ -339,11 +367,12 @@ class Store:
         The lease is taken only for the grant's own client presenting the
         current token; the caller must `release_refresh_lease` if it refuses.
         The client's TTL is left alone (`rotate_refresh` slides it).
+        `jwks_document` as for `load_client_and_grant`.
         """
         args = (presented_hash, now, lease, client_id, lease_holder)
 
         def before(pipe: t.Any) -> None:
-            self._read_client(pipe, client_id, document)
+            self._read_client(pipe, client_id, document, jwks_document)
             pipe.get(self.keys.signing_keys())
 
         # With replica_acks, WAIT here too: a grace-window answer hands out
@@ -352,7 +381,7 @@ class Store:
         (*raw_client, raw_keys), reply = self._pipelined_script(
             self._begin_refresh, [self.keys.grant(grant_id)], args, before, wait=True
         )
-        client = self._client_read(raw_client, client_id, document)
+        client = self._client_read(raw_client, client_id, document, jwks_document)
         if not reply:
             return client, None, False, raw_keys
         raw_grant, leased = reply

@@ -227,3 +227,16 @@ def test_concurrent_spends_of_one_jti_let_exactly_one_through(
     for thread in threads:
         thread.join()
     assert sorted(winners) == [False] * 7 + [True]
+
+
+def test_only_an_assertion_has_a_key_set_to_read_ahead(
+    assertions: ClientAssertions,
+) -> None:
+    """J71: the token endpoint reads a key set ahead for private_key_jwt only,
+    and only once this worker knows where the client keeps it."""
+    signed = _read(assertion_form(_assertion()))
+    assert assertions.keys_to_read_ahead(signed) is None  # not read yet
+    assertions.keys._remember(CLIENT, "https://keys.example/jwks.json")
+    assert assertions.keys_to_read_ahead(signed) is not None
+    public = _read({"client_id": CLIENT})
+    assert assertions.keys_to_read_ahead(public) is None

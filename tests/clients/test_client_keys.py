@@ -6,9 +6,11 @@ import time
 
 import pytest
 
+from proxy.clients import client_keys
 from proxy.clients.client_keys import ClientKeys
 from proxy.oauth.client_assertion import UnknownKeyError
 from proxy.oauth.errors import InvalidClientError
+from proxy.store.documents import document_id
 from proxy.store.records import ClientRecord
 from tests.client_assertions import MemoryDocuments
 from tests.client_assertions import claims_for
@@ -141,3 +143,31 @@ def test_a_client_without_keys_is_refused() -> None:
     with pytest.raises(InvalidClientError) as caught:
         ClientKeys(MemoryDocuments()).key_set(_client())
     assert caught.value.reason == "no_client_keys"
+
+
+def test_a_worker_remembers_where_a_client_keeps_its_keys() -> None:
+    """J71: the jwks_uri read last, as a document id for the token endpoint's
+    first round trip; inline keys leave nothing to read ahead."""
+    documents = MemoryDocuments({JWKS_URI: jwks(private_key("ES256"))})
+    keys = ClientKeys(documents)
+    assert keys.jwks_document_of(CLIENT) is None
+    assertion = sign(claims_for(CLIENT, TOKEN_URL), alg="ES256")
+    _verify(keys, _client(jwks_uri=JWKS_URI), assertion)
+    assert keys.jwks_document_of(CLIENT) == document_id("jwks", JWKS_URI)
+    inline = _client(DCR_CLIENT, jwks=jwks(private_key("RS256")))
+    _verify(keys, inline, sign(claims_for(DCR_CLIENT, TOKEN_URL)))
+    assert keys.jwks_document_of(DCR_CLIENT) is None
+
+
+def test_the_remembered_places_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The least recently used go first: a flood of client ids costs a
+    bounded amount of memory."""
+    monkeypatch.setattr(client_keys, "JWKS_URIS_REMEMBERED", 2)
+    documents = MemoryDocuments()
+    keys = ClientKeys(documents)
+    for client_id in ("a", "b", "a", "c"):
+        with pytest.raises(InvalidClientError):
+            keys.key_set(_client(client_id, jwks_uri=f"https://{client_id}.example/k"))
+    assert keys.jwks_document_of("a") is not None
+    assert keys.jwks_document_of("b") is None
+    assert keys.jwks_document_of("c") is not None

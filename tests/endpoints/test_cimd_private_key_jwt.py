@@ -26,6 +26,7 @@ from tests.document_server import DocumentServer
 from tests.oauth_client import REDIRECT_URI
 from tests.oauth_client import Flow
 from tests.oauth_client import OAuthTestClient
+from tests.redis_round_trips import RoundTrips
 
 from ._helpers import ISSUER
 from ._helpers import assert_json_error
@@ -257,3 +258,88 @@ def test_rotated_inline_keys_read_the_document_again_once(
     )
     assert_json_error(refused, 401, "invalid_client")
     assert document_server.hits[PATH] == fetched + 1
+
+
+def _trips_of(trips: RoundTrips, send: t.Callable[[], t.Any]) -> tuple[t.Any, int]:
+    before = trips.sends
+    response = send()
+    return response, trips.sends - before
+
+
+def test_an_assertions_key_set_rides_the_first_round_trip(
+    oauth: OAuthTestClient,
+    key_client: str,
+    document_server: DocumentServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """J71: once a worker has read a client's jwks_uri, a private_key_jwt
+    refresh reads the key set with the client and grant; its one round trip
+    more than a public URL client's is the jti, spent after the signature
+    is checked so that a forged assertion cannot burn it."""
+    public = serve_client(document_server, "/oauth/public/client.json")
+    public_tokens = oauth.token(oauth.login(public)).get_json()
+    keyed_tokens = _tokens(oauth, key_client)  # reads the jwks_uri: remembered
+    # A first refresh each: Redis loads the refresh scripts on first use.
+    public_rt = oauth.refresh(public, public_tokens["refresh_token"]).get_json()[
+        "refresh_token"
+    ]
+    keyed_rt = _refresh(
+        oauth, keyed_tokens["refresh_token"], _assertion(key_client)
+    ).get_json()["refresh_token"]
+
+    trips = RoundTrips(monkeypatch)
+    public_answer, public_trips = _trips_of(
+        trips, lambda: oauth.refresh(public, public_rt)
+    )
+    keyed_answer, keyed_trips = _trips_of(
+        trips, lambda: _refresh(oauth, keyed_rt, _assertion(key_client))
+    )
+    assert public_answer.status_code == 200, public_answer.get_data(as_text=True)
+    assert keyed_answer.status_code == 200, keyed_answer.get_data(as_text=True)
+    assert keyed_trips == public_trips + 1
+    assert document_server.hits[JWKS_PATH] == 1
+
+
+def test_a_replayed_assertion_leaves_the_grant_as_it_was(
+    oauth: OAuthTestClient, key_client: str
+) -> None:
+    """The replayed assertion is refused before any change: the refresh token
+    it came with still works with a fresh assertion."""
+    tokens = _tokens(oauth, key_client)
+    assertion = _assertion(key_client)
+    first = _refresh(oauth, tokens["refresh_token"], assertion)
+    assert first.status_code == 200
+    current = first.get_json()["refresh_token"]
+    assert_json_error(_refresh(oauth, current, assertion), 401, "invalid_client")
+    again = _refresh(oauth, current, _assertion(key_client))
+    assert again.status_code == 200, again.get_data(as_text=True)
+
+
+def test_a_client_that_moved_its_jwks_uri_is_read_at_the_new_one(
+    oauth: OAuthTestClient,
+    key_client: str,
+    document_server: DocumentServer,
+    real_redis: redis.Redis,
+) -> None:
+    """The remembered jwks_uri is a guess the client's document overrules: a
+    document naming a new one is followed there, with the new keys."""
+    tokens = _tokens(oauth, key_client)
+    moved_key = private_key("RS256", "moved")
+    moved_uri = document_server.serve_json("/oauth/moved-jwks.json", jwks(moved_key))
+    serve_client(
+        document_server,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks_uri=moved_uri,
+    )
+    _expire_cached_documents(real_redis)
+
+    moved = _refresh(
+        oauth, tokens["refresh_token"], _assertion(key_client, key=moved_key)
+    )
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert document_server.hits["/oauth/moved-jwks.json"] == 1
+    # The old set, read ahead on the guess, authenticates nothing now.
+    old_key_refused = _refresh(
+        oauth, moved.get_json()["refresh_token"], _assertion(key_client)
+    )
+    assert_json_error(old_key_refused, 401, "invalid_client")

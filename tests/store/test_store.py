@@ -16,6 +16,7 @@ from proxy.store import ClientInUse
 from proxy.store import RedeemResult
 from proxy.store import RotateResult
 from proxy.store import Store
+from proxy.store.documents import document_id
 from proxy.store.keys import TXN_TTL_SECONDS
 from proxy.store.records import ClientRecord
 from proxy.store.records import Grant
@@ -781,3 +782,48 @@ def test_an_upstream_token_no_key_opens_reads_as_none(store: Store) -> None:
     """J31: gone, never an error (the gateway then forwards no upstream token)."""
     grant_id = _grant_sealed_under(store, OLD_SECRET, "up-at")
     assert store.load_upstream_access_token(grant_id, Keyring(NEW_SECRET)) is None
+
+
+# -- a client's key set read ahead in the first round trip (J71) ----------------------
+
+
+def test_the_first_read_reads_a_clients_key_set_ahead(store: Store) -> None:
+    store.create_client(_client(), ttl=100)
+    store.create_grant(_grant(), ttl=CODE_TTL)
+    doc = document_id("jwks", "https://client.example/jwks.json")
+    store.documents.write(doc, '{"keys": []}', ttl=60)
+    client, grant, _ = store.load_client_and_grant(
+        "mcp_abc", "g" * 22, jwks_document=doc
+    )
+    assert client == _client()
+    assert grant is not None
+    # Gone from Redis now, yet this request's read is what the trip brought.
+    store.redis.delete(*store.documents.keys_of(doc))
+    assert store.documents.read(doc) == ('{"keys": []}', None)
+    assert store.documents.read(doc) == (None, None)
+
+
+def test_a_refresh_reads_a_url_clients_key_set_ahead_too(store: Store) -> None:
+    _redeemed_grant(store, client_id="https://app.example/c.json")
+    page = document_id("client_metadata", "https://app.example/c.json")
+    keys = document_id("jwks", "https://app.example/jwks.json")
+    store.documents.write(page, '{"client_id": "https://app.example/c.json"}', 60)
+    store.documents.write(keys, '{"keys": []}', ttl=60)
+    client, grant, leased, _ = store.load_client_and_begin_refresh(
+        "https://app.example/c.json",
+        "g" * 22,
+        presented_hash="r1" * 32,
+        now=NOW + 5,
+        lease=15,
+        lease_holder="holder-1",
+        document=page,
+        jwks_document=keys,
+    )
+    assert client is None  # a URL client's record is its document
+    assert grant is not None
+    assert leased is True
+    store.redis.delete(*store.documents.keys_of(page), *store.documents.keys_of(keys))
+    assert (
+        store.documents.read(page)[0] == '{"client_id": "https://app.example/c.json"}'
+    )
+    assert store.documents.read(keys) == ('{"keys": []}', None)
