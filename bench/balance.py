@@ -14,8 +14,9 @@ import subprocess
 
 from support.processes import ManagedProcess
 
-#: Connections a worker may hold above another's and still count as even.
-SPLIT_SLACK = 2
+#: Connections per one a worker may hold above another's and still count as
+#: even: 2 of the loops' 16, 1 of the flows' 8 (5/3 is a worker with 63 %).
+SPLIT_SLACK_PER = 8
 #: Tries at an even split before a phase goes on with an uneven one.
 BALANCE_ATTEMPTS = 12
 
@@ -42,8 +43,10 @@ def worker_split(server: ManagedProcess) -> list[int] | None:
 
 
 def is_even(split: list[int] | None, connections: int) -> bool:
-    """Within SPLIT_SLACK of even, with (nearly) all ``connections`` open;
-    True when the split cannot be known."""
+    """Within a slack of even (one connection per SPLIT_SLACK_PER, at least
+    one), with (nearly) all ``connections`` open; True when the split cannot
+    be known."""
     if split is None:
         return True
-    return max(split) - min(split) <= SPLIT_SLACK and sum(split) >= connections - 1
+    slack = max(1, connections // SPLIT_SLACK_PER)
+    return max(split) - min(split) <= slack and sum(split) >= connections - 1

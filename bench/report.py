@@ -379,12 +379,7 @@ def _flow_lines(flows: Doc) -> list[str]:
         )
         turns = cost.get("slower_per_turn")
         if turns:
-            uneven = cost.get("uneven_turns")
-            balance = (
-                ""
-                if uneven is None
-                else f" ({uneven} of {2 * len(turns)} turns on an uneven split)"
-            )
+            balance = _turn_balance(cost, 2 * len(turns))
             lines.append(
                 "    slower per turn: "
                 + ", ".join(_percent(x) for x in turns)
@@ -591,3 +586,13 @@ def _profile_lines(profile: Doc | None) -> list[str]:
         lines.append("   top self %:")
         lines += [f"    {pct:5.1f}  {name}" for name, pct in data["self_pct"][:10]]
     return lines
+
+
+def _turn_balance(cost: dict[str, t.Any], turns: int) -> str:
+    """How the observability turns' connections fell on the workers."""
+    uneven, unknown = cost.get("uneven_turns"), cost.get("unknown_splits") or 0
+    if uneven is None:
+        return ""
+    if unknown:
+        return f" ({unknown} of {turns} turns with the split unknown: no ss)"
+    return f" ({uneven} of {turns} turns on an uneven split)"

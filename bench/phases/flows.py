@@ -47,7 +47,9 @@ async def flows_phase(
     In a new session unless given one (which is left open).
     """
     rec = Recorder()
-    opened = contextlib.nullcontext(session) if session else _flow_session(options)
+    opened = (
+        _flow_session(options) if session is None else contextlib.nullcontext(session)
+    )
     async with opened as session:
         meter = CpuMeter(named)
         stats, results = await run_flows(
@@ -89,16 +91,20 @@ async def _balanced_session(
     completed = 0
     for attempt in range(1, BALANCE_ATTEMPTS + 1):
         session = _flow_session(options)
-        stats, _ = await run_flows(
-            session,
-            Recorder(),
-            target,
-            clients=options.clients,
-            duration=BALANCE_FLOW_SECONDS,
-            with_mcp=False,
-        )
-        completed += stats.completed
-        split = worker_split(server)
+        try:
+            stats, _ = await run_flows(
+                session,
+                Recorder(),
+                target,
+                clients=options.clients,
+                duration=BALANCE_FLOW_SECONDS,
+                with_mcp=False,
+            )
+            completed += stats.completed
+            split = worker_split(server)
+        except BaseException:
+            await session.close()
+            raise
         if is_even(split, options.clients) or attempt == BALANCE_ATTEMPTS:
             return session, {"split": split, "passes": attempt, "flows": completed}
         await session.close()
@@ -139,10 +145,9 @@ async def proxy_flows_phase(
     return out, flow_results[-1]
 
 
-#: Turns each server takes in `observability_flows_phase`. A turn opens new
-#: keep-alive connections, which a 2-worker gunicorn splits at random (the
-#: loops saw 16 land 16/0, 13/3 or 8/8), so one turn's rate swings far more
-#: than observability costs: many short turns average that out.
+#: Turns each server takes in `observability_flows_phase`: the machine's
+#: drift lands on both sides, and a turn's swing (a few % to 30 % on this
+#: VM, even on balanced connections) averages out over many.
 OBSERVABILITY_SLICES = 8
 
 
@@ -153,9 +158,11 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
     and going first in every other pair so that neither always follows the
     other: what audit, traces and metrics cost a whole flow. Each turn runs
     on connections spread evenly over the server's workers
-    (`_balanced_session`): with 16 new connections a turn landing 13/3 ran
-    a quarter slower than one landing 8/8, and 8 turns did not average that
-    out (one run's turns: +3, +26, +30, +33, +22, +16, -7, -8 %).
+    (`_balanced_session`): a turn opens new keep-alive connections, and a
+    gevent worker that wakes first takes a burst of them (the loops saw 16
+    land 16/0, 13/3 or 8/8). Before turns were balanced, one run read 15 %
+    slower (turns +3, +26, +30, +33, +22, +16, -7, -8 %) while its CPU per
+    flow moved 8 %, where the runs before it read 1 and 2.4 %.
 
     Two new proxies, not the bench's own against a new quiet one: the bench's
     own has served every earlier phase (its heap, caches and metric files),
@@ -225,11 +232,13 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         name: round(1000 * cpu[name] / cpu_flows[name], 3) if cpu_flows[name] else None
         for name in targets
     }
+    sides = [side["split"] for turn in splits for side in turn.values()]
+    # Without ss (or with one worker) a split is unknown, not even.
+    unknown = sum(1 for split in sides if split is None)
     uneven = sum(
         1
-        for turn in splits
-        for side in turn.values()
-        if not is_even(side["split"], options.clients)
+        for split in sides
+        if split is not None and not is_even(split, options.clients)
     )
     return {
         "flows_per_second_on": rate["on"],
@@ -249,4 +258,5 @@ async def observability_flows_phase(stack: Stack, options: Options) -> dict[str,
         # Connections per worker in each turn, and the tries it took.
         "worker_splits": splits,
         "uneven_turns": uneven,
+        "unknown_splits": unknown,
     }

@@ -119,8 +119,9 @@ class ClientAssertions:
     def keys_to_read_ahead(self, credentials: ClientCredentials) -> str | None:
         """The document id of the key set an assertion will be checked with,
         when this worker knows where the client keeps it: the token endpoint
-        reads it in its first round trip (J71). Only read, never trusted
-        ahead: the client's record, read in the same trip, names the set."""
+        reads it in its first round trip (J71). Only read ahead, never
+        trusted: the client's record or document, as this request reads it,
+        names the set that is used."""
         if credentials.method != PRIVATE_KEY_JWT:
             return None
         return self.keys.jwks_document_of(credentials.client_id)

@@ -9,10 +9,11 @@ more with `force=True`, which the source rate-limits, so a stream of made-up
 inline `jwks` sits in its metadata document, which changes the same way, so
 its document is read again likewise; a registration's `jwks` never is.
 
-Each worker remembers where the clients it served keep their keys (the
+Each worker remembers where the clients it served keep their keys (which
 `jwks_uri`, not the keys), so the token endpoint's first round trip can read
 the cached JWKS beside the client (J71). A client that moved its `jwks_uri`
-costs one read more, once: its record, read fresh, always decides.
+costs one read more, once per worker: the client's record or document, as
+the request reads it, always names the set that is used.
 
 Bad key material is the client's fault: it is `invalid_client` with a reason
 (logged, and readable by the operator), never a 500.
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 _FAILED = "Client authentication failed."
 
-#: Clients whose `jwks_uri` a worker remembers (the least recently used go).
+#: Clients whose `jwks_uri` a worker remembers (the least recently used go):
+#: a client id (up to 2,000 characters) and a 37-character document id each.
 JWKS_URIS_REMEMBERED = 4096
 
 
@@ -53,27 +55,33 @@ class ClientKeys:
     def __init__(self, documents: DocumentSource | None) -> None:
         #: None until the document cache is wired in: `jwks_uri` is then refused.
         self.documents = documents
-        self._jwks_uris: OrderedDict[str, str] = OrderedDict()
+        #: client id -> document id of the `jwks_uri` it named last here.
+        self._jwks_documents: OrderedDict[str, str] = OrderedDict()
 
     def jwks_document_of(self, client_id: str) -> str | None:
         """The document id of the `jwks_uri` this client named when this worker
-        last read its keys: a guess to read ahead, which its record confirms."""
-        uri = self._jwks_uris.get(client_id)
-        return None if uri is None else document_id("jwks", uri)
+        last looked for its keys: a guess to read ahead, never a key source."""
+        return self._jwks_documents.get(client_id)
 
-    def _remember(self, client_id: str, uri: str) -> None:
-        self._jwks_uris[client_id] = uri
-        self._jwks_uris.move_to_end(client_id)
-        while len(self._jwks_uris) > JWKS_URIS_REMEMBERED:
-            self._jwks_uris.popitem(last=False)
+    def _remember(self, client_id: str, uri: str | None) -> None:
+        """Where the client keeps its keys now; None: not behind a URI."""
+        if uri is None:
+            self._jwks_documents.pop(client_id, None)
+            return
+        self._jwks_documents[client_id] = document_id("jwks", uri)
+        self._jwks_documents.move_to_end(client_id)
+        while len(self._jwks_documents) > JWKS_URIS_REMEMBERED:
+            self._jwks_documents.popitem(last=False)
 
     def key_set(self, client: ClientRecord, *, force: bool = False) -> ClientKeySet:
         """The client's public keys; InvalidClientError when there are none usable."""
         metadata = client.metadata
         if "jwks" in metadata:
+            self._remember(client.client_id, None)
             return _parse(metadata["jwks"], client.client_id, "jwks")
         uri = metadata.get("jwks_uri")
         if not isinstance(uri, str):
+            self._remember(client.client_id, None)
             raise InvalidClientError(
                 "The client has no keys registered.", reason="no_client_keys"
             )

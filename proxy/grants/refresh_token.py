@@ -150,7 +150,12 @@ class RefreshTokenGrant(TokenGrant):
                 lease=int(app.settings.upstream_timeout_seconds) + LEASE_SLACK_SECONDS,
                 lease_holder=lease_holder,
                 document=_document_of(credentials.client_id),
-                jwks_document=app.client_assertions.keys_to_read_ahead(credentials),
+                # A retake has authenticated already: no keys to read.
+                jwks_document=(
+                    None
+                    if self.client is not None
+                    else app.client_assertions.keys_to_read_ahead(credentials)
+                ),
             )
         )
         self.keys_read = True

@@ -171,3 +171,13 @@ def test_the_remembered_places_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     assert keys.jwks_document_of("a") is not None
     assert keys.jwks_document_of("b") is None
     assert keys.jwks_document_of("c") is not None
+
+
+def test_a_client_whose_keys_moved_inline_is_forgotten() -> None:
+    """Nothing is read ahead for a client that no longer names a jwks_uri."""
+    documents = MemoryDocuments({JWKS_URI: jwks(private_key("ES256"))})
+    keys = ClientKeys(documents)
+    keys.key_set(_client(jwks_uri=JWKS_URI))
+    assert keys.jwks_document_of(CLIENT) is not None
+    keys.key_set(_client(jwks=jwks(private_key("RS256"))))
+    assert keys.jwks_document_of(CLIENT) is None
