@@ -32,6 +32,7 @@ from proxy.resource_server import session_binding
 from proxy.resource_server import tool_access
 from proxy.resource_server.backend_identity import backend_identity
 from proxy.resource_server.identity_headers import identity_header_names
+from proxy.resource_server.jsonrpc_errors import ContentEncodingError
 from proxy.resource_server.jsonrpc_errors import JsonRpcError
 from proxy.resource_server.jsonrpc_errors import error_response
 from proxy.resource_server.routing_headers import check_routing_headers
@@ -92,6 +93,7 @@ def forward(route: McpRoute) -> Response:
         owner = session_binding.owner_of(claims)
         if lookup is not None:
             lookup.check(owner)
+        _refuse_compressed_body()
         request.max_content_length = app.settings.max_mcp_body_bytes
         body = request.get_data(cache=False)
         check_routing_headers(request.headers.items(), body)
@@ -150,6 +152,17 @@ def _session_scope(
         return lambda session_id: session_id
     path = route.server.path
     return lambda session_id: None if session_id is None else f"{path}\n{session_id}"
+
+
+def _refuse_compressed_body() -> None:
+    """The rules read the bytes the backend receives: a body the backend
+    would inflate first (``express.json()`` does) is refused, not relayed."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise ContentEncodingError(
+            "Request bodies are accepted uncompressed only.",
+            reason="content_encoding",
+        )
 
 
 def _may_stream() -> bool:

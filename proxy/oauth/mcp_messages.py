@@ -21,18 +21,33 @@ TOOLS_LIST = "tools/list"
 Message = dict[str, t.Any]
 
 
+class UnreadableBodyError(ValueError):
+    """A POST body that is not JSON this module can read, though a backend
+    might: deeper than Python's recursion limit, a number of more digits
+    than Python converts, invalid UTF-8. Where tool rules apply, it is
+    refused: what cannot be read here cannot be checked (fail closed)."""
+
+
+def read_json(body: bytes) -> t.Any:
+    """The body as JSON, as every JSON-RPC reader here reads it (a UTF-8 byte
+    order mark allowed, as RFC 8259 §8.1 lets parsers, and the SDKs do);
+    raises UnreadableBodyError."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableBodyError(str(exc)[:120]) from None
+
+
 def parse_messages(body: bytes) -> list[Message]:
     """The JSON-RPC messages of a POST body: one, or a batch (2025-03-26).
 
-    A body that is not JSON-RPC gives no messages: the backend answers it
-    (with its own parse error), and nothing here can be decided on it.
+    An empty body, or JSON that is neither an object nor an array, gives no
+    messages: no MCP reader takes a call from it. A body that is not JSON
+    raises UnreadableBodyError.
     """
-    if not body or body.lstrip()[:1] not in (b"{", b"["):
+    if not body.strip():
         return []
-    try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        return []
+    decoded = read_json(body)
     items = decoded if isinstance(decoded, list) else [decoded]
     return [item for item in items if isinstance(item, dict)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import quote
 
 from proxy.oauth.access_tokens import AccessClaims
 
@@ -34,8 +35,22 @@ def identity_header_names(settings: Settings) -> frozenset[str]:
     return frozenset(name.lower() for name in names)
 
 
+#: What a header value carries as is: printable ASCII but the escape itself.
+_AS_IS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_value(value: str) -> str:
+    """``value`` as a header can carry it: printable ASCII as is; ``%``,
+    control characters and anything beyond ASCII percent-encoded as UTF-8
+    (``用户@example.com`` → ``%E7%94%A8%E6%88%B7@example.com``). HTTP/1.1
+    header values are Latin-1 at best and never hold a line break, and an
+    IdP's subject or a verified address may hold either."""
+    return quote(value, safe=_AS_IS)
+
+
 def identity_headers(settings: Settings, claims: AccessClaims) -> dict[str, str]:
-    """The verified identity, as the gateway and forward-auth hand it on."""
+    """The verified identity, as the gateway and forward-auth hand it on
+    (each value through :func:`header_value`)."""
     headers = {
         settings.forward_user_header: claims.sub,
         CLIENT_ID_HEADER: claims.client_id,
@@ -46,4 +61,4 @@ def identity_headers(settings: Settings, claims: AccessClaims) -> dict[str, str]
     # unverified address into some IdPs).
     if isinstance(email, str) and claims.extra.get("email_verified") is True:
         headers[settings.forward_email_header] = email
-    return headers
+    return {name: header_value(value) for name, value in headers.items()}

@@ -14,6 +14,7 @@ import typing as t
 from flask import Response
 
 #: JSON-RPC 2.0 §5.1.
+PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 #: MCP 2026-07-28 transports: a routing header disagrees with the body.
 HEADER_MISMATCH = -32020
@@ -68,6 +69,23 @@ class HeaderMismatchError(JsonRpcError):
     code = HEADER_MISMATCH
 
 
+class UnreadableRequestError(JsonRpcError):
+    """A POST body the tool rules cannot read (JSON-RPC 2.0 §5.1 parse error,
+    HTTP 400): refused where rules apply, never relayed unchecked."""
+
+    status_code = 400
+    code = PARSE_ERROR
+
+
+class ContentEncodingError(JsonRpcError):
+    """A request body sent compressed (RFC 9110 §15.5.16: 415, with
+    ``Accept-Encoding: identity``): the gateway checks the bytes it relays,
+    and a backend that inflated them would run what was never checked."""
+
+    status_code = 415
+    code = INVALID_REQUEST
+
+
 class ToolDeniedError(JsonRpcError):
     """The tool policy does not let this caller call this tool (decision J50)."""
 
@@ -94,4 +112,6 @@ def error_response(error: JsonRpcError) -> Response:
         error.body(), status=error.status_code, mimetype="application/json"
     )
     response.headers["Cache-Control"] = "no-store"
+    if isinstance(error, ContentEncodingError):
+        response.headers["Accept-Encoding"] = "identity"
     return response

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import typing as t
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from proxy.oauth import mcp_messages
 from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
 
 METHOD_HEADER = "mcp-method"
@@ -76,9 +76,21 @@ def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> No
     method_header, name_header = sent.method, sent.name
     if not sent.sent:
         return
-    message = _message(body)
-    if message is None:
-        return  # not a JSON-RPC message: the backend answers the parse error
+    try:
+        decoded = mcp_messages.read_json(body)
+    except mcp_messages.UnreadableBodyError:
+        return  # the backend answers the parse error (tool rules refuse it)
+    if isinstance(decoded, list):
+        # Routing headers name one message; a batch (gone since 2025-06-18)
+        # would let them name one and the body carry others.
+        raise HeaderMismatchError(
+            "Mcp-Method and Mcp-Name headers name a single JSON-RPC message, "
+            "not a batch",
+            reason="batch_with_headers",
+        )
+    if not isinstance(decoded, dict):
+        return  # not a JSON-RPC message: the backend answers the error
+    message: dict[str, t.Any] = decoded
     request_id = message.get("id")
     method = message.get("method")
     if method_header is not None and method_header != method:
@@ -116,12 +128,3 @@ def decode_header_value(value: str) -> str | None:
         return decoded.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-
-
-def _message(body: bytes) -> dict[str, t.Any] | None:
-    """The body's JSON-RPC message, or None if it is not one JSON object."""
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return message if isinstance(message, dict) else None

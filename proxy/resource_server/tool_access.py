@@ -26,6 +26,7 @@ from dataclasses import field
 from proxy.oauth import mcp_messages
 from proxy.oauth.errors import InsufficientScopeError
 from proxy.resource_server.jsonrpc_errors import ToolDeniedError
+from proxy.resource_server.jsonrpc_errors import UnreadableRequestError
 from proxy.resource_server.tool_policy import caller_of
 from proxy.resource_server.tool_scopes import check_tool_scopes
 from proxy.resource_server.verification import resource_metadata_url
@@ -88,27 +89,42 @@ class ToolAccess:
             if len(raw) > MAX_TOOLS_LIST_BYTES:
                 yield self._cannot_filter("too large")
                 return
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, RecursionError):
-            yield raw  # not JSON: no tool can be listed in it
+        if not raw.strip():
+            yield raw  # a 202, an empty answer: no tool in it
             return
-        messages = decoded if isinstance(decoded, list) else [decoded]
-        changed = [self._filter(m) for m in messages]
-        yield _dumps(decoded) if any(changed) else raw
+        try:
+            decoded = mcp_messages.read_json(raw)
+        except mcp_messages.UnreadableBodyError as exc:
+            # A client's parser may read what ours cannot (fail closed).
+            yield self._cannot_filter(f"unreadable JSON: {exc}")
+            return
+        yield _dumps(decoded) if self._filter_all(decoded) else raw
 
     def _filtered_events(self, body: Iterator[bytes]) -> Iterator[bytes]:
         """SSE (WHATWG HTML §9.2): events end at a blank line; each event is
-        passed on whole, rewritten only when its data is a tools/list result."""
+        passed on whole, rewritten only when its data is a tools/list result.
+
+        Lines end in CRLF, LF or CR alone, and a CRLF may be split between
+        two chunks: a chunk's last CR waits for the next one.
+        """
         pending = b""
+        held_cr = b""
         for chunk in body:
-            pending += chunk.replace(b"\r\n", b"\n")
+            if not chunk:
+                yield b""  # the relay's flush of the headers: pass it on
+                continue
+            chunk = held_cr + chunk
+            held_cr = b"\r" if chunk.endswith(b"\r") else b""
+            if held_cr:
+                chunk = chunk[:-1]
+            pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             while b"\n\n" in pending:
                 event, pending = pending.split(b"\n\n", 1)
                 yield self._event(event) + b"\n\n"
             if len(pending) > MAX_TOOLS_LIST_BYTES:
                 yield b"data: " + self._cannot_filter("event too large") + b"\n\n"
                 return
+        pending += b"\n" if held_cr else b""
         if pending:
             yield self._event(pending)
 
@@ -117,16 +133,24 @@ class ToolAccess:
         data = [
             line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")
         ]
-        if not data:
-            return event
-        try:
-            message = json.loads(b"\n".join(data))
-        except (ValueError, RecursionError):
-            return event
-        if not self._filter(message):
-            return event
+        joined = b"\n".join(data)
+        if not joined.strip():
+            return event  # a comment, a retry hint, a priming event
         others = [line for line in lines if not line.startswith(b"data:")]
+        try:
+            message = mcp_messages.read_json(joined)
+        except mcp_messages.UnreadableBodyError as exc:
+            # A client's parser may read what ours cannot (fail closed).
+            error = self._cannot_filter(f"unreadable event data: {exc}")
+            return b"\n".join([*others, b"data: " + error])
+        if not self._filter_all(message):
+            return event
         return b"\n".join([*others, b"data: " + _dumps(message)])
+
+    def _filter_all(self, decoded: object) -> bool:
+        """Filter one message or each of a batch; True if any was a result."""
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        return any([self._filter(message) for message in messages])
 
     def _filter(self, message: object) -> bool:
         return mcp_messages.filter_tools_result(
@@ -176,7 +200,14 @@ def check_request(
         return NOTHING
     if not has_rules(route):
         return NOTHING  # nothing to decide (the gateway checked the headers)
-    messages = mcp_messages.parse_messages(body)
+    try:
+        messages = mcp_messages.parse_messages(body)
+    except mcp_messages.UnreadableBodyError as exc:
+        log.info("gateway: unreadable body refused (%s)", exc)
+        raise UnreadableRequestError(
+            "Parse error: the request body is not readable JSON.",
+            reason="unreadable_body",
+        ) from None
     list_ids = mcp_messages.tools_list_ids(messages)
     check_calls(app, route, claims, mcp_messages.tool_calls(messages))
     live = route.tool_policy

@@ -491,3 +491,95 @@ def test_without_rules_a_lying_header_is_still_a_mismatch(
     )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == -32020
+
+
+# --------------------------------------------------------------------------- #
+# Bodies the rules cannot read: refused, never relayed unchecked
+# --------------------------------------------------------------------------- #
+
+DELETE_CALL = (
+    b'{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+    b'"params":{"name":"delete_repo","arguments":{"x":%s}}}'
+)
+
+
+def post_raw(client: t.Any, token: str, body: bytes, **headers: str) -> t.Any:
+    return client.post(
+        "/mcp",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            **headers,
+        },
+    )
+
+
+def backend_calls(httpserver: t.Any) -> int:
+    return sum(1 for request, _ in httpserver.log if request.path == "/mcp")
+
+
+def test_a_byte_order_mark_does_not_hide_a_call_from_the_policy(
+    client: t.Any, oauth: OAuthTestClient, idp_url: str, httpserver: t.Any
+) -> None:
+    """The SDK servers read past a BOM, so the rules read past it too."""
+    token = token_for(oauth, idp_url, "bom@example.com", "mcp:write")
+    response = post_raw(client, token, b"\xef\xbb\xbf" + DELETE_CALL % b"1")
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == -32003
+    assert backend_calls(httpserver) == 0
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [b"[" * 3000 + b"]" * 3000, b"9" * 5000, b'"\xff"'],
+    ids=["deep", "long_number", "invalid_utf8"],
+)
+def test_a_body_the_rules_cannot_read_is_a_parse_error_not_a_relay(
+    client: t.Any,
+    oauth: OAuthTestClient,
+    idp_url: str,
+    httpserver: t.Any,
+    argument: bytes,
+) -> None:
+    """Node's JSON.parse reads the first two, Python's json does not: what
+    the rules cannot read they cannot check, so it never reaches the backend."""
+    token = token_for(oauth, idp_url, "deep@example.com", "mcp:write")
+    response = post_raw(client, token, DELETE_CALL % argument)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == -32700
+    assert response.headers["Cache-Control"] == "no-store"
+    assert backend_calls(httpserver) == 0
+
+
+def test_a_compressed_request_body_is_refused(
+    client: t.Any, oauth: OAuthTestClient, idp_url: str, httpserver: t.Any
+) -> None:
+    """RFC 9110 §15.5.16: 415 naming what is accepted. A backend that inflates
+    bodies (express.json()) would otherwise run a call no rule read."""
+    token = token_for(oauth, idp_url, "gzip@example.com", "mcp:write")
+    body = gzip.compress(DELETE_CALL % b"1")
+    response = post_raw(client, token, body, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 415
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert response.get_json()["error"]["code"] == -32600
+    assert backend_calls(httpserver) == 0
+    plain = post_raw(
+        client,
+        token,
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+        **{"Content-Encoding": "identity"},
+    )
+    assert plain.status_code == 200
+
+
+def test_an_address_beyond_ascii_reaches_the_backend_percent_encoded(
+    client: t.Any, oauth: OAuthTestClient, idp_url: str, httpserver: t.Any
+) -> None:
+    """HTTP header values cannot hold it as is: it was a 500."""
+    token = token_for(oauth, idp_url, "用户@example.com", "mcp:read")
+    response = rpc(client, token, "tools/call", "echo")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    (request, _) = [entry for entry in httpserver.log if entry[0].path == "/mcp"][-1]
+    assert request.headers["X-Forwarded-Email"] == "%E7%94%A8%E6%88%B7@example.com"

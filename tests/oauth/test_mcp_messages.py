@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from proxy.oauth.mcp_messages import UnreadableBodyError
 from proxy.oauth.mcp_messages import filter_tools_result
 from proxy.oauth.mcp_messages import parse_messages
 from proxy.oauth.mcp_messages import tool_calls
@@ -27,9 +28,26 @@ def test_a_batch_gives_every_call() -> None:
     assert tools_list_ids(messages) == [9]
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"{", b"42", b'"x"'])
-def test_a_body_that_is_not_json_rpc_gives_no_messages(body: bytes) -> None:
+@pytest.mark.parametrize("body", [b"", b"  ", b"42", b'"x"', b"[1, 2]"])
+def test_json_that_is_not_json_rpc_gives_no_messages(body: bytes) -> None:
     assert parse_messages(body) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"{", b"[" * 3000 + b"]" * 3000, b'{"n": ' + b"9" * 5000 + b"}"],
+    ids=["text", "cut", "deep", "long_number"],
+)
+def test_a_body_that_is_not_readable_json_raises(body: bytes) -> None:
+    """What this parser cannot read, another (Node's) might: the caller
+    refuses it where rules apply, never treats it as "no call"."""
+    with pytest.raises(UnreadableBodyError):
+        parse_messages(body)
+
+
+def test_a_byte_order_mark_is_read_past() -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(CALL).encode()
+    assert tool_calls(parse_messages(body)) == [(7, "echo")]
 
 
 def test_a_call_without_a_name_is_still_a_call() -> None:

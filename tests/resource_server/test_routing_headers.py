@@ -38,9 +38,9 @@ def _body(method: str, **params: object) -> bytes:
         ([("Mcp-Method", "tools/list")], _body("tools/list")),
         # A name header on a method that names nothing is not compared.
         ([("Mcp-Method", "tools/list"), ("Mcp-Name", "x")], _body("tools/list")),
-        # Not a JSON-RPC object: the backend answers the parse error.
+        # Not JSON, or not a JSON-RPC object: the backend answers the error.
         ([("Mcp-Method", "tools/call")], b"{not json"),
-        ([("Mcp-Method", "tools/call")], b"[1, 2]"),
+        ([("Mcp-Method", "tools/call")], b"42"),
     ],
 )
 def test_agreeing_or_absent_headers_pass(
@@ -115,3 +115,24 @@ def test_read_routing_headers_says_what_was_sent() -> None:
     sent = read_routing_headers([("MCP-METHOD", "tools/call"), ("mcp-name", "e")])
     assert (sent.method, sent.name, sent.sent) == ("tools/call", "e", True)
     assert not read_routing_headers([("Accept", "*/*")]).sent
+
+
+def test_routing_headers_with_a_batch_are_header_mismatch() -> None:
+    """The headers name one message; a batch could carry another beside it."""
+    batch = json.dumps(
+        [{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}}]
+    ).encode()
+    with pytest.raises(HeaderMismatchError) as caught:
+        check_routing_headers([("Mcp-Method", "tools/list")], batch)
+    assert caught.value.code == HEADER_MISMATCH
+    assert caught.value.status_code == 400
+    # Without routing headers a batch is the body's business alone.
+    check_routing_headers([], batch)
+
+
+def test_a_byte_order_mark_does_not_hide_the_body_from_the_comparison() -> None:
+    with pytest.raises(HeaderMismatchError):
+        check_routing_headers(
+            [("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")],
+            b"\xef\xbb\xbf" + _body("tools/call", name="delete_repo"),
+        )
