@@ -113,6 +113,7 @@ def create_app(
     )
     app_state.catalog_names = CatalogNames(client_catalog, settings)
     request_context.init_app(app, settings)
+    app.teardown_request(lambda _: store.forget_primed())
     app_state.trace = trace.init_app(
         app, app_state.events, store.traces, ttl=settings.trace_ttl_seconds
     )

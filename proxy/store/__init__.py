@@ -21,7 +21,9 @@ from proxy.keys.keyring import SealError
 from proxy.keys.keyring import sha256_hex
 from proxy.store import scripts
 from proxy.store.disabled_clients import DisabledClients
+from proxy.store.disabled_clients import forget_primed as forget_primed_marks
 from proxy.store.documents import DocumentRecords
+from proxy.store.documents import forget_primed as forget_primed_documents
 from proxy.store.grant_index import READ_BATCH
 from proxy.store.grant_index import GrantIndex
 from proxy.store.grant_index import summaries
@@ -134,6 +136,14 @@ class Store:
                 ex=ttl or None,
             )
         )
+
+    @staticmethod
+    def forget_primed() -> None:
+        """End of a request: reads one of its pipelines handed over and no
+        later read used are dropped, not left for the next request on this
+        thread to take (they would be under a second old; still stale)."""
+        forget_primed_marks()
+        forget_primed_documents()
 
     def load_client(self, client_id: str) -> ClientRecord | None:
         """Read a client as it is: only the token endpoint slides its TTL.

@@ -35,6 +35,11 @@ _primed: ContextVar[tuple[str, float, bool] | None] = ContextVar(
 )
 
 
+def forget_primed() -> None:
+    """What a request primed and did not use is not the next request's."""
+    _primed.set(None)
+
+
 @dataclass(frozen=True, slots=True)
 class DisabledClient:
     """Who disabled what, and when (epoch seconds)."""

@@ -30,6 +30,11 @@ _primed: ContextVar[dict[str, tuple[float, str | None, str | None]] | None] = (
 )
 
 
+def forget_primed() -> None:
+    """What a request primed and did not use is not the next request's."""
+    _primed.set(None)
+
+
 def document_id(kind: str, url: str) -> str:
     """``<kind>:<hash>``: URLs can be long, so keys carry a hash of them."""
     return f"{kind}:{hashlib.sha256(url.encode()).hexdigest()[:32]}"

@@ -827,3 +827,14 @@ def test_a_refresh_reads_a_url_clients_key_set_ahead_too(store: Store) -> None:
         store.documents.read(page)[0] == '{"client_id": "https://app.example/c.json"}'
     )
     assert store.documents.read(keys) == ('{"keys": []}', None)
+
+
+def test_what_a_request_primed_and_left_unused_is_forgotten(store: Store) -> None:
+    """The next request on this thread reads Redis, not the last one's trip."""
+    doc = document_id("client_metadata", "https://app.example/c.json")
+    store.read_document_client("https://app.example/c.json", doc)
+    store.forget_primed()
+    store.documents.write(doc, '{"v": 1}', 60)
+    store.disabled_clients.disable("https://app.example/c.json", now=NOW, ttl=None)
+    assert store.documents.read(doc) == ('{"v": 1}', None)
+    assert store.disabled_clients.is_disabled("https://app.example/c.json")
