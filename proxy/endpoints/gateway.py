@@ -25,6 +25,7 @@ from flask import Response
 from flask import request
 
 from proxy.app_state import state
+from proxy.oauth import mcp_messages
 from proxy.observability import metrics
 from proxy.resource_server import mcp_cors
 from proxy.resource_server import relay
@@ -34,6 +35,7 @@ from proxy.resource_server.backend_identity import backend_identity
 from proxy.resource_server.identity_headers import identity_header_names
 from proxy.resource_server.jsonrpc_errors import ContentEncodingError
 from proxy.resource_server.jsonrpc_errors import JsonRpcError
+from proxy.resource_server.jsonrpc_errors import UnsupportedBodyError
 from proxy.resource_server.jsonrpc_errors import error_response
 from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.stream_slots import Slot
@@ -93,7 +95,7 @@ def forward(route: McpRoute) -> Response:
         owner = session_binding.owner_of(claims)
         if lookup is not None:
             lookup.check(owner)
-        _refuse_compressed_body()
+        _refuse_unread_bodies()
         request.max_content_length = app.settings.max_mcp_body_bytes
         body = request.get_data(cache=False)
         check_routing_headers(request.headers.items(), body)
@@ -154,14 +156,19 @@ def _session_scope(
     return lambda session_id: None if session_id is None else f"{path}\n{session_id}"
 
 
-def _refuse_compressed_body() -> None:
-    """The rules read the bytes the backend receives: a body the backend
-    would inflate first (``express.json()`` does) is refused, not relayed."""
+def _refuse_unread_bodies() -> None:
+    """The rules read the bytes the backend receives, as UTF-8 JSON: a body
+    the backend would inflate first (``express.json()`` does) or decode in
+    another charset (it takes any ``utf-*``) is refused, not relayed."""
     coding = request.headers.get("Content-Encoding", "").strip().lower()
     if coding not in ("", "identity"):
         raise ContentEncodingError(
             "Request bodies are accepted uncompressed only.",
             reason="content_encoding",
+        )
+    if mcp_messages.names_another_charset(request.headers.get("Content-Type", "")):
+        raise UnsupportedBodyError(
+            "Request bodies are accepted in UTF-8 only.", reason="charset"
         )
 
 

@@ -38,6 +38,22 @@ def read_json(body: bytes) -> t.Any:
         raise UnreadableBodyError(str(exc)[:120]) from None
 
 
+def names_another_charset(content_type: str) -> bool:
+    """Does this Content-Type ask the reader to decode the body as anything
+    but UTF-8? ``express.json()`` decodes any ``utf-*`` charset it is told
+    (``utf-7`` included), while :func:`read_json` reads UTF-8: the same
+    bytes would be two different requests. Every ``charset`` parameter is
+    looked at (parsers disagree on which of two counts), and one that cannot
+    be read plainly counts as another."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset":
+            continue
+        if value.strip().strip('"').lower() != "utf-8":
+            return True
+    return False
+
+
 def parse_messages(body: bytes) -> list[Message]:
     """The JSON-RPC messages of a POST body: one, or a batch (2025-03-26).
 
@@ -84,6 +100,38 @@ def tools_list_ids(messages: Iterable[Message]) -> list[t.Any]:
     ]
 
 
+def answers(response_id: object, request_id: object) -> bool:
+    """Would a client take a response with `response_id` as the answer to
+    `request_id`? The TypeScript SDK matches ``Number(response.id)``, so
+    ``"1"``, ``" 1 "`` and ``"0x1"`` all answer request 1: the filter must
+    match at least as much, or a list answered under such an id would pass
+    unfiltered. Matching more only filters more (fail closed)."""
+    if response_id == request_id:
+        return True
+    number = _as_number(response_id)
+    return number is not None and number == _as_number(request_id)
+
+
+def _as_number(value: object) -> float | None:
+    """JavaScript's ``Number(value)`` for an id, or None where it is NaN or
+    the value is no scalar. Python's float() reads a few strings Number()
+    does not (``"1_0"``, ``"inf"``): more matches, never fewer."""
+    if isinstance(value, bool | int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return 0.0  # Number("") is 0
+    try:
+        return float(int(text, 0)) if text[:2].lower() in _RADIX else float(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+_RADIX = ("0x", "0o", "0b")
+
+
 def filter_tools_result(
     message: object, ids: Iterable[t.Any], may_call: Callable[[str], bool]
 ) -> bool:
@@ -92,7 +140,9 @@ def filter_tools_result(
     Changes `message` in place; True when it was such a result (it may then
     need re-encoding).
     """
-    if not isinstance(message, dict) or message.get("id") not in list(ids):
+    if not isinstance(message, dict):
+        return False
+    if not any(answers(message.get("id"), request_id) for request_id in ids):
         return False
     result = message.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("tools"), list):

@@ -42,10 +42,17 @@ _AS_IS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 def header_value(value: str) -> str:
     """``value`` as a header can carry it: printable ASCII as is; ``%``,
     control characters and anything beyond ASCII percent-encoded as UTF-8
-    (``用户@example.com`` → ``%E7%94%A8%E6%88%B7@example.com``). HTTP/1.1
-    header values are Latin-1 at best and never hold a line break, and an
-    IdP's subject or a verified address may hold either."""
-    return quote(value, safe=_AS_IS)
+    (``用户@example.com`` → ``%E7%94%A8%E6%88%B7@example.com``), and a space
+    at either end too (HTTP parsers strip those: `` admin`` would arrive as
+    ``admin``). HTTP/1.1 header values are Latin-1 at best and never hold a
+    line break, and an IdP's subject or a verified address may hold either."""
+    encoded = quote(value, safe=_AS_IS)
+    core = encoded.strip(" ")
+    if not core:
+        return "%20" * len(encoded)
+    lead = len(encoded) - len(encoded.lstrip(" "))
+    trail = len(encoded) - len(encoded.rstrip(" "))
+    return "%20" * lead + core + "%20" * trail
 
 
 def identity_headers(settings: Settings, claims: AccessClaims) -> dict[str, str]:

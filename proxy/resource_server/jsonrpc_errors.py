@@ -77,13 +77,18 @@ class UnreadableRequestError(JsonRpcError):
     code = PARSE_ERROR
 
 
-class ContentEncodingError(JsonRpcError):
-    """A request body sent compressed (RFC 9110 §15.5.16: 415, with
-    ``Accept-Encoding: identity``): the gateway checks the bytes it relays,
-    and a backend that inflated them would run what was never checked."""
+class UnsupportedBodyError(JsonRpcError):
+    """A request body in a form the gateway does not read (RFC 9110
+    §15.5.16: 415): the gateway checks the bytes it relays as UTF-8 JSON, and
+    a backend that decoded them otherwise would run what was never checked."""
 
     status_code = 415
     code = INVALID_REQUEST
+
+
+class ContentEncodingError(UnsupportedBodyError):
+    """A request body sent compressed: 415 with ``Accept-Encoding: identity``
+    (RFC 9110 §12.5.3), which says what would be accepted."""
 
 
 class ToolDeniedError(JsonRpcError):

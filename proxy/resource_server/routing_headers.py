@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from proxy.oauth import mcp_messages
 from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
+from proxy.resource_server.jsonrpc_errors import UnreadableRequestError
 
 METHOD_HEADER = "mcp-method"
 NAME_HEADER = "mcp-name"
@@ -74,12 +75,19 @@ def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> No
     """Raise HeaderMismatchError unless the routing headers agree with ``body``."""
     sent = read_routing_headers(headers)
     method_header, name_header = sent.method, sent.name
-    if not sent.sent:
-        return
+    if not sent.sent or not body.strip():
+        return  # a GET or DELETE carries no message for the headers to name
     try:
         decoded = mcp_messages.read_json(body)
     except mcp_messages.UnreadableBodyError:
-        return  # the backend answers the parse error (tool rules refuse it)
+        # Not "the backend's parse error to answer": Node reads some JSON
+        # Python cannot (deep nesting, long numbers), so headers that cannot
+        # be compared could be lying to an intermediary that trusts them.
+        raise UnreadableRequestError(
+            "Parse error: Mcp-Method and Mcp-Name headers came with a body "
+            "that is not readable JSON.",
+            reason="unreadable_body",
+        ) from None
     if isinstance(decoded, list):
         # Routing headers name one message; a batch (gone since 2025-06-18)
         # would let them name one and the body carry others.

@@ -43,6 +43,9 @@ MAX_TOOLS_LIST_BYTES = 8 * 1024 * 1024
 
 Headers = list[tuple[str, str]]
 
+#: What a UTF-8 decoder drops from the start of a stream (WHATWG Encoding).
+BOM = b"\xef\xbb\xbf"
+
 #: Content encodings a tools/list answer can be read in (identity is asked for).
 _DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
@@ -104,28 +107,34 @@ class ToolAccess:
         """SSE (WHATWG HTML §9.2): events end at a blank line; each event is
         passed on whole, rewritten only when its data is a tools/list result.
 
-        Lines end in CRLF, LF or CR alone, and a CRLF may be split between
-        two chunks: a chunk's last CR waits for the next one.
+        Read as a client's EventSource reads it: one leading UTF-8 byte order
+        mark is not part of the first line, and lines end in CRLF, LF or CR
+        alone. Every line end becomes LF at once; a CRLF split between two
+        chunks leaves the LF at the start of the next, which is dropped.
         """
         pending = b""
-        held_cr = b""
+        at_start = True
+        after_cr = False
         for chunk in body:
             if not chunk:
                 yield b""  # the relay's flush of the headers: pass it on
                 continue
-            chunk = held_cr + chunk
-            held_cr = b"\r" if chunk.endswith(b"\r") else b""
-            if held_cr:
-                chunk = chunk[:-1]
+            if after_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+            after_cr = chunk.endswith(b"\r")
             pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if at_start:
+                if BOM.startswith(pending):
+                    continue  # not yet known whether a mark or a line starts
+                pending, at_start = pending.removeprefix(BOM), False
             while b"\n\n" in pending:
                 event, pending = pending.split(b"\n\n", 1)
                 yield self._event(event) + b"\n\n"
             if len(pending) > MAX_TOOLS_LIST_BYTES:
                 yield b"data: " + self._cannot_filter("event too large") + b"\n\n"
                 return
-        pending += b"\n" if held_cr else b""
         if pending:
+            # Unterminated: a client drops it (§9.2.6), but it is checked too.
             yield self._event(pending)
 
     def _event(self, event: bytes) -> bytes:
@@ -136,7 +145,9 @@ class ToolAccess:
         joined = b"\n".join(data)
         if not joined.strip():
             return event  # a comment, a retry hint, a priming event
-        others = [line for line in lines if not line.startswith(b"data:")]
+        # A line of its own (an event cut off at the end of the stream ends
+        # in one) would end the event before the data put back after it.
+        others = [line for line in lines if line and not line.startswith(b"data:")]
         try:
             message = mcp_messages.read_json(joined)
         except mcp_messages.UnreadableBodyError as exc:

@@ -8,6 +8,7 @@ with a result, so each test sees exactly what the gateway let through.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import html
 import json
@@ -572,6 +573,53 @@ def test_a_compressed_request_body_is_refused(
         **{"Content-Encoding": "identity"},
     )
     assert plain.status_code == 200
+
+
+#: A tools/list to a UTF-8 reader; decoded as UTF-7 (express.json() takes any
+#: utf-* charset) the string hides a second "method": a call of delete_repo.
+SMUGGLED = (
+    b'{"jsonrpc":"2.0","id":7,"method":"tools/list","x":"+'
+    + base64.b64encode(
+        '","method":"tools/call","params":{"name":"delete_repo"},"y":"'.encode(
+            "utf-16-be"
+        )
+    ).rstrip(b"=")
+    + b'-"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "relayed"),
+    [
+        ("application/json; charset=utf-7", False),
+        ("application/json; charset=UTF-16", False),
+        ("application/json; charset=utf-8; charset=utf-7", False),
+        ("application/json; charset=utf-8", True),
+        ('application/json;charset="UTF-8"', True),
+    ],
+)
+def test_a_body_in_another_charset_than_utf_8_is_refused(
+    client: t.Any,
+    oauth: OAuthTestClient,
+    idp_url: str,
+    httpserver: t.Any,
+    content_type: str,
+    relayed: bool,
+) -> None:
+    """The rules read UTF-8: a backend told to decode otherwise would run
+    another request than the one they allowed (415, never relayed)."""
+    assert json.loads(SMUGGLED)["method"] == "tools/list"
+    assert json.loads(SMUGGLED.decode("utf-7"))["params"]["name"] == "delete_repo"
+    token = token_for(oauth, idp_url, "charset@example.com", "mcp:write")
+    response = post_raw(client, token, SMUGGLED, **{"Content-Type": content_type})
+    if relayed:
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert backend_calls(httpserver) == 1
+        return
+    assert response.status_code == 415
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json()["error"]["code"] == -32600
+    assert backend_calls(httpserver) == 0
 
 
 def test_an_address_beyond_ascii_reaches_the_backend_percent_encoded(

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from proxy.oauth.mcp_messages import UnreadableBodyError
+from proxy.oauth.mcp_messages import answers
 from proxy.oauth.mcp_messages import filter_tools_result
 from proxy.oauth.mcp_messages import parse_messages
 from proxy.oauth.mcp_messages import tool_calls
@@ -70,3 +71,28 @@ def test_filter_leaves_other_responses_alone() -> None:
     other = {"jsonrpc": "2.0", "id": 3, "result": {"tools": [{"name": "x"}]}}
     assert not filter_tools_result(other, [9], lambda name: False)
     assert other["result"]["tools"] == [{"name": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("response_id", "request_id", "matches"),
+    [
+        (1, 1, True),
+        ("1", 1, True),
+        (" 1\n", 1, True),
+        ("1e0", 1, True),
+        ("0x1", 1, True),
+        ("", 0, True),  # Number("") is 0
+        (1, "1", True),
+        ("a", "a", True),
+        ("2", 1, False),
+        ("one", 1, False),
+        (None, 1, False),
+        ("nan", 1, False),
+        ([1], 1, False),
+        ("0x" + "f" * 400, 1, False),  # too large for a float: no match, no error
+    ],
+)
+def test_a_response_answers_the_requests_a_typescript_client_would_match(
+    response_id: object, request_id: object, matches: bool
+) -> None:
+    assert answers(response_id, request_id) is matches

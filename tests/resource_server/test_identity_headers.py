@@ -19,6 +19,9 @@ from proxy.resource_server.identity_headers import header_value
         ("josé@example.com", "jos%C3%A9@example.com"),
         ("a%40b@example.com", "a%2540b@example.com"),
         ("evil\r\nX-Injected: 1", "evil%0D%0AX-Injected: 1"),
+        # HTTP parsers strip a value's outer spaces: " admin" is not "admin".
+        (" admin ", "%20admin%20"),
+        ("  ", "%20%20"),
     ],
 )
 def test_a_header_value_is_printable_ascii_and_decodes_back(

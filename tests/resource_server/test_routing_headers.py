@@ -8,6 +8,7 @@ import pytest
 
 from proxy.resource_server.jsonrpc_errors import HEADER_MISMATCH
 from proxy.resource_server.jsonrpc_errors import HeaderMismatchError
+from proxy.resource_server.jsonrpc_errors import UnreadableRequestError
 from proxy.resource_server.routing_headers import check_routing_headers
 from proxy.resource_server.routing_headers import decode_header_value
 from proxy.resource_server.routing_headers import read_routing_headers
@@ -38,9 +39,12 @@ def _body(method: str, **params: object) -> bytes:
         ([("Mcp-Method", "tools/list")], _body("tools/list")),
         # A name header on a method that names nothing is not compared.
         ([("Mcp-Method", "tools/list"), ("Mcp-Name", "x")], _body("tools/list")),
-        # Not JSON, or not a JSON-RPC object: the backend answers the error.
-        ([("Mcp-Method", "tools/call")], b"{not json"),
+        # JSON but no JSON-RPC object: the backend answers the error.
         ([("Mcp-Method", "tools/call")], b"42"),
+        # No routing header: nothing to compare, whatever the body.
+        ([], b"{not json"),
+        # No body (a GET stream, a DELETE): no message to compare.
+        ([("Mcp-Method", "tools/call")], b""),
     ],
 )
 def test_agreeing_or_absent_headers_pass(
@@ -136,3 +140,26 @@ def test_a_byte_order_mark_does_not_hide_the_body_from_the_comparison() -> None:
             [("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")],
             b"\xef\xbb\xbf" + _body("tools/call", name="delete_repo"),
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","x":'
+        + b"[" * 3000
+        + b"]" * 3000
+        + b"}",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","n":' + b"9" * 5000 + b"}",
+    ],
+    ids=["not_json", "deep", "long_number"],
+)
+def test_routing_headers_with_a_body_that_cannot_be_read_are_a_parse_error(
+    body: bytes,
+) -> None:
+    """Node reads the deep and the long one: the headers cannot be checked
+    against what the backend would run, so they are not let through."""
+    with pytest.raises(UnreadableRequestError) as raised:
+        check_routing_headers([("Mcp-Method", "tools/list")], body)
+    assert raised.value.status_code == 400
+    assert raised.value.code == -32700

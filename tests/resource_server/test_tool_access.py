@@ -8,10 +8,12 @@ as an error (fail closed), never as the backend's whole list.
 from __future__ import annotations
 
 import json
+import re
 import typing as t
 
 import pytest
 
+from proxy.resource_server.tool_access import BOM
 from proxy.resource_server.tool_access import ToolAccess
 
 LISTED = {
@@ -42,8 +44,22 @@ def _one_answer(body: bytes, framing: str) -> tuple[bytes, t.Any]:
 
 
 def _messages(sse: bytes) -> list[t.Any]:
-    lines = sse.replace(b"\r\n", b"\n").split(b"\n")
-    return [json.loads(line[5:]) for line in lines if line.startswith(b"data:")]
+    """The JSON of each event a client dispatches, read as WHATWG HTML §9.2.6
+    says (so a framing fault loses the message and the test sees it): one
+    leading BOM dropped, lines end in CRLF, LF or CR, a blank line dispatches,
+    an event the stream ends inside is dropped."""
+    text = sse.decode("utf-8").removeprefix("\ufeff")
+    dispatched, data = [], []
+    for line in re.split(r"\r\n|\r|\n", text):
+        if not line:
+            if data:
+                dispatched.append(json.loads("\n".join(data)))
+            data = []
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            if field == "data":
+                data.append(value.removeprefix(" "))
+    return dispatched
 
 
 def _only_echo_or_an_error(messages: list[t.Any]) -> None:
@@ -113,3 +129,57 @@ def test_events_without_data_pass_untouched() -> None:
 def test_the_relays_empty_first_chunk_still_flushes_the_headers() -> None:
     body, _ = ACCESS.response(iter([b"", b"data: " + RESULT + b"\n\n"]), SSE)
     assert next(body) == b""
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: " + RESULT + b"\r\n\r"],
+        [b"data: " + RESULT + b"\r", b"", b"\n\r\n"],
+        [b"data: " + RESULT + b"\r", b"\n", b"\r", b"\n"],
+    ],
+    ids=["cr_held_at_the_end", "empty_chunk_while_cr_held", "crlf_crlf_in_four"],
+)
+def test_a_cr_at_a_chunks_end_is_one_line_end_whatever_follows(
+    chunks: list[bytes],
+) -> None:
+    answer = _answer(chunks)
+    assert b"delete_repo" not in answer
+    assert answer.endswith(b"\n\n")
+    _only_echo_or_an_error(_messages(answer))
+
+
+def test_a_rewritten_event_keeps_its_fields_and_ends_where_it_ended() -> None:
+    answer = _answer([b"event: message\r\nid: 7\r\ndata: " + RESULT + b"\r\n\r\n"])
+    filtered = dict(LISTED, result={"tools": [{"name": "echo"}]})
+    expected = json.dumps(filtered, separators=(",", ":")).encode()
+    assert answer == b"event: message\nid: 7\ndata: " + expected + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [BOM + b"data: " + RESULT + b"\n\n"],
+        [BOM[:1], BOM[1:] + b"data: " + RESULT + b"\n\n"],
+    ],
+    ids=["whole", "split"],
+)
+def test_a_byte_order_mark_before_the_stream_does_not_hide_the_first_event(
+    chunks: list[bytes],
+) -> None:
+    """A client's UTF-8 decoder drops it, so the first line is a data line."""
+    answer = _answer(chunks)
+    assert b"delete_repo" not in answer
+    _only_echo_or_an_error(_messages(answer))
+
+
+@pytest.mark.parametrize("framing", ["sse", "json"])
+@pytest.mark.parametrize("answered_as", ["1", " 1 ", "1.0", "0x1"])
+def test_an_answer_under_an_id_a_client_reads_as_the_requests_is_filtered(
+    answered_as: str, framing: str
+) -> None:
+    """The TypeScript SDK matches ``Number(response.id)``: "1" answers 1."""
+    body = json.dumps(dict(LISTED, id=answered_as)).encode()
+    answer, message = _one_answer(body, framing)
+    assert b"delete_repo" not in answer
+    assert [tool["name"] for tool in message["result"]["tools"]] == ["echo"]
