@@ -12,6 +12,9 @@ import re
 import typing as t
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from proxy.resource_server.tool_access import BOM
 from proxy.resource_server.tool_access import ToolAccess
@@ -183,3 +186,47 @@ def test_an_answer_under_an_id_a_client_reads_as_the_requests_is_filtered(
     answer, message = _one_answer(body, framing)
     assert b"delete_repo" not in answer
     assert [tool["name"] for tool in message["result"]["tools"]] == ["echo"]
+
+
+# -- any framing, any chunking: the client sees the backend's events, filtered --
+
+PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"n": 1}}
+OTHER_RESULT = {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "x"}]}}
+_EVENTS = st.sampled_from([LISTED, PROGRESS, OTHER_RESULT, None])  # None: a comment
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> tuple[list[bytes], list[t.Any]]:
+    """A backend's SSE stream cut into chunks anywhere, and the messages a
+    client reading it directly would see."""
+    end = draw(st.sampled_from(["\r\n", "\n", "\r"]))
+    lines = []
+    for message in draw(st.lists(_EVENTS, min_size=1, max_size=6)):
+        if message is None:
+            lines += [": keep-alive", ""]
+            continue
+        if draw(st.booleans()):
+            lines.append("event: message")
+        pretty = draw(st.booleans())  # data over several lines
+        text = json.dumps(message, indent=1 if pretty else None)
+        lines += [f"data: {line}" for line in text.split("\n")] + [""]
+    text = "".join(line + end for line in lines)
+    stream = (BOM if draw(st.booleans()) else b"") + text.encode()
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    chunks = [
+        stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)
+    ]
+    return chunks, _messages(stream)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(_streams())
+def test_any_chunking_of_any_framing_reaches_the_client_filtered(
+    stream: tuple[list[bytes], list[t.Any]],
+) -> None:
+    chunks, direct = stream
+    expected = [
+        dict(LISTED, result={"tools": [{"name": "echo"}]}) if m == LISTED else m
+        for m in direct
+    ]
+    assert _messages(_answer(chunks)) == expected
