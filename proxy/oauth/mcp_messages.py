@@ -12,6 +12,8 @@ so a header cannot steer it.
 from __future__ import annotations
 
 import json
+import math
+import re
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -113,36 +115,53 @@ def answers(response_id: object, request_id: object) -> bool:
 
 
 def _as_number(value: object) -> float | None:
-    """JavaScript's ``Number(value)`` for an id, or None where it is NaN or
-    the value is no scalar. Python's float() reads a few strings Number()
-    does not (``"1_0"``, ``"inf"``): more matches, never fewer."""
-    if isinstance(value, bool | int | float):
-        return float(value)
+    """JavaScript's ``Number(value)`` for an id (as ``JSON.parse`` reads a
+    number, beyond 1.8e308 infinite), or None where it is NaN or the value
+    is no scalar. Python reads a few strings Number() does not (``"1_0"``,
+    ``"inf"``): more matches, never fewer."""
+    if isinstance(value, bool | int):
+        return _int_as_float(int(value))
+    if isinstance(value, float):
+        return value
     if not isinstance(value, str):
         return None
-    text = value.strip()
+    text = _JS_SPACE.sub("", value)
     if not text:
         return 0.0  # Number("") is 0
     try:
-        return float(int(text, 0)) if text[:2].lower() in _RADIX else float(text)
-    except (ValueError, OverflowError):
+        if text[:2].lower() in _RADIX:
+            return _int_as_float(int(text, 0))
+        return float(text)
+    except ValueError:
         return None
 
 
+def _int_as_float(number: int) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+#: What Number() trims: Python's white space and U+FEFF, which JavaScript
+#: counts as white space and Python does not.
+_JS_SPACE = re.compile(r"^[\s\ufeff]+|[\s\ufeff]+$")
 _RADIX = ("0x", "0o", "0b")
 
 
 def filter_tools_result(
-    message: object, ids: Iterable[t.Any], may_call: Callable[[str], bool]
+    message: object, ids: Iterable[t.Any] | None, may_call: Callable[[str], bool]
 ) -> bool:
     """Drop from a `tools/list` result the tools the caller may not call.
 
-    Changes `message` in place; True when it was such a result (it may then
-    need re-encoding).
+    ``ids``: the `tools/list` request ids the message may answer; None for
+    any (a result listing tools, whatever its id). Changes `message` in
+    place; True when it was such a result (it may then need re-encoding).
     """
     if not isinstance(message, dict):
         return False
-    if not any(answers(message.get("id"), request_id) for request_id in ids):
+    id_ = message.get("id")
+    if ids is not None and not any(answers(id_, request) for request in ids):
         return False
     result = message.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("tools"), list):

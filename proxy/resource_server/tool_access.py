@@ -52,14 +52,21 @@ _DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
 @dataclass(frozen=True, slots=True)
 class ToolAccess:
-    """What the response needs: nothing, or its tools/list results filtered."""
+    """What the response needs: nothing, or its tools/list results filtered.
+
+    ``list_ids``: the ids of the request's `tools/list` calls; their answers
+    are filtered. ``any_result``: a GET stream, where the TypeScript SDK
+    hands a resumed answer the id of the request it resumes
+    (``replayMessageId``), so every result listing tools is filtered.
+    """
 
     list_ids: list[t.Any] = field(default_factory=list)
     may_call: Callable[[str], bool] | None = None
+    any_result: bool = False
 
     @property
     def filters(self) -> bool:
-        return self.may_call is not None and bool(self.list_ids)
+        return self.may_call is not None and (bool(self.list_ids) or self.any_result)
 
     def response(
         self, chunks: Iterator[bytes], headers: Headers
@@ -67,31 +74,36 @@ class ToolAccess:
         """The body and headers to send: unchanged unless tools/list is filtered."""
         if not self.filters:
             return chunks, headers
-        content_type = _header(headers, "content-type").split(";")[0].strip().lower()
+        content_type = _header(headers, "content-type").lower()
         encoding = _header(headers, "content-encoding").strip().lower()
         kept = [
             (name, value)
             for name, value in headers
             if name.lower() not in ("content-length", "content-encoding")
         ]
-        events = content_type == "text/event-stream"
-        if encoding not in _DECODABLE:
-            why = f"content encoding {encoding!r}"
+        # Read as clients tell the two apart: the TypeScript SDK looks for
+        # either name anywhere in the value, the Python SDK at its start.
+        events = "text/event-stream" in content_type
+        as_json = "application/json" in content_type
+        if encoding not in _DECODABLE or (events and as_json):
+            why = f"content encoding {encoding!r}, content type {content_type!r}"
             return self._refused(chunks, why, events=events), kept
         body = _decoded(chunks, encoding)
         if events:
             return self._filtered_events(body), kept
-        if content_type == "application/json":
+        if as_json:
             return self._filtered_json(body), kept
         return body, kept  # an error page, a 202: no tools in it
 
     def _filtered_json(self, body: Iterator[bytes]) -> Iterator[bytes]:
-        raw = b""
+        parts, size = [], 0
         for chunk in body:
-            raw += chunk
-            if len(raw) > MAX_TOOLS_LIST_BYTES:
-                yield self._cannot_filter("too large")
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_TOOLS_LIST_BYTES:
+                yield self._cannot_filter("too large", events=False)
                 return
+        raw = b"".join(parts)
         if not raw.strip():
             yield raw  # a 202, an empty answer: no tool in it
             return
@@ -99,7 +111,7 @@ class ToolAccess:
             decoded = mcp_messages.read_json(raw)
         except mcp_messages.UnreadableBodyError as exc:
             # A client's parser may read what ours cannot (fail closed).
-            yield self._cannot_filter(f"unreadable JSON: {exc}")
+            yield self._cannot_filter(f"unreadable JSON: {exc}", events=False)
             return
         yield _dumps(decoded) if self._filter_all(decoded) else raw
 
@@ -107,12 +119,15 @@ class ToolAccess:
         """SSE (WHATWG HTML §9.2): events end at a blank line; each event is
         passed on whole, rewritten only when its data is a tools/list result.
 
-        Read as a client's EventSource reads it: one leading UTF-8 byte order
-        mark is not part of the first line, and lines end in CRLF, LF or CR
-        alone. Every line end becomes LF at once; a CRLF split between two
-        chunks leaves the LF at the start of the next, which is dropped.
+        Read as the most lenient client reads it: what a stream starts with
+        and a client skips is skipped (:data:`STREAM_MARKS`), and lines end in
+        CRLF, LF or CR alone. Every line end becomes LF at once; a CRLF split
+        between two chunks leaves the LF at the start of the next, which is
+        dropped. Each byte is searched once (a stream may come a segment at a
+        time), and a buffered event is capped at MAX_TOOLS_LIST_BYTES.
         """
-        pending = b""
+        pending = bytearray()
+        searched = 0  # where the next search for a blank line starts
         at_start = True
         after_cr = False
         for chunk in body:
@@ -124,36 +139,38 @@ class ToolAccess:
             after_cr = chunk.endswith(b"\r")
             pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if at_start:
-                if BOM.startswith(pending):
+                if _may_become_a_mark(pending):
                     continue  # not yet known whether a mark or a line starts
-                pending, at_start = pending.removeprefix(BOM), False
-            while b"\n\n" in pending:
-                event, pending = pending.split(b"\n\n", 1)
-                yield self._event(event) + b"\n\n"
+                del pending[: _mark_length(pending)]
+                at_start = False
+            start = 0
+            while (end := pending.find(b"\n\n", max(searched, start))) >= 0:
+                yield self._event(bytes(pending[start:end])) + b"\n\n"
+                start = searched = end + 2
+            del pending[:start]
+            searched = max(len(pending) - 1, 0)
             if len(pending) > MAX_TOOLS_LIST_BYTES:
-                yield b"data: " + self._cannot_filter("event too large") + b"\n\n"
+                yield self._cannot_filter("event too large", events=True)
                 return
         if pending:
             # Unterminated: a client drops it (§9.2.6), but it is checked too.
-            yield self._event(pending)
+            yield self._event(bytes(pending))
 
     def _event(self, event: bytes) -> bytes:
         lines = event.split(b"\n")
-        data = [
-            line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")
-        ]
+        data = [_data_value(line) for line in lines if _is_data(line)]
         joined = b"\n".join(data)
         if not joined.strip():
             return event  # a comment, a retry hint, a priming event
         # A line of its own (an event cut off at the end of the stream ends
         # in one) would end the event before the data put back after it.
-        others = [line for line in lines if line and not line.startswith(b"data:")]
+        others = [line for line in lines if line and not _is_data(line)]
         try:
             message = mcp_messages.read_json(joined)
         except mcp_messages.UnreadableBodyError as exc:
             # A client's parser may read what ours cannot (fail closed).
-            error = self._cannot_filter(f"unreadable event data: {exc}")
-            return b"\n".join([*others, b"data: " + error])
+            error = self._cannot_filter(f"unreadable event data: {exc}", events=True)
+            return b"\n".join([*others, error.removesuffix(b"\n\n")])
         if not self._filter_all(message):
             return event
         return b"\n".join([*others, b"data: " + _dumps(message)])
@@ -165,7 +182,9 @@ class ToolAccess:
 
     def _filter(self, message: object) -> bool:
         return mcp_messages.filter_tools_result(
-            message, self.list_ids, t.cast(Callable[[str], bool], self.may_call)
+            message,
+            None if self.any_result else self.list_ids,
+            t.cast(Callable[[str], bool], self.may_call),
         )
 
     def _refused(
@@ -173,19 +192,55 @@ class ToolAccess:
     ) -> Iterator[bytes]:
         for _ in chunks:  # read to the end, so the connection can be reused
             pass
-        error = self._cannot_filter(why)
-        yield b"data: " + error + b"\n\n" if events else error
+        yield self._cannot_filter(why, events=events)
 
-    def _cannot_filter(self, why: str) -> bytes:
-        """Fail closed: a tools/list answer we cannot read lists nothing."""
+    def _cannot_filter(self, why: str, *, events: bool) -> bytes:
+        """Fail closed: a tools/list answer we cannot read lists nothing.
+
+        Each `tools/list` of the request gets its error (a client waits for
+        every id it sent); on a GET stream the id is the client's to give.
+        """
         log.error("tools/list answer not filtered (%s): replaced by an error", why)
-        return _dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": self.list_ids[0],
-                "error": {"code": -32603, "message": "The tool list is unavailable."},
-            }
-        )
+        errors = [
+            _dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {
+                        "code": -32603,
+                        "message": "The tool list is unavailable.",
+                    },
+                }
+            )
+            for request_id in (self.list_ids or [None])
+        ]
+        if events:
+            return b"".join(b"data: " + error + b"\n\n" for error in errors)
+        return errors[0] if len(errors) == 1 else b"[" + b",".join(errors) + b"]"
+
+
+#: What a stream may start with that a client skips: a UTF-8 byte order mark
+#: (its decoder drops it), then "ï»¿", the same mark decoded as Latin-1 and
+#: sent as UTF-8 (eventsource-parser, the TypeScript SDK's, drops that too).
+STREAM_MARKS = (BOM + "ï»¿".encode(), BOM, "ï»¿".encode())
+
+
+def _may_become_a_mark(pending: bytearray) -> bool:
+    """Could more bytes still make ``pending`` one of the marks (or longer)?"""
+    return any(len(pending) < len(m) and m.startswith(pending) for m in STREAM_MARKS)
+
+
+def _mark_length(pending: bytearray) -> int:
+    return next((len(m) for m in STREAM_MARKS if pending.startswith(m)), 0)
+
+
+def _is_data(line: bytes) -> bool:
+    """A ``data`` field: ``data:`` with a value, or ``data`` alone (§9.2.6)."""
+    return line == b"data" or line.startswith(b"data:")
+
+
+def _data_value(line: bytes) -> bytes:
+    return line[5:].removeprefix(b" ")
 
 
 NOTHING = ToolAccess()
@@ -207,10 +262,15 @@ def check_request(
     """Refuse what the rules refuse (raising the error to answer); else say how
     to treat the response. Cheap when no rule is configured. The rules are
     the route's own: each MCP server has its tool scopes and policy."""
-    if method != "POST":
-        return NOTHING
     if not has_rules(route):
         return NOTHING  # nothing to decide (the gateway checked the headers)
+    if method == "GET":
+        # A resumed stream (Last-Event-ID) may replay a tools/list answer,
+        # which the TypeScript SDK takes as the answer to the request it
+        # resumes whatever its id: every result listing tools is filtered.
+        return _filtered(app, route, claims, backend_headers, any_result=True)
+    if method != "POST":
+        return NOTHING
     try:
         messages = mcp_messages.parse_messages(body)
     except mcp_messages.UnreadableBodyError as exc:
@@ -221,10 +281,25 @@ def check_request(
         ) from None
     list_ids = mcp_messages.tools_list_ids(messages)
     check_calls(app, route, claims, mcp_messages.tool_calls(messages))
+    if not list_ids:
+        return NOTHING
+    return _filtered(app, route, claims, backend_headers, list_ids=list_ids)
+
+
+def _filtered(
+    app: AppState,
+    route: McpRoute,
+    claims: AccessClaims,
+    backend_headers: dict[str, str],
+    *,
+    list_ids: list[t.Any] | None = None,
+    any_result: bool = False,
+) -> ToolAccess:
+    """How to filter the answer, when the route has a tool policy."""
     live = route.tool_policy
     # A tool whose scope the token lacks stays listed: step-up reaches it, and
     # hiding it would leave the model no reason to ask. Only the policy hides.
-    if live is None or not list_ids:
+    if live is None:
         return NOTHING
     caller = caller_of(claims, app.settings, app.catalog_names)
     may_call = live.current().may_call(caller)
@@ -232,7 +307,7 @@ def check_request(
     for name in [n for n in backend_headers if n.lower() == "accept-encoding"]:
         del backend_headers[name]
     backend_headers["Accept-Encoding"] = "identity"
-    return ToolAccess(list_ids=list_ids, may_call=may_call)
+    return ToolAccess(list_ids=list_ids or [], may_call=may_call, any_result=any_result)
 
 
 def check_calls(

@@ -438,6 +438,41 @@ def test_a_tools_list_answer_that_cannot_be_read_lists_nothing(
     assert body["error"]["code"] == -32603
 
 
+def test_a_resumed_stream_replaying_a_tools_list_answer_is_filtered(
+    client: t.Any, oauth: OAuthTestClient, idp_url: str, httpserver: t.Any
+) -> None:
+    """2025-11-25 resumption: the TypeScript SDK gives what a GET with
+    Last-Event-ID replays the id of the request it resumes, so a replayed
+    list (under any id) must come filtered too."""
+    replayed = {
+        "jsonrpc": "2.0",
+        "id": 41,
+        "result": {"tools": [{"name": n, "inputSchema": {}} for n in TOOLS]},
+    }
+    httpserver.expect_request("/mcp", method="GET").respond_with_data(
+        b"id: 9\ndata: " + json.dumps(replayed).encode() + b"\n\n",
+        content_type="text/event-stream",
+    )
+    token = token_for(oauth, idp_url, "eve@evil.example", "mcp:read")
+    response = client.get(
+        "/mcp",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "text/event-stream",
+            "Last-Event-ID": "8",
+        },
+    )
+    assert response.status_code == 200
+    (request, _) = [e for e in httpserver.log if e[0].method == "GET"][-1]
+    assert request.headers["Accept-Encoding"] == "identity"
+    data = [
+        json.loads(line[5:])
+        for line in response.get_data().split(b"\n")
+        if line.startswith(b"data:")
+    ]
+    assert [tool["name"] for tool in data[0]["result"]["tools"]] == ["echo", "count"]
+
+
 def test_tools_list_for_an_admin_keeps_the_delete_tools(
     client: t.Any, oauth: OAuthTestClient, idp_url: str
 ) -> None:

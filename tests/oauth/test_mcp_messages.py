@@ -90,6 +90,10 @@ def test_filter_leaves_other_responses_alone() -> None:
         ("nan", 1, False),
         ([1], 1, False),
         ("0x" + "f" * 400, 1, False),  # too large for a float: no match, no error
+        ("\ufeff1", 1, True),  # JavaScript trims U+FEFF, Python's strip() does not
+        (2, 10**400, False),  # an id past 1.8e308: no OverflowError
+        (10**400, 10**401, True),  # both Infinity to JSON.parse
+        (2**53 + 1, 2**53, True),  # JSON.parse rounds both to 2**53
     ],
 )
 def test_a_response_answers_the_requests_a_typescript_client_would_match(

@@ -46,23 +46,39 @@ def _one_answer(body: bytes, framing: str) -> tuple[bytes, t.Any]:
     return answer, json.loads(answer)
 
 
-def _messages(sse: bytes) -> list[t.Any]:
-    """The JSON of each event a client dispatches, read as WHATWG HTML §9.2.6
-    says (so a framing fault loses the message and the test sees it): one
-    leading BOM dropped, lines end in CRLF, LF or CR, a blank line dispatches,
-    an event the stream ends inside is dropped."""
-    text = sse.decode("utf-8").removeprefix("\ufeff")
-    dispatched, data = [], []
-    for line in re.split(r"\r\n|\r|\n", text):
+def _events(sse: bytes) -> list[tuple[str, str, t.Any]]:
+    """(type, last event id, JSON data) of each event a client dispatches,
+    read as the TypeScript SDK's pipeline reads it (so a framing fault loses
+    or changes the event and the test sees it): a UTF-8 decoder drops one
+    leading BOM, eventsource-parser one leading "ï»¿"; then WHATWG HTML
+    §9.2.6: lines end in CRLF, LF or CR, a blank line dispatches, a field
+    with no colon has an empty value, an event the stream ends inside is
+    dropped."""
+    text = sse.decode("utf-8").removeprefix("\ufeff").removeprefix("ï»¿")
+    dispatched = []
+    data: list[str] = []
+    kind, last_id = "", ""
+    *lines, _unended = re.split(r"\r\n|\r|\n", text)
+    for line in lines:
         if not line:
             if data:
-                dispatched.append(json.loads("\n".join(data)))
-            data = []
+                message = json.loads("\n".join(data))
+                dispatched.append((kind or "message", last_id, message))
+            data, kind = [], ""
         elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            if field == "data":
-                data.append(value.removeprefix(" "))
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                kind = value
+            elif name == "id" and "\0" not in value:
+                last_id = value
     return dispatched
+
+
+def _messages(sse: bytes) -> list[t.Any]:
+    return [message for _, _, message in _events(sse)]
 
 
 def _only_echo_or_an_error(messages: list[t.Any]) -> None:
@@ -192,41 +208,132 @@ def test_an_answer_under_an_id_a_client_reads_as_the_requests_is_filtered(
 
 PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"n": 1}}
 OTHER_RESULT = {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "x"}]}}
-_EVENTS = st.sampled_from([LISTED, PROGRESS, OTHER_RESULT, None])  # None: a comment
+FILTERED = dict(LISTED, result={"tools": [{"name": "echo"}]})
+_MESSAGES = st.sampled_from([LISTED, PROGRESS, OTHER_RESULT])
 
 
 @st.composite
-def _streams(draw: st.DrawFn) -> tuple[list[bytes], list[t.Any]]:
-    """A backend's SSE stream cut into chunks anywhere, and the messages a
-    client reading it directly would see."""
+def _event_lines(draw: st.DrawFn) -> list[str]:
+    """One event as a backend may write it: optional fields before its data,
+    the JSON on one line or several, ``data:`` with or without its space, a
+    bare ``data`` line (an empty value, so a line break in the JSON)."""
+    lines = []
+    if draw(st.booleans()):
+        lines.append(draw(st.sampled_from(["event: message", "event:other"])))
+    if draw(st.booleans()):
+        lines.append(f"id: {draw(st.integers(0, 99))}")
+    if draw(st.booleans()):
+        lines.append("retry: 1000")
+    text = json.dumps(draw(_MESSAGES), indent=1 if draw(st.booleans()) else None)
+    for line in text.split("\n"):
+        lines.append(draw(st.sampled_from(["data: ", "data:"])) + line)
+        if draw(st.integers(0, 9)) == 0:
+            lines.append("data")
+    return lines
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> tuple[list[bytes], bytes]:
+    """A backend's SSE stream, and the same cut into chunks anywhere."""
     end = draw(st.sampled_from(["\r\n", "\n", "\r"]))
     lines = []
-    for message in draw(st.lists(_EVENTS, min_size=1, max_size=6)):
-        if message is None:
-            lines += [": keep-alive", ""]
-            continue
-        if draw(st.booleans()):
-            lines.append("event: message")
-        pretty = draw(st.booleans())  # data over several lines
-        text = json.dumps(message, indent=1 if pretty else None)
-        lines += [f"data: {line}" for line in text.split("\n")] + [""]
+    for kind in draw(st.lists(st.sampled_from(["event", "comment"]), max_size=6)):
+        lines += draw(_event_lines()) if kind == "event" else [": keep-alive"]
+        lines += [""] * draw(st.integers(1, 2))
+    if draw(st.booleans()):
+        lines += draw(_event_lines())  # cut off by the end of the stream
     text = "".join(line + end for line in lines)
-    stream = (BOM if draw(st.booleans()) else b"") + text.encode()
+    mark = draw(st.sampled_from(["", "\ufeff", "ï»¿", "\ufeffï»¿"]))
+    stream = (mark + text).encode()
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     chunks = [
         stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)
     ]
-    return chunks, _messages(stream)
+    return chunks, stream
 
 
-@settings(max_examples=300, derandomize=True, deadline=None)
+@settings(max_examples=1000, derandomize=True, deadline=None)
 @given(_streams())
 def test_any_chunking_of_any_framing_reaches_the_client_filtered(
-    stream: tuple[list[bytes], list[t.Any]],
+    stream: tuple[list[bytes], bytes],
 ) -> None:
-    chunks, direct = stream
+    """Events, their types and ids as a client reading the backend directly
+    would see them; only the listed tools differ."""
+    chunks, whole = stream
     expected = [
-        dict(LISTED, result={"tools": [{"name": "echo"}]}) if m == LISTED else m
-        for m in direct
+        (kind, last_id, FILTERED if message == LISTED else message)
+        for kind, last_id, message in _events(whole)
     ]
-    assert _messages(_answer(chunks)) == expected
+    assert _events(_answer(chunks)) == expected
+
+
+@pytest.mark.parametrize(
+    "mark", ["ï»¿".encode(), BOM + "ï»¿".encode()], ids=["latin1_mark", "both"]
+)
+@pytest.mark.parametrize("split", [False, True])
+def test_a_mark_eventsource_parser_skips_does_not_hide_the_first_event(
+    mark: bytes, split: bool
+) -> None:
+    """eventsource-parser drops a leading "ï»¿" (a BOM read as Latin-1)."""
+    stream = mark + b"data: " + RESULT + b"\n\n"
+    chunks = [stream[:4], stream[4:]] if split else [stream]
+    answer = _answer(chunks)
+    assert b"delete_repo" not in answer
+    assert _messages(answer) == [FILTERED]
+
+
+def test_a_resumed_stream_filters_every_result_listing_tools() -> None:
+    """On a GET stream the TypeScript SDK gives a replayed answer the id of
+    the request it resumes, so no id can be trusted to be another's."""
+    resumed = ToolAccess(may_call=lambda name: name == "echo", any_result=True)
+    replayed = dict(LISTED, id=41)
+    body, _ = resumed.response(
+        iter([b"id: 9\ndata: " + json.dumps(replayed).encode() + b"\n\n"]), SSE
+    )
+    assert _messages(b"".join(body)) == [dict(FILTERED, id=41)]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "framing"),
+    [
+        ("application/json-seq", "json"),
+        ("Application/JSON; charset=utf-8", "json"),
+        ("text/event-streamx", "sse"),
+    ],
+)
+def test_a_content_type_a_client_would_read_is_read_as_it_would(
+    content_type: str, framing: str
+) -> None:
+    """The Python SDK takes what starts with application/json as JSON, the
+    TypeScript SDK what contains text/event-stream as SSE."""
+    headers = [("Content-Type", content_type)]
+    if framing == "json":
+        answer = _answer([RESULT], headers)
+        assert json.loads(answer) == FILTERED
+    else:
+        answer = _answer([b"data: " + RESULT + b"\n\n"], headers)
+        assert _messages(answer) == [FILTERED]
+
+
+def test_a_content_type_naming_both_framings_is_refused() -> None:
+    headers = [("Content-Type", "application/json; x=text/event-stream")]
+    answer = _answer([RESULT], headers)
+    assert b"delete_repo" not in answer
+    _only_echo_or_an_error(_messages(answer))
+
+
+@pytest.mark.parametrize("framing", ["sse", "json"])
+def test_an_answer_too_large_to_filter_answers_every_listing_with_an_error(
+    framing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client waits for each id it sent: each tools/list gets its error."""
+    monkeypatch.setattr("proxy.resource_server.tool_access.MAX_TOOLS_LIST_BYTES", 64)
+    batch = ToolAccess(list_ids=[1, 2], may_call=lambda name: name == "echo")
+    big = json.dumps([LISTED, dict(LISTED, id=2)]).encode()
+    headers = SSE if framing == "sse" else JSON
+    body, _ = batch.response(
+        iter([b"data: " + big if framing == "sse" else big]), headers
+    )
+    answer = b"".join(body)
+    errors = _messages(answer) if framing == "sse" else json.loads(answer)
+    assert [(e["id"], e["error"]["code"]) for e in errors] == [(1, -32603), (2, -32603)]
