@@ -250,7 +250,9 @@ def _streamed(
         metrics.GATEWAY_OPEN_STREAMS.inc()
         stream = relay.Relay(relayed, on_finish=finished, flush_head=True)
         stop_watching.append(client_gone.watch(request.environ, stream.abort))
-    chunks, headers = access.response(stream.chunks(), relay.response_headers(relayed))
+    chunks, headers = access.response(
+        stream.chunks(), relay.response_headers(relayed), relayed.status
+    )
     response = Response(
         chunks, status=relayed.status, headers=headers, direct_passthrough=True
     )

@@ -40,6 +40,22 @@ def read_json(body: bytes) -> t.Any:
         raise UnreadableBodyError(str(exc)[:120]) from None
 
 
+def read_json_as_a_client(data: bytes) -> t.Any:
+    """An answer's JSON as the SDK clients read it: bytes that are not UTF-8
+    become U+FFFD (``TextDecoder`` and httpx both replace, neither fails),
+    a leading byte order mark is skipped; raises UnreadableBodyError."""
+    try:
+        return json.loads(data.decode("utf-8", "replace").removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableBodyError(str(exc)[:120]) from None
+
+
+def could_list_tools(data: bytes) -> bool:
+    """Could a reader find a `tools` member in this JSON text? Only if the
+    name is there as is or spelled with an escape (``"\\u0074ools"``)."""
+    return b"tools" in data or b"\\u" in data
+
+
 def names_another_charset(content_type: str) -> bool:
     """Does this Content-Type ask the reader to decode the body as anything
     but UTF-8? ``express.json()`` decodes any ``utf-*`` charset it is told

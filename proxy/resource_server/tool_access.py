@@ -27,6 +27,9 @@ from proxy.oauth import mcp_messages
 from proxy.oauth.errors import InsufficientScopeError
 from proxy.resource_server.jsonrpc_errors import ToolDeniedError
 from proxy.resource_server.jsonrpc_errors import UnreadableRequestError
+from proxy.resource_server.sse_events import EVENT
+from proxy.resource_server.sse_events import OVERFLOW
+from proxy.resource_server.sse_events import EventReader
 from proxy.resource_server.tool_policy import caller_of
 from proxy.resource_server.tool_scopes import check_tool_scopes
 from proxy.resource_server.verification import resource_metadata_url
@@ -43,8 +46,8 @@ MAX_TOOLS_LIST_BYTES = 8 * 1024 * 1024
 
 Headers = list[tuple[str, str]]
 
-#: What a UTF-8 decoder drops from the start of a stream (WHATWG Encoding).
-BOM = b"\xef\xbb\xbf"
+#: How much of a compressed answer is inflated before the reader takes it.
+INFLATE_STEP_BYTES = 64 * 1024
 
 #: Content encodings a tools/list answer can be read in (identity is asked for).
 _DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
@@ -69,7 +72,7 @@ class ToolAccess:
         return self.may_call is not None and (bool(self.list_ids) or self.any_result)
 
     def response(
-        self, chunks: Iterator[bytes], headers: Headers
+        self, chunks: Iterator[bytes], headers: Headers, status: int = 200
     ) -> tuple[Iterator[bytes], Headers]:
         """The body and headers to send: unchanged unless tools/list is filtered."""
         if not self.filters:
@@ -81,11 +84,19 @@ class ToolAccess:
             for name, value in headers
             if name.lower() not in ("content-length", "content-encoding")
         ]
-        # Read as clients tell the two apart: the TypeScript SDK looks for
-        # either name anywhere in the value, the Python SDK at its start.
-        events = "text/event-stream" in content_type
+        # Framing as the clients tell it: a type containing either name is
+        # read as it says (the SDKs parse its essence, or test its start;
+        # containing covers both), and the TypeScript SDK reads a GET's 2xx
+        # answer as SSE whatever its type.
+        declared_events = "text/event-stream" in content_type
         as_json = "application/json" in content_type
-        if encoding not in _DECODABLE or (events and as_json):
+        events = declared_events or (self.any_result and 200 <= status < 300)
+        # The Python SDK decodes SSE in the charset the type names; the
+        # filter reads UTF-8. Both SDKs read a JSON answer's bytes as UTF-8.
+        refused = declared_events and (
+            as_json or mcp_messages.names_another_charset(content_type)
+        )
+        if encoding not in _DECODABLE or refused:
             why = f"content encoding {encoding!r}, content type {content_type!r}"
             return self._refused(chunks, why, events=events), kept
         body = _decoded(chunks, encoding)
@@ -108,53 +119,40 @@ class ToolAccess:
             yield raw  # a 202, an empty answer: no tool in it
             return
         try:
-            decoded = mcp_messages.read_json(raw)
+            decoded = mcp_messages.read_json_as_a_client(raw)
         except mcp_messages.UnreadableBodyError as exc:
+            if not mcp_messages.could_list_tools(raw):
+                yield raw  # whatever a client makes of it, it lists no tool
+                return
             # A client's parser may read what ours cannot (fail closed).
             yield self._cannot_filter(f"unreadable JSON: {exc}", events=False)
             return
         yield _dumps(decoded) if self._filter_all(decoded) else raw
 
     def _filtered_events(self, body: Iterator[bytes]) -> Iterator[bytes]:
-        """SSE (WHATWG HTML §9.2): events end at a blank line; each event is
-        passed on whole, rewritten only when its data is a tools/list result.
-
-        Read as the most lenient client reads it: what a stream starts with
-        and a client skips is skipped (:data:`STREAM_MARKS`), and lines end in
-        CRLF, LF or CR alone. Every line end becomes LF at once; a CRLF split
-        between two chunks leaves the LF at the start of the next, which is
-        dropped. Each byte is searched once (a stream may come a segment at a
-        time), and a buffered event is capped at MAX_TOOLS_LIST_BYTES.
-        """
-        pending = bytearray()
-        searched = 0  # where the next search for a blank line starts
-        at_start = True
-        after_cr = False
+        """SSE (WHATWG HTML §9.2): each event, as sse_events.EventReader cuts
+        it, is passed on whole, rewritten only when its data is a tools/list
+        result; blank lines and comments between events are passed at once."""
+        reader = EventReader(MAX_TOOLS_LIST_BYTES)
         for chunk in body:
             if not chunk:
                 yield b""  # the relay's flush of the headers: pass it on
                 continue
-            if after_cr and chunk.startswith(b"\n"):
-                chunk = chunk[1:]
-            after_cr = chunk.endswith(b"\r")
-            pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if at_start:
-                if _may_become_a_mark(pending):
-                    continue  # not yet known whether a mark or a line starts
-                del pending[: _mark_length(pending)]
-                at_start = False
-            start = 0
-            while (end := pending.find(b"\n\n", max(searched, start))) >= 0:
-                yield self._event(bytes(pending[start:end])) + b"\n\n"
-                start = searched = end + 2
-            del pending[:start]
-            searched = max(len(pending) - 1, 0)
-            if len(pending) > MAX_TOOLS_LIST_BYTES:
-                yield self._cannot_filter("event too large", events=True)
-                return
-        if pending:
-            # Unterminated: a client drops it (§9.2.6), but it is checked too.
-            yield self._event(bytes(pending))
+            yield from self._pieces(reader.feed(chunk))
+        yield from self._pieces(reader.end(), ended=True)
+
+    def _pieces(
+        self, pieces: Iterator[tuple[str, bytes]], *, ended: bool = False
+    ) -> Iterator[bytes]:
+        for kind, piece in pieces:
+            if kind == EVENT:
+                # An unended event stays unended: a client drops it.
+                yield self._event(piece) + (b"" if ended else b"\n\n")
+            elif kind == OVERFLOW:
+                error = self._cannot_filter("event too large", events=True)
+                yield piece + b"\n" + error if piece else error
+            else:
+                yield piece
 
     def _event(self, event: bytes) -> bytes:
         lines = event.split(b"\n")
@@ -166,8 +164,10 @@ class ToolAccess:
         # in one) would end the event before the data put back after it.
         others = [line for line in lines if line and not _is_data(line)]
         try:
-            message = mcp_messages.read_json(joined)
+            message = mcp_messages.read_json_as_a_client(joined)
         except mcp_messages.UnreadableBodyError as exc:
+            if not mcp_messages.could_list_tools(joined):
+                return event  # a notification, a server's request: no tool list
             # A client's parser may read what ours cannot (fail closed).
             error = self._cannot_filter(f"unreadable event data: {exc}", events=True)
             return b"\n".join([*others, error.removesuffix(b"\n\n")])
@@ -198,7 +198,9 @@ class ToolAccess:
         """Fail closed: a tools/list answer we cannot read lists nothing.
 
         Each `tools/list` of the request gets its error (a client waits for
-        every id it sent); on a GET stream the id is the client's to give.
+        every id it sent). On a GET stream the id is not ours to know: the
+        error's is null (the Python SDK gives it the resumed request's id;
+        the TypeScript SDK reports it and its request times out).
         """
         log.error("tools/list answer not filtered (%s): replaced by an error", why)
         errors = [
@@ -217,21 +219,6 @@ class ToolAccess:
         if events:
             return b"".join(b"data: " + error + b"\n\n" for error in errors)
         return errors[0] if len(errors) == 1 else b"[" + b",".join(errors) + b"]"
-
-
-#: What a stream may start with that a client skips: a UTF-8 byte order mark
-#: (its decoder drops it), then "ï»¿", the same mark decoded as Latin-1 and
-#: sent as UTF-8 (eventsource-parser, the TypeScript SDK's, drops that too).
-STREAM_MARKS = (BOM + "ï»¿".encode(), BOM, "ï»¿".encode())
-
-
-def _may_become_a_mark(pending: bytearray) -> bool:
-    """Could more bytes still make ``pending`` one of the marks (or longer)?"""
-    return any(len(pending) < len(m) and m.startswith(pending) for m in STREAM_MARKS)
-
-
-def _mark_length(pending: bytearray) -> int:
-    return next((len(m) for m in STREAM_MARKS if pending.startswith(m)), 0)
 
 
 def _is_data(line: bytes) -> bool:
@@ -401,7 +388,11 @@ def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     decompressor = zlib.decompressobj(15 if encoding == "deflate" else 47)
     try:
         for chunk in chunks:
-            yield decompressor.decompress(chunk)
+            # A small chunk may inflate a thousandfold: at most a step at a
+            # time, so the size limits downstream hold before memory goes.
+            while chunk:
+                yield decompressor.decompress(chunk, INFLATE_STEP_BYTES)
+                chunk = decompressor.unconsumed_tail
         yield decompressor.flush()
     except zlib.error as exc:  # a corrupt body: what decoded so far, nothing more
         log.warning("tools/list answer does not decompress: %s", exc)

@@ -7,8 +7,10 @@ as an error (fail closed), never as the backend's whole list.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import tracemalloc
 import typing as t
 
 import pytest
@@ -16,7 +18,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from proxy.resource_server.tool_access import BOM
+from proxy.resource_server.sse_events import BOM
+from proxy.resource_server.sse_events import LATIN1_BOM
 from proxy.resource_server.tool_access import ToolAccess
 
 LISTED = {
@@ -62,7 +65,7 @@ def _events(sse: bytes) -> list[tuple[str, str, t.Any]]:
     for line in lines:
         if not line:
             if data:
-                message = json.loads("\n".join(data))
+                message = _json_or_text("\n".join(data))
                 dispatched.append((kind or "message", last_id, message))
             data, kind = [], ""
         elif not line.startswith(":"):
@@ -75,6 +78,14 @@ def _events(sse: bytes) -> list[tuple[str, str, t.Any]]:
             elif name == "id" and "\0" not in value:
                 last_id = value
     return dispatched
+
+
+def _json_or_text(data: str) -> t.Any:
+    """The data as JSON if it is (a client parses it), else as it came."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
 
 
 def _messages(sse: bytes) -> list[t.Any]:
@@ -232,9 +243,15 @@ def _event_lines(draw: st.DrawFn) -> list[str]:
     return lines
 
 
+#: Leading marks: the ones a client skips all of, then ones it does not.
+_SKIPPED_MARKS = ["", "\ufeff", "ï»¿", "\ufeffï»¿"]
+_MORE_MARKS = ["\ufeff\ufeff", "ï»¿ï»¿", "\ufeffï»¿\ufeff", "ï»¿\ufeff"]
+
+
 @st.composite
-def _streams(draw: st.DrawFn) -> tuple[list[bytes], bytes]:
-    """A backend's SSE stream, and the same cut into chunks anywhere."""
+def _streams(draw: st.DrawFn) -> tuple[list[bytes], bytes, bytes]:
+    """A backend's SSE stream cut into chunks anywhere, the stream whole, and
+    the stream as the filter reads it (every leading mark skipped)."""
     end = draw(st.sampled_from(["\r\n", "\n", "\r"]))
     lines = []
     for kind in draw(st.lists(st.sampled_from(["event", "comment"]), max_size=6)):
@@ -243,26 +260,29 @@ def _streams(draw: st.DrawFn) -> tuple[list[bytes], bytes]:
     if draw(st.booleans()):
         lines += draw(_event_lines())  # cut off by the end of the stream
     text = "".join(line + end for line in lines)
-    mark = draw(st.sampled_from(["", "\ufeff", "ï»¿", "\ufeffï»¿"]))
+    mark = draw(st.sampled_from(_SKIPPED_MARKS + _MORE_MARKS))
     stream = (mark + text).encode()
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     chunks = [
         stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)
     ]
-    return chunks, stream
+    return chunks, stream, text.encode()
 
 
 @settings(max_examples=1000, derandomize=True, deadline=None)
 @given(_streams())
 def test_any_chunking_of_any_framing_reaches_the_client_filtered(
-    stream: tuple[list[bytes], bytes],
+    stream: tuple[list[bytes], bytes, bytes],
 ) -> None:
     """Events, their types and ids as a client reading the backend directly
-    would see them; only the listed tools differ."""
-    chunks, whole = stream
+    would see them; only the listed tools differ. Past marks a client would
+    not all skip, the filter reads on (a client then shows no more than the
+    filter read, and never the whole list)."""
+    chunks, whole, past_the_marks = stream
+    read = whole if _events(whole) == _events(past_the_marks) else past_the_marks
     expected = [
         (kind, last_id, FILTERED if message == LISTED else message)
-        for kind, last_id, message in _events(whole)
+        for kind, last_id, message in _events(read)
     ]
     assert _events(_answer(chunks)) == expected
 
@@ -337,3 +357,94 @@ def test_an_answer_too_large_to_filter_answers_every_listing_with_an_error(
     answer = b"".join(body)
     errors = _messages(answer) if framing == "sse" else json.loads(answer)
     assert [(e["id"], e["error"]["code"]) for e in errors] == [(1, -32603), (2, -32603)]
+
+
+@pytest.mark.parametrize(
+    "marks", [BOM + BOM, LATIN1_BOM + LATIN1_BOM, BOM + LATIN1_BOM + BOM]
+)
+def test_marks_a_client_would_not_all_skip_are_read_past_too(marks: bytes) -> None:
+    """What the filter left in front would be the client's to skip: the
+    client would then read a list the filter never saw."""
+    answer = _answer([marks + b"data: " + RESULT + b"\n\n"])
+    assert b"delete_repo" not in answer
+    assert _messages(answer) == [FILTERED]
+
+
+RESUMED = ToolAccess(may_call=lambda name: name == "echo", any_result=True)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
+def test_a_get_streams_answer_is_read_as_sse_whatever_its_type(
+    content_type: str | None,
+) -> None:
+    """The TypeScript SDK reads a 2xx GET body as SSE without looking."""
+    headers = [] if content_type is None else [("Content-Type", content_type)]
+    stream = b"data: " + json.dumps(dict(LISTED, id=41)).encode() + b"\n\n"
+    body, _ = RESUMED.response(iter([stream]), headers, 200)
+    assert _messages(b"".join(body)) == [dict(FILTERED, id=41)]
+
+
+def test_a_get_refused_by_the_backend_passes_as_it_came() -> None:
+    error = b'{"error":"method not allowed"}'
+    body, _ = RESUMED.response(iter([error]), [("Content-Type", "text/plain")], 405)
+    assert b"".join(body) == error
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "cp037", "utf-7"])
+def test_an_event_stream_in_another_charset_lists_nothing(charset: str) -> None:
+    """The Python SDK decodes SSE in the charset named; the filter reads UTF-8."""
+    stream = ("data: " + RESULT.decode() + "\n\n").encode(charset)
+    headers = [("Content-Type", f"text/event-stream; charset={charset}")]
+    answer = _answer([stream], headers)
+    assert _messages(answer) == [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "error": {"code": -32603, "message": "The tool list is unavailable."},
+        }
+    ]
+
+
+def test_an_event_stream_declared_utf_8_is_filtered() -> None:
+    headers = [("Content-Type", "text/event-stream; charset=UTF-8")]
+    assert _messages(_answer([b"data: " + RESULT + b"\n\n"], headers)) == [FILTERED]
+
+
+def test_bytes_that_are_not_utf_8_are_read_as_a_client_reads_them() -> None:
+    """Both SDKs decode with U+FFFD in place: a stray byte neither hides a
+    list from the filter nor turns a notification into an error."""
+    listed = RESULT.replace(b'"echo"}', b'"echo", "title": "caf\xe9"}')
+    note = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"d":"\xff"}}'
+    answer = _answer([b"data: " + listed + b"\n\ndata: " + note + b"\n\n"])
+    assert b"delete_repo" not in answer
+    first, second = _events(answer.replace(b"\xff", b"?"))
+    assert [tool["name"] for tool in first[2]["result"]["tools"]] == ["echo"]
+    assert answer.endswith(b"data: " + note + b"\n\n")  # passed as it came
+    assert second[2]["method"] == "notifications/message"
+
+
+@pytest.mark.parametrize("framing", ["sse", "json"])
+def test_unreadable_data_that_names_no_tools_passes_as_it_came(framing: str) -> None:
+    """Nested past Python's limit, Node reads it: a notification or a
+    server's request without a `tools` member cannot be a list, and
+    replacing it would break the client's session for nothing."""
+    deep = b'{"jsonrpc":"2.0","method":"n","params":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    if framing == "sse":
+        assert _answer([b"data: " + deep + b"\n\n"]) == b"data: " + deep + b"\n\n"
+    else:
+        assert _answer([deep], JSON) == deep
+
+
+def test_a_compressed_answer_is_inflated_a_step_at_a_time() -> None:
+    """100 MB of zeros in 100 KB of gzip: refused as too large before it is
+    held in memory whole."""
+    bomb = gzip.compress(b'{"jsonrpc":"2.0","id":1,"result":{"tools":[' + b" " * 10**8)
+    headers = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+    tracemalloc.start()
+    try:
+        answer = _answer([bomb], headers)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert json.loads(answer)["error"]["code"] == -32603
+    assert peak < 40 * 1024 * 1024, peak
