@@ -15,7 +15,9 @@ is ended by a background sender, or by the grant's next slot request in this
 worker if that comes first (in its pipeline, before its own acquire), so that
 no response waits on that round trip (a tool call answered as a one-event
 stream used to finish only after it) and a busy worker ends many leases in
-one pipeline. A worker that dies without
+one pipeline. A request the grant's cap refuses tries once more after
+SIBLING_RELEASE_SECONDS, since the lease in its way may be one another
+worker has released and not yet ended. A worker that dies without
 releasing keeps nothing forever: the per-worker count dies with it, and the
 per-grant slot is a Redis lease (proxy/store/streams.py) that this module
 renews while the stream is open and that otherwise ends by itself.
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 #: Seconds a refused client is told to wait: streams end when their clients
 #: leave or their backend answers, so a slot may free up at any moment.
 RETRY_AFTER_SECONDS = 5
+#: How long a request refused by the grant's cap waits before its one more
+#: try: a sibling worker sends a release as soon as its request waits on a
+#: socket (well under this), so a slot freed a moment ago is found.
+SIBLING_RELEASE_SECONDS = 0.05
 
 
 class Slot:
@@ -244,7 +250,7 @@ class SlotRequest:
                 reason="max_streams",
             )
         slot = self._slot
-        if slot.leased and not self._taken:
+        if slot.leased and not self._taken and not self._second_try(slot):
             self._owner._forget(slot)
             log.info(
                 "stream refused: grant %s holds %d",
@@ -257,6 +263,23 @@ class SlotRequest:
         if slot.leased:
             self._owner._ensure_renewer()
         return slot
+
+    def _second_try(self, slot: Slot) -> bool:
+        """The grant's slots are full, but one may be free already: a client
+        that was answered on another worker sends its next call at once,
+        often before that worker's sender has ended the answer's lease. One
+        more try, after that sender's usual delay, tells the two apart; a
+        grant really at its cap pays the pause and one round trip."""
+        time.sleep(SIBLING_RELEASE_SECONDS)
+        owner = self._owner
+        try:
+            self._taken = owner._leases.acquire(
+                slot.grant_id, slot.lease_id, slots=owner._per_grant, ms=owner._lease_ms
+            )
+        except BaseException:
+            owner._forget(slot)  # settled: nobody else gives the place back
+            raise
+        return self._taken
 
     def abandon(self) -> None:
         """The request was refused before its stream: give back what it took."""

@@ -10,6 +10,7 @@ tests/e2e/test_gateway_stream_caps.py.
 
 from __future__ import annotations
 
+import threading
 import time
 import typing as t
 from collections.abc import Iterator
@@ -162,6 +163,35 @@ def test_the_next_call_ends_the_last_ones_lease_in_its_own_trip(
         assert (sends, status) == (1, 200)
     assert slots.send_releases() == 1  # only the last call's is still queued
     assert _held(app, alice.grant_id) == 0
+
+
+def test_a_slot_another_worker_freed_a_moment_ago_is_found(
+    gateway: Settings, store_client: t.Any
+) -> None:
+    """Two workers, one slot per grant: the client's next call reaches the
+    other worker before the first one's sender ended the last call's lease.
+    It waits a moment and tries once more instead of a spurious 429."""
+    first = _app(gateway, store_client, max_streams_per_grant=1)
+    second = _app(gateway, store_client, max_streams_per_grant=1)
+    first.extensions["proxy"].streams.background_releases = False
+    alice = Grant(first.test_client())
+    alice.open_stream(first.test_client()).close()  # released, not sent yet
+    assert first.extensions["proxy"].store.streams.held(alice.grant_id) == 1
+    sender = threading.Timer(0.01, first.extensions["proxy"].streams.send_releases)
+    sender.start()
+    try:
+        response = alice.open_stream(second.test_client())
+        assert response.status_code == 200, response.get_data(as_text=True)
+        response.close()
+    finally:
+        sender.join()
+    # And a grant really at its cap is still refused after the second try.
+    held = alice.open_stream(second.test_client())
+    try:
+        assert held.status_code == 200
+        assert alice.open_stream(first.test_client()).status_code == 429
+    finally:
+        held.close()
 
 
 def test_closing_a_stream_frees_its_slot(
