@@ -16,7 +16,7 @@ HTML §9.2.6, and what the MCP SDKs' readers do beyond it):
   back until the next event);
 - an event longer than ``limit`` is not buffered: its last ``id`` line is
   kept (so a client that reconnects resumes after it, not at it again) and
-  the rest of it is skipped.
+  the rest of it is skipped; a comment line longer than it is dropped.
 
 Each byte is searched once: a backend sending an event a segment at a time
 costs linear time.
@@ -52,14 +52,21 @@ class EventReader:
         self._searched = 0  # where the next search for a blank line starts
         self._at_start = True
         self._after_cr = False
-        self._skipping = False
+        #: While skipping what is over the limit: what ends it (the blank
+        #: line after an event, the end of a comment line).
+        self._skip_to: bytes | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back: the start of an event not ended yet."""
+        return len(self._pending)
 
     def feed(self, chunk: bytes) -> Iterator[Piece]:
         if self._after_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
+        self._after_cr = chunk.endswith(b"\r")
         if not chunk:
             return
-        self._after_cr = chunk.endswith(b"\r")
         self._pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if self._at_start and not self._past_the_marks():
             return
@@ -68,7 +75,7 @@ class EventReader:
     def end(self) -> Iterator[Piece]:
         """What is left when the stream ends: an event it ended inside (a
         client drops it, but it is passed on as read, checked like any)."""
-        if self._pending and not self._skipping:
+        if self._pending and self._skip_to is None:
             yield EVENT, bytes(self._pending)
         self._pending.clear()
 
@@ -87,14 +94,16 @@ class EventReader:
     def _cut(self) -> Iterator[Piece]:
         pending, start = self._pending, 0
         while True:
-            if self._skipping:
-                end = pending.find(b"\n\n", max(self._searched, start))
+            if self._skip_to is not None:
+                end = pending.find(self._skip_to, self._searched)
                 if end < 0:
-                    break
-                start = self._searched = end + 2
-                self._skipping = False
+                    del pending[:-1]  # the end may start with the last byte
+                    self._searched = 0
+                    return
+                start = self._searched = end + len(self._skip_to)
+                self._skip_to = None
                 continue
-            line_end = _idle_line_end(pending, start)
+            line_end = _idle_line_end(pending, start, self._searched)
             if line_end > start:
                 yield BETWEEN, bytes(pending[start:line_end])
                 start = line_end
@@ -106,22 +115,27 @@ class EventReader:
             start = self._searched = end + 2
         del pending[:start]
         self._searched = max(len(pending) - 1, 0)
-        if not self._skipping and len(pending) > self._limit:
-            yield OVERFLOW, _last_id_line(pending)
-            self._skipping = True
-            del pending[:-1]  # a blank line may start with the last byte
+        if len(pending) > self._limit:
+            if pending.startswith(b":"):
+                self._skip_to = b"\n"  # a comment: clients ignore it anyway
+            else:
+                yield OVERFLOW, _last_id_line(pending)
+                self._skip_to = b"\n\n"
+            del pending[:-1]
             self._searched = 0
 
 
-def _idle_line_end(pending: bytearray, start: int) -> int:
+def _idle_line_end(pending: bytearray, start: int, searched: int) -> int:
     """The end (past its LF) of a blank line or whole comment line starting
-    at ``start``, or ``start`` if none does."""
+    at ``start``, or ``start`` if none does. Before ``searched`` there is no
+    LF after ``start`` (the last chunk's search found none), so a long
+    comment is not searched again with every chunk."""
     if start >= len(pending):
         return start
     if pending[start] == ord("\n"):
         return start + 1
     if pending[start] == ord(":"):
-        line_end = pending.find(b"\n", start)
+        line_end = pending.find(b"\n", max(start, searched))
         if line_end >= 0:
             return line_end + 1
     return start

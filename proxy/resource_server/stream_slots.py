@@ -250,28 +250,37 @@ class SlotRequest:
                 reason="max_streams",
             )
         slot = self._slot
-        if slot.leased and not self._taken and not self._second_try(slot):
-            self._owner._forget(slot)
-            log.info(
-                "stream refused: grant %s holds %d",
-                slot.grant_id[:8],
-                self._owner._per_grant,
-            )
-            raise TooManyRequestsError(
-                RETRY_AFTER_SECONDS, reason="max_streams_per_grant"
-            )
+        if slot.leased and not self._taken:
+            grant_id = slot.grant_id
+            self._slot = self._second_try(slot)
+            if self._slot is None:
+                log.info(
+                    "stream refused: grant %s holds %d",
+                    grant_id[:8],
+                    self._owner._per_grant,
+                )
+                raise TooManyRequestsError(
+                    RETRY_AFTER_SECONDS, reason="max_streams_per_grant"
+                )
+            slot = self._slot
         if slot.leased:
             self._owner._ensure_renewer()
         return slot
 
-    def _second_try(self, slot: Slot) -> bool:
+    def _second_try(self, refused: Slot) -> Slot | None:
         """The grant's slots are full, but one may be free already: a client
         that was answered on another worker sends its next call at once,
         often before that worker's sender has ended the answer's lease. One
         more try, after that sender's usual delay, tells the two apart; a
-        grant really at its cap pays the pause and one round trip."""
-        time.sleep(SIBLING_RELEASE_SECONDS)
+        grant really at its cap pays the pause and one round trip. The
+        worker's place is given back while it waits (a flood of refused
+        requests must not fill the worker for other grants)."""
         owner = self._owner
+        owner._forget(refused)
+        time.sleep(SIBLING_RELEASE_SECONDS)
+        slot = owner._reserve(refused.grant_id)
+        if slot is None:
+            return None
         try:
             self._taken = owner._leases.acquire(
                 slot.grant_id, slot.lease_id, slots=owner._per_grant, ms=owner._lease_ms
@@ -279,7 +288,10 @@ class SlotRequest:
         except BaseException:
             owner._forget(slot)  # settled: nobody else gives the place back
             raise
-        return self._taken
+        if not self._taken:
+            owner._forget(slot)
+            return None
+        return slot
 
     def abandon(self) -> None:
         """The request was refused before its stream: give back what it took."""

@@ -373,10 +373,9 @@ def _printable(value: str) -> str:
 
 
 def _header(headers: Headers, wanted: str) -> str:
-    for name, value in headers:
-        if name.lower() == wanted:
-            return value
-    return ""
+    """Every value of the header, joined as fetch and httpx join them: a
+    backend that sends two Content-Types is read as its client reads it."""
+    return ", ".join(value for name, value in headers if name.lower() == wanted)
 
 
 def _decoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:

@@ -194,6 +194,28 @@ def test_a_slot_another_worker_freed_a_moment_ago_is_found(
         held.close()
 
 
+def test_a_refused_request_holds_no_worker_place_while_it_waits(
+    gateway: Settings, store_client: t.Any
+) -> None:
+    """During the second try's pause the worker counts only real streams: a
+    flood of refused requests cannot fill it for other grants."""
+    app = _app(gateway, store_client, max_streams_per_grant=1)
+    client = app.test_client()
+    alice = Grant(client)
+    held = alice.open_stream(client)
+    seen: list[int] = []
+    sampler = threading.Timer(0.025, lambda: seen.append(_open_count(app)))
+    sampler.start()
+    try:
+        assert held.status_code == 200
+        assert alice.open_stream(client).status_code == 429
+    finally:
+        sampler.join()
+        held.close()
+    assert seen == [1]
+    assert _open_count(app) == 0
+
+
 def test_closing_a_stream_frees_its_slot(
     gateway: Settings, store_client: t.Any, closing: list[t.Any]
 ) -> None:

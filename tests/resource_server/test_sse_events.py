@@ -78,3 +78,27 @@ def test_an_event_the_stream_ends_inside_is_handed_over_as_read() -> None:
         (EVENT, b"data: a"),
         (EVENT, b"data: b\n"),
     ]
+
+
+def test_an_endless_event_over_the_limit_is_not_held() -> None:
+    reader = EventReader(64)
+    pieces = list(reader.feed(b"id: 3\ndata: " + b"x" * 100))
+    for _ in range(1000):
+        pieces += reader.feed(b"x" * 100)
+        assert reader.buffered <= 1
+    pieces += reader.feed(b"\n\ndata: after\n\n")
+    assert pieces == [(OVERFLOW, b"id: 3"), (EVENT, b"data: after")]
+
+
+def test_a_comment_over_the_limit_is_dropped_and_the_next_event_kept() -> None:
+    """Clients ignore comments: no error in its place, and the skipping ends
+    with the comment's line, not at the next blank line."""
+    assert _pieces([b":" + b"c" * 20, b"\ndata: 1\n\n"], 10) == [(EVENT, b"data: 1")]
+
+
+def test_a_lone_lf_after_a_cr_is_the_only_byte_dropped() -> None:
+    """CR | LF | LF: the first LF ends the CRLF, the second is a blank line."""
+    assert _pieces([b"data: 1\r", b"\n", b"\n", b"data: 2\n\n"]) == [
+        (EVENT, b"data: 1"),
+        (EVENT, b"data: 2"),
+    ]

@@ -448,3 +448,14 @@ def test_a_compressed_answer_is_inflated_a_step_at_a_time() -> None:
         tracemalloc.stop()
     assert json.loads(answer)["error"]["code"] == -32603
     assert peak < 40 * 1024 * 1024, peak
+
+
+def test_a_second_content_type_is_read_as_clients_join_it() -> None:
+    """fetch and httpx join repeated values: the TypeScript SDK would read
+    "application/octet-stream, text/event-stream" as SSE."""
+    headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Type", "text/event-stream"),
+    ]
+    answer = _answer([b"data: " + RESULT + b"\n\n"], headers)
+    assert _messages(answer) == [FILTERED]
