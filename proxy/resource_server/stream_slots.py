@@ -279,8 +279,11 @@ class SlotRequest:
         owner._forget(refused)
         time.sleep(SIBLING_RELEASE_SECONDS)
         slot = owner._reserve(refused.grant_id)
-        if slot is None:
-            return None
+        if slot is None:  # the worker filled up meanwhile: its refusal, not the grant's
+            raise TemporarilyUnavailableError(
+                "The gateway holds all the streams it can: retry later.",
+                reason="max_streams",
+            )
         try:
             self._taken = owner._leases.acquire(
                 slot.grant_id, slot.lease_id, slots=owner._per_grant, ms=owner._lease_ms

@@ -20,6 +20,7 @@ import pytest
 from proxy import create_app
 from proxy.config.limits import Limits
 from proxy.config.settings import Settings
+from proxy.resource_server import stream_slots
 from proxy.resource_server.stream_slots import RETRY_AFTER_SECONDS
 from tests.oauth_client import OAuthTestClient
 from tests.redis_round_trips import RoundTrips
@@ -195,7 +196,7 @@ def test_a_slot_another_worker_freed_a_moment_ago_is_found(
 
 
 def test_a_refused_request_holds_no_worker_place_while_it_waits(
-    gateway: Settings, store_client: t.Any
+    gateway: Settings, store_client: t.Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """During the second try's pause the worker counts only real streams: a
     flood of refused requests cannot fill it for other grants."""
@@ -204,16 +205,54 @@ def test_a_refused_request_holds_no_worker_place_while_it_waits(
     alice = Grant(client)
     held = alice.open_stream(client)
     seen: list[int] = []
-    sampler = threading.Timer(0.025, lambda: seen.append(_open_count(app)))
-    sampler.start()
+
+    class Clock:
+        """time, but counting the worker's streams when the pause begins."""
+
+        def __getattr__(self, name: str) -> t.Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            seen.append(_open_count(app))
+            time.sleep(seconds)
+
+    monkeypatch.setattr(stream_slots, "time", Clock())
     try:
         assert held.status_code == 200
         assert alice.open_stream(client).status_code == 429
     finally:
-        sampler.join()
         held.close()
     assert seen == [1]
     assert _open_count(app) == 0
+
+
+def test_a_worker_filled_during_the_pause_refuses_with_its_own_503(
+    gateway: Settings, store_client: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second try finds no place in the worker: the worker's refusal
+    (503 max_streams), not the grant's."""
+    app = _app(gateway, store_client, max_streams_per_grant=1, max_streams=2)
+    client = app.test_client()
+    alice = Grant(client)
+    held = alice.open_stream(client)
+    slots = app.extensions["proxy"].streams
+
+    class Clock:
+        """time, but another grant's stream takes the last place meanwhile."""
+
+        def __getattr__(self, name: str) -> t.Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            assert slots._reserve("another-grant") is not None
+
+    monkeypatch.setattr(stream_slots, "time", Clock())
+    try:
+        refused = alice.open_stream(client)
+        assert refused.status_code == 503
+        assert refused.get_json()["error"] == "temporarily_unavailable"
+    finally:
+        held.close()
 
 
 def test_closing_a_stream_frees_its_slot(
