@@ -98,7 +98,8 @@ def forward(route: McpRoute) -> Response:
         _refuse_unread_bodies()
         request.max_content_length = app.settings.max_mcp_body_bytes
         body = request.get_data(cache=False)
-        check_routing_headers(request.headers.items(), body)
+        parsed = mcp_messages.Body(body)
+        check_routing_headers(request.headers.items(), parsed)
         # Last: once the slot is ours, the block below gives it back.
         slot = wanted.slot() if wanted is not None else None
     except BaseException:
@@ -110,7 +111,7 @@ def forward(route: McpRoute) -> Response:
         headers = _backend_headers(app, route, claims)
         # Per-tool scopes and the tool policy: refused before the backend sees it.
         access = tool_access.check_request(
-            app, route, claims, request.method, body, headers
+            app, route, claims, request.method, parsed, headers
         )
         relayed = relay.open_backend(
             t.cast(urllib3.HTTPConnectionPool, route.backend),

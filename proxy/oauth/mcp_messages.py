@@ -34,18 +34,50 @@ def read_json(body: bytes) -> t.Any:
     """The body as JSON, as every JSON-RPC reader here reads it (a UTF-8 byte
     order mark allowed, as RFC 8259 §8.1 lets parsers, and the SDKs do);
     raises UnreadableBodyError."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise UnreadableBodyError(str(exc)[:120]) from None
+    return _loads(body)
+
+
+class Body:
+    """A POST body, parsed when a rule first reads it and then not again
+    (the routing headers' check and the tool rules both may; a relay with
+    neither parses nothing)."""
+
+    __slots__ = ("_decoded", "_error", "_read", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._read = False
+        self._decoded: t.Any = None
+        self._error: UnreadableBodyError | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.raw.strip()
+
+    def json(self) -> t.Any:
+        """The decoded JSON; raises UnreadableBodyError for a body that is
+        not readable JSON (the same error each time)."""
+        if not self._read:
+            self._read = True
+            try:
+                self._decoded = read_json(self.raw)
+            except UnreadableBodyError as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._decoded
 
 
 def read_json_as_a_client(data: bytes) -> t.Any:
     """An answer's JSON as the SDK clients read it: bytes that are not UTF-8
     become U+FFFD (``TextDecoder`` and httpx both replace, neither fails),
     a leading byte order mark is skipped; raises UnreadableBodyError."""
+    return _loads(data.decode("utf-8", "replace").removeprefix("\ufeff"))
+
+
+def _loads(text: bytes | str) -> t.Any:
     try:
-        return json.loads(data.decode("utf-8", "replace").removeprefix("\ufeff"))
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise UnreadableBodyError(str(exc)[:120]) from None
 
@@ -72,16 +104,17 @@ def names_another_charset(content_type: str) -> bool:
     return False
 
 
-def parse_messages(body: bytes) -> list[Message]:
+def parse_messages(body: bytes | Body) -> list[Message]:
     """The JSON-RPC messages of a POST body: one, or a batch (2025-03-26).
 
     An empty body, or JSON that is neither an object nor an array, gives no
     messages: no MCP reader takes a call from it. A body that is not JSON
     raises UnreadableBodyError.
     """
-    if not body.strip():
+    parsed = body if isinstance(body, Body) else Body(body)
+    if parsed.empty:
         return []
-    decoded = read_json(body)
+    decoded = parsed.json()
     items = decoded if isinstance(decoded, list) else [decoded]
     return [item for item in items if isinstance(item, dict)]
 

@@ -71,14 +71,17 @@ def read_routing_headers(headers: Iterable[tuple[str, str]]) -> RoutingHeaders:
     return RoutingHeaders(method=method_header, name=name_header)
 
 
-def check_routing_headers(headers: Iterable[tuple[str, str]], body: bytes) -> None:
+def check_routing_headers(
+    headers: Iterable[tuple[str, str]], body: bytes | mcp_messages.Body
+) -> None:
     """Raise HeaderMismatchError unless the routing headers agree with ``body``."""
     sent = read_routing_headers(headers)
     method_header, name_header = sent.method, sent.name
-    if not sent.sent or not body.strip():
+    parsed = body if isinstance(body, mcp_messages.Body) else mcp_messages.Body(body)
+    if not sent.sent or parsed.empty:
         return  # a GET or DELETE carries no message for the headers to name
     try:
-        decoded = mcp_messages.read_json(body)
+        decoded = parsed.json()
     except mcp_messages.UnreadableBodyError:
         # Not "the backend's parse error to answer": Node reads some JSON
         # Python cannot (deep nesting, long numbers), so headers that cannot

@@ -243,7 +243,7 @@ def check_request(
     route: McpRoute,
     claims: AccessClaims,
     method: str,
-    body: bytes,
+    body: mcp_messages.Body,
     backend_headers: dict[str, str],
 ) -> ToolAccess:
     """Refuse what the rules refuse (raising the error to answer); else say how

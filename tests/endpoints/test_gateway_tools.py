@@ -25,6 +25,7 @@ from proxy.config.settings import Settings
 from proxy.config.tool_rules import RulesSource
 from proxy.config.tool_rules import read_policy
 from proxy.config.tool_rules import read_tool_scopes
+from proxy.oauth import mcp_messages
 from tests.oauth_client import OAuthTestClient
 
 from ._helpers import ISSUER
@@ -407,6 +408,32 @@ def test_policy_checks_the_body_tool_and_a_lying_header_is_a_mismatch(
         headers={"Mcp-Method": "tools/call", "Mcp-Name": "echo"},
     )
     assert agreeing.status_code == 200
+
+
+def test_the_headers_check_and_the_tool_rules_parse_the_body_once(
+    client: t.Any,
+    oauth: OAuthTestClient,
+    idp_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = token_for(oauth, idp_url, "once@example.com", "mcp:write")
+    parses: list[bytes] = []
+    read_json = mcp_messages.read_json
+
+    def counted(body: bytes) -> t.Any:
+        parses.append(body)
+        return read_json(body)
+
+    monkeypatch.setattr(mcp_messages, "read_json", counted)
+    response = rpc(
+        client,
+        token,
+        "tools/call",
+        "echo",
+        headers={"Mcp-Method": "tools/call", "Mcp-Name": "echo"},
+    )
+    assert response.status_code == 200
+    assert len(parses) == 1
 
 
 # --------------------------------------------------------------------------- #

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from proxy.oauth import mcp_messages
 from proxy.oauth.mcp_messages import UnreadableBodyError
 from proxy.oauth.mcp_messages import answers
 from proxy.oauth.mcp_messages import filter_tools_result
@@ -100,3 +101,22 @@ def test_a_response_answers_the_requests_a_typescript_client_would_match(
     response_id: object, request_id: object, matches: bool
 ) -> None:
     assert answers(response_id, request_id) is matches
+
+
+def test_a_body_is_parsed_once_however_often_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[bytes] = []
+    read_json = mcp_messages.read_json
+    monkeypatch.setattr(
+        mcp_messages, "read_json", lambda raw: calls.append(raw) or read_json(raw)
+    )
+    body = mcp_messages.Body(json.dumps(CALL).encode())
+    assert calls == []  # nothing parsed until a rule reads it
+    assert parse_messages(body) == [CALL]
+    assert body.json() == CALL
+    assert len(calls) == 1
+    unreadable = mcp_messages.Body(b"{not json")
+    for _ in range(2):
+        with pytest.raises(UnreadableBodyError):
+            unreadable.json()
